@@ -1,0 +1,1 @@
+//! connectx: preload library (skeleton)

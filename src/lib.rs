@@ -18,6 +18,7 @@ pub mod netlink;
 pub mod policy;
 pub mod ports;
 pub mod real;
+pub mod route;
 pub mod state;
 pub mod sys;
 pub mod tcp;

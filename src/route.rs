@@ -68,6 +68,18 @@ fn store(key: &[u64; 4], src: &SockAddr, now: u64) {
     e.seq.store(s + 2, Release);
 }
 
+/// In the child after fork: an entry another thread of the parent was writing stays half
+/// written; drop it.
+pub fn after_fork_in_child() {
+    for e in &CACHE {
+        let s = e.seq.load(Relaxed);
+        if s & 1 == 1 {
+            e.at_ms.store(0, Relaxed);
+            e.seq.store(s + 1, Release);
+        }
+    }
+}
+
 /// The preferred source address (port 0) for `dst`, shaped like `dst` (v4-mapped for a
 /// dual-stack socket talking to IPv4).
 pub fn source_for(dst: &SockAddr) -> Result<SockAddr, libc::c_int> {

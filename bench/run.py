@@ -1,0 +1,776 @@
+#!/usr/bin/env python3
+"""connectx benchmarks: what the library buys and what it costs, side by side.
+
+    python3 bench/run.py            # full run: regenerates BENCHMARKS.md, bench/*.svg, bench/results.json
+    python3 bench/run.py --quick    # smoke run (< 1 minute): writes into bench/quick/ only
+
+Needs root (each measurement runs in its own fresh network namespace, created here with
+unshare(CLONE_NEWNET)), cargo, cc, iproute2 (ip, ss) and strace. Talks only to 127.0.0.x.
+The timed loops are in bench/client.c (compiled with cc -O2); this script orchestrates them,
+alternates runs with and without the library, and takes medians.
+"""
+
+import argparse
+import ctypes
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LIB = os.path.join(ROOT, "target", "release", "libconnectx.so")
+CLIENT = os.path.join(HERE, "client")  # built from client.c (git-ignored)
+CLONE_NEWNET = 0x40000000
+
+R_CAP, D_CAP = 100, 20          # capacity: ports and destinations
+FIX_PORT = 45000                # the legacy program's fixed source port
+DPORT = 5000                    # destination port of every TCP listener
+WIDE = (10000, 65535)           # a wide range where ports must not run out
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- namespaces and processes
+
+def in_netns(fn, *args, port_range=WIDE, sysctls=None):
+    """Runs fn(*args) in a forked child inside a fresh network namespace; returns its result."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(rfd)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            settings = {"net/ipv4/ip_local_port_range": f"{port_range[0]} {port_range[1]}",
+                        "net/core/somaxconn": "8192",
+                        "net/ipv4/ip_autobind_reuse": "0"}
+            settings.update(sysctls or {})
+            for k, v in settings.items():
+                with open("/proc/sys/" + k, "w") as f:
+                    f.write(v)
+            out = json.dumps({"ok": fn(*args)})
+        except BaseException as e:  # report, never hang the parent
+            import traceback
+            out = json.dumps({"error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"})
+            code = 1
+        with os.fdopen(wfd, "w") as f:
+            f.write(out)
+        os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    res = json.loads(data) if data else {"error": "child died"}
+    if "error" in res:
+        raise RuntimeError("measurement failed in its namespace: " + res["error"])
+    return res["ok"]
+
+
+def env_for(with_lib):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTX") and k != "LD_PRELOAD"}
+    if with_lib:
+        env["LD_PRELOAD"] = LIB
+        env["CONNECTX_LOG"] = "error"
+    return env
+
+
+def run(args, with_lib=False, timeout=600):
+    p = subprocess.run([CLIENT] + [str(a) for a in args], env=env_for(with_lib),
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"client {' '.join(map(str, args))} failed ({p.returncode}): {p.stderr}")
+    return p.stdout
+
+
+class Helper:
+    """A client in the background (server or socket holder) that stops when its stdin closes."""
+
+    def __init__(self, args, with_lib=False):
+        self.p = subprocess.Popen([CLIENT] + [str(a) for a in args], env=env_for(with_lib),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.line = self.p.stdout.readline().strip()
+        if not self.line:
+            self.p.wait()
+            raise RuntimeError(f"helper {args} did not start (rc {self.p.returncode})")
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+def server(dsts, accept):
+    return Helper(["serve", 1 if accept else 0, 600, DPORT] + list(dsts))
+
+
+# ---------------------------------------------------------------- 1. capacity
+
+RECIPES_CAP = [
+    ("tcp_plain", "TCP `connect()`"),
+    ("tcp_bind", "TCP `bind(ip,0)` + `connect()`"),
+    ("tcp_fixed", "TCP `bind(ip,P)` + `connect()`, one per destination"),
+    ("tcp_fixed_reuse", "TCP SO_REUSEADDR + `bind(ip,P)` + `connect()` (reference)"),
+    ("udp_plain", "UDP `connect()`"),
+    ("udp_bind", "UDP `bind(ip,0)` + `connect()`"),
+]
+MODES_CAP = [("kernel", False, "0"), ("autobind_reuse", False, "1"), ("connectx", True, "0")]
+
+
+def tuples(proto):
+    """(connected sockets, distinct 4-tuples) seen by ss in this namespace."""
+    flag = "-Htn" if proto == "tcp" else "-Hun"
+    out = subprocess.run(["ss", flag, "state", "established"], capture_output=True, text=True).stdout
+    rows = [tuple(l.split()[-2:]) for l in out.splitlines() if l.strip()]
+    rows = [r for r in rows if not r[0].endswith(f":{DPORT}")]  # client side only
+    return len(rows), len(set(rows))
+
+
+def cap_one(recipe, with_lib):
+    dsts = [f"127.0.1.{i}" for i in range(1, D_CAP + 1)]
+    srv = server(dsts, accept=False) if recipe.startswith("tcp") else None
+    try:
+        args = ["cap", recipe, "127.0.0.1", FIX_PORT, R_CAP * D_CAP + 10, DPORT] + dsts
+        p = subprocess.Popen([CLIENT] + [str(a) for a in args], env=env_for(with_lib), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline().strip()
+        n, uniq = tuples(recipe[:3])
+        p.stdin.close()
+        p.wait(timeout=30)
+    finally:
+        if srv:
+            srv.stop()
+    m = dict(kv.split("=", 1) for kv in line.split())
+    return {"total": int(m["total"]), "fail": m["first_fail"], "perdst": m["perdst"],
+            "ss": n, "unique": uniq}
+
+
+def bench_capacity():
+    res = {}
+    for recipe, _ in RECIPES_CAP:
+        for mode, with_lib, abr in MODES_CAP:
+            r = in_netns(cap_one, recipe, with_lib, port_range=(40000, 40000 + R_CAP - 1),
+                         sysctls={"net/ipv4/ip_autobind_reuse": abr})
+            res[f"{recipe}/{mode}"] = r
+            log(f"  capacity {recipe:16s} {mode:15s} {r['total']:5d}  ({r['fail']})")
+    return res
+
+
+# ---------------------------------------------------------------- 2. cost per connection
+
+RECIPES_COST = [
+    ("tcp_plain", "TCP `connect()`"),
+    ("tcp_bind", "TCP `bind(ip,0)` + `connect()`"),
+    ("udp_plain", "UDP `connect()`"),
+    ("udp_bind", "UDP `bind(ip,0)` + `connect()`"),
+]
+
+
+def cost_run(recipe, n, warm, with_lib):
+    """One timed run in this (fresh) namespace: [mean total, mean connect, median total,
+    median connect] in ns per connection."""
+    srv = server(["127.0.0.2"], accept=True) if recipe.startswith("tcp") else None
+    try:
+        t = run(["cost", recipe, "127.0.0.1", n, warm, "127.0.0.2", DPORT], with_lib).split()
+        return [float(x) for x in t]
+    finally:
+        if srv:
+            srv.stop()
+
+
+def strace_counts(recipe, n, with_lib, trace_all):
+    srv = server(["127.0.0.2"], accept=True) if recipe.startswith("tcp") else None
+    outf = f"/tmp/connectx-bench-strace.{os.getpid()}"
+    try:
+        cmd = ["strace", "-f", "-c", "-o", outf]
+        if not trace_all:
+            cmd += ["-e", "trace=%network"]
+        if with_lib:
+            cmd += ["-E", f"LD_PRELOAD={LIB}", "-E", "CONNECTX_LOG=error"]
+        cmd += [CLIENT, "cost", recipe, "127.0.0.1", str(n), "0", "127.0.0.2", str(DPORT)]
+        p = subprocess.run(cmd, env=env_for(False), capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError(f"strace run failed: {p.stderr}")
+        counts = {}
+        with open(outf) as f:
+            for line in f:
+                t = line.split()
+                if len(t) >= 5 and t[0][0].isdigit() and t[-1] != "total":
+                    counts[t[-1]] = int(t[3])
+        return counts
+    finally:
+        if srv:
+            srv.stop()
+        if os.path.exists(outf):
+            os.unlink(outf)
+
+
+def extra_calls(recipe, n1, n2, trace_all):
+    """Exact extra system calls per connection: differential over n2-n1 connections, minus the
+    same differential without the library (one-time start-up calls cancel out)."""
+    c = {}
+    for with_lib in (False, True):
+        a = strace_counts(recipe, n1, with_lib, trace_all)
+        b = strace_counts(recipe, n2, with_lib, trace_all)
+        c[with_lib] = {k: b.get(k, 0) - a.get(k, 0) for k in set(a) | set(b)}
+    per = {}
+    for k in set(c[True]) | set(c[False]):
+        d = (c[True].get(k, 0) - c[False].get(k, 0)) / (n2 - n1)
+        if abs(d) > 1e-9:
+            per[k] = d
+    base = sum(c[False].values()) / (n2 - n1)
+    return {"extra": sum(per.values()), "by_call": per, "base": base}
+
+
+def bench_cost(q):
+    rounds, n, warm = (3, 300, 50) if q else (21, 3000, 200)
+    res = {}
+    for recipe, _ in RECIPES_COST:
+        rr = []
+        for i in range(rounds):
+            r = {}
+            for with_lib in ([True, False] if i % 2 else [False, True]):
+                r["with" if with_lib else "without"] = in_netns(cost_run, recipe, n, warm, with_lib)
+            rr.append(r)
+        med = lambda key, j: statistics.median(r[key][j] for r in rr)
+        n1, n2 = (20, 120) if q else (100, 1100)
+        net = in_netns(extra_calls, recipe, n1, n2, False)
+        alls = in_netns(extra_calls, recipe, n1, n2, True)
+        res[recipe] = {"with_ns": med("with", 2), "without_ns": med("without", 2),
+                       "ratio": statistics.median(r["with"][2] / r["without"][2] for r in rr),
+                       "ratio_mean": statistics.median(r["with"][0] / r["without"][0] for r in rr),
+                       "with_mean_ns": med("with", 0), "without_mean_ns": med("without", 0),
+                       "connect_with_ns": med("with", 3), "connect_without_ns": med("without", 3),
+                       "rounds": rr, "n": n,
+                       "net_extra": net["extra"], "net_by_call": net["by_call"],
+                       "net_base": net["base"], "all_extra": alls["extra"],
+                       "all_by_call": alls["by_call"]}
+        x = res[recipe]
+        log(f"  cost {recipe:10s} without {x['without_ns']/1000:7.2f} µs  with {x['with_ns']/1000:7.2f} µs  "
+            f"ratio {x['ratio']:5.3f} (means: {x['ratio_mean']:.3f})  extra network calls "
+            f"{net['extra']:+.2f} (all {alls['extra']:+.2f})")
+    return res
+
+
+# ---------------------------------------------------------------- 3. scale
+
+FEW_PORTS = 10
+
+
+def hold_sockets(total, case):
+    """Helper processes (<= 12,500 sockets each; a process may hold 20,000 fds) holding `total`
+    connected UDP sockets, each with SO_REUSEADDR on (the state of a connectx-connected socket).
+    spread: each socket its own port (10000 + i) to 127.0.0.2:7000.
+    concentrated: FEW_PORTS ports (40000..) to many remote ports of 127.0.0.2."""
+    chunk = 12500
+    helpers = []
+    start = 0
+    while start < total:
+        k = min(chunk, total - start)
+        if case == "spread":
+            args = ["hold", k, "127.0.0.1", WIDE[0] + start, k, "127.0.0.2", 7000, 900]
+        else:
+            args = ["hold", k, "127.0.0.1", 40000, FEW_PORTS, "127.0.0.2",
+                    1 + start // FEW_PORTS, 900]
+        helpers.append(Helper(args))
+        start += k
+    return helpers
+
+
+def scale_case(total, case, n, rounds):
+    t0 = time.time()
+    helpers = hold_sockets(total, case)
+    setup = time.time() - t0
+    try:
+        out = {"with": [], "without": [], "setup_s": setup}
+        for i in range(rounds):
+            order = [True, False] if i % 2 else [False, True]
+            if case != "spread":
+                order = [True]  # the kernel alone has no free port on these FEW_PORTS ports
+            for with_lib in order:
+                t = run(["cost", "udp_plain", "127.0.0.1", n, 20, "127.0.0.3", 9], with_lib).split()
+                out["with" if with_lib else "without"].append([float(x) for x in t])
+    finally:
+        for h in helpers:
+            h.stop()
+    return out
+
+
+def bench_scale(q):
+    counts = [1000, 5000] if q else [1000, 10000, 50000]
+    res = {}
+    for case in ("spread", "concentrated"):
+        for total in counts:
+            if case == "spread":
+                n, rounds = (300, 3) if q else (2000, 7)
+                pr = WIDE
+            else:
+                n = 100 if q else max(100, min(2000, 2_000_000 // total))
+                rounds = 3 if q else 5
+                pr = (40000, 40000 + FEW_PORTS - 1)
+            r = in_netns(scale_case, total, case, n, rounds, port_range=pr)
+            # medians of the per-connection times, median over rounds
+            row = {"sockets": total, "setup_s": r["setup_s"],
+                   "with_ns": statistics.median(x[2] for x in r["with"]),
+                   "with_connect_ns": statistics.median(x[3] for x in r["with"])}
+            if r["without"]:
+                row["without_ns"] = statistics.median(x[2] for x in r["without"])
+                row["without_connect_ns"] = statistics.median(x[3] for x in r["without"])
+            res.setdefault(case, []).append(row)
+            log(f"  scale {case:12s} {total:6d} sockets: with {row['with_ns']/1000:8.2f} µs"
+                + (f"  without {row['without_ns']/1000:6.2f} µs" if "without_ns" in row else "")
+                + f"  (setup {r['setup_s']:.1f} s)")
+    for case, rows in res.items():
+        for row in rows:
+            row["growth"] = row["with_ns"] / rows[0]["with_ns"]
+            row["connect_growth"] = row["with_connect_ns"] / rows[0]["with_connect_ns"]
+    return res
+
+
+# ---------------------------------------------------------------- 4. near exhaustion
+
+R_FILL = 1000
+
+
+def fill_once(with_lib):
+    out = run(["fill", R_FILL + 10, "127.0.0.2", 7000], with_lib)
+    rows = []
+    for line in out.splitlines():
+        i, ns, rc, err = line.split()
+        rows.append((int(i), int(ns), int(rc), err))
+    return rows
+
+
+def bench_fill(q):
+    reps = 1 if q else 5
+    runs = {"with": [], "without": []}
+    for k in range(reps):
+        for with_lib in ([True, False] if k % 2 else [False, True]):
+            runs["with" if with_lib else "without"].append(
+                in_netns(fill_once, with_lib, port_range=(40000, 40000 + R_FILL - 1)))
+    res = {"R": R_FILL}
+    for key, rr in runs.items():
+        ok = [sum(1 for r in rows if r[2] == 0) for rows in rr]
+        false_fail = sum(1 for rows in rr for r in rows if r[0] < R_FILL and r[2] != 0)
+        after = sorted({r[3] for rows in rr for r in rows if r[0] >= R_FILL})
+        # median connect time per 2% bin (bin b: connects made with b..b+2% already connected)
+        bins = []
+        for b in range(0, 100, 2):
+            lo, hi = R_FILL * b // 100, R_FILL * (b + 2) // 100
+            v = [r[1] for rows in rr for r in rows if lo <= r[0] < hi and r[2] == 0 and r[0] > 0]
+            bins.append((b, statistics.median(v) if v else None))
+        def at(p, w=10):
+            c = R_FILL * p // 100
+            v = [r[1] for rows in rr for r in rows
+                 if max(1, c - w) <= r[0] < min(R_FILL, c + w) and r[2] == 0]
+            return statistics.median(v)
+        points = {str(p): at(p) for p in (0, 50, 75, 90, 95, 99)}
+        last = [r[1] for rows in rr for r in rows if r[0] >= R_FILL]
+        res[key] = {"ok": ok, "false_eagain": false_fail, "after_full": after, "bins": bins,
+                    "points": points, "full_fail_ns": statistics.median(last) if last else None}
+        log(f"  fill {key:7s} reached {ok}, false failures {false_fail}, then {after}; "
+            f"0% {points['0']/1000:.2f} µs, 90% {points['90']/1000:.2f} µs "
+            f"({points['90']/points['0']:.2f}x)")
+    return res
+
+
+# ---------------------------------------------------------------- 5. start and memory
+
+def spawn_one(prog, n):
+    out = run(["spawn", n, LIB] + prog)
+    pairs = [tuple(map(int, l.split())) for l in out.splitlines()]
+    wo = statistics.median(p[0] for p in pairs)
+    w = statistics.median(p[1] for p in pairs)
+    ratio = statistics.median(p[1] / p[0] for p in pairs)
+    return {"without_ns": wo, "with_ns": w, "ratio": ratio, "n": len(pairs)}
+
+
+def rss_one(with_lib, n):
+    out = run(["rss", n, "127.0.0.2", 7000], with_lib)
+    return {k: int(v) for k, v in (kv.split("=") for kv in out.split())}
+
+
+def bench_start_mem(q):
+    res = {"start": {}, "rss": {}}
+    progs = [("/bin/true", ["/bin/true"], 20 if q else 300),
+             ("bench/client noop", [CLIENT, "noop"], 20 if q else 300),
+             ("python3 -c pass", [os.path.realpath(sys.executable), "-c", "pass"], 5 if q else 60)]
+    for name, prog, n in progs:
+        r = in_netns(spawn_one, prog, n)
+        res["start"][name] = r
+        log(f"  start {name:18s} without {r['without_ns']/1e6:6.3f} ms  with {r['with_ns']/1e6:6.3f} ms"
+            f"  ratio {r['ratio']:.3f}")
+    n = 1000 if q else 10000
+    reps = 1 if q else 5
+    rr = {"with": [], "without": []}
+    for k in range(reps):
+        for with_lib in ([True, False] if k % 2 else [False, True]):
+            rr["with" if with_lib else "without"].append(in_netns(rss_one, with_lib, n))
+    for key, v in rr.items():
+        res["rss"][key] = {
+            "start_kb": statistics.median(x["start"] for x in v),
+            "first_kb": statistics.median(x["first"] for x in v),
+            "per_socket_b": statistics.median((x["after"] - x["first"]) * 1024 / x["n"] for x in v),
+            "n": v[0]["n"]}
+    w, wo = res["rss"]["with"], res["rss"]["without"]
+    log(f"  rss at start +{w['start_kb'] - wo['start_kb']} kB, after first connect "
+        f"+{w['first_kb'] - wo['first_kb']} kB, per socket {w['per_socket_b']:.0f} B vs "
+        f"{wo['per_socket_b']:.0f} B")
+    return res
+
+
+# ---------------------------------------------------------------- charts (plain SVG)
+
+def svg_chart(path, title, xlabel, ylabel, series, xlog=False, xticks=None, xfmt=str,
+              ymax=None, note=None):
+    """series: [(label, color, [(x, y)...])]. Plain SVG, no dependencies."""
+    import math
+    W, H, L, Rm, T, B = 720, 420, 70, 190, 40, 55
+    pw, ph = W - L - Rm, H - T - B
+    xs = [x for _, _, pts in series for x, y in pts if y is not None]
+    ys = [y for _, _, pts in series for x, y in pts if y is not None]
+    x0, x1 = min(xs), max(xs)
+    if xticks:
+        x0, x1 = min(x0, min(xticks)), max(x1, max(xticks))
+    y1 = ymax or max(ys) * 1.1
+    tx = (lambda x: math.log10(x)) if xlog else (lambda x: x)
+    def px(x):
+        return L + (tx(x) - tx(x0)) / ((tx(x1) - tx(x0)) or 1) * pw
+    def py(y):
+        return T + ph - min(y, y1) / y1 * ph
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{L + pw / 2}" y="22" text-anchor="middle" font-size="15" '
+           f'font-weight="bold">{title}</text>']
+    # y grid
+    step = 10 ** math.floor(math.log10(y1 / 5)) if y1 > 0 else 1
+    for m in (1, 2, 5, 10):
+        if y1 / (step * m) <= 8:
+            step *= m
+            break
+    y = 0.0
+    while y <= y1 + 1e-9:
+        out.append(f'<line x1="{L}" y1="{py(y):.1f}" x2="{L + pw}" y2="{py(y):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+        y += step
+    for x in (xticks or sorted(set(xs))):
+        out.append(f'<line x1="{px(x):.1f}" y1="{T}" x2="{px(x):.1f}" y2="{T + ph}" stroke="#eee"/>')
+        out.append(f'<text x="{px(x):.1f}" y="{T + ph + 18}" text-anchor="middle">{xfmt(x)}</text>')
+    out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
+    out.append(f'<text x="{L + pw / 2}" y="{H - 12}" text-anchor="middle">{xlabel}</text>')
+    out.append(f'<text transform="translate(18 {T + ph / 2}) rotate(-90)" '
+               f'text-anchor="middle">{ylabel}</text>')
+    for i, (label, color, pts) in enumerate(series):
+        pts = [(x, y) for x, y in pts if y is not None]
+        d = " ".join(f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for j, (x, y) in enumerate(pts))
+        out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in pts:
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
+        ly = T + 16 + i * 20
+        out.append(f'<line x1="{L + pw + 12}" y1="{ly}" x2="{L + pw + 32}" y2="{ly}" '
+                   f'stroke="{color}" stroke-width="2"/>')
+        out.append(f'<text x="{L + pw + 38}" y="{ly + 4}">{label}</text>')
+    if note:
+        for j, line in enumerate(note.split("\n")):
+            out.append(f'<text x="{L + pw + 12}" y="{T + 16 + len(series) * 20 + 10 + j * 15}" '
+                       f'font-size="11" fill="#555">{line}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def charts(res, outdir):
+    sc = res["scale"]
+    kx = lambda x: f"{x // 1000}k"
+    series = [("connectx, spread", "#1f77b4", [(r["sockets"], r["with_connect_ns"] / 1000) for r in sc["spread"]]),
+              ("kernel alone, spread", "#999999", [(r["sockets"], r["without_connect_ns"] / 1000) for r in sc["spread"]]),
+              (f"connectx, {FEW_PORTS} ports", "#d62728", [(r["sockets"], r["with_connect_ns"] / 1000) for r in sc["concentrated"]])]
+    svg_chart(os.path.join(outdir, "cost_vs_sockets.svg"), "UDP connect() cost vs UDP sockets open",
+              "UDP sockets already open in the namespace (log scale)", "µs per connect() (median)",
+              series, xlog=True, xticks=[r["sockets"] for r in sc["spread"]], xfmt=kx,
+              note="spread: each socket its own port\n"
+                   f"{FEW_PORTS} ports: all sockets on {FEW_PORTS} ports\n"
+                   "to many remote ports")
+    sp = [(r["sockets"], r["with_connect_ns"] / 1000) for r in sc["spread"]]
+    svg_chart(os.path.join(outdir, "cost_vs_sockets_spread.svg"),
+              "UDP connect() cost vs sockets open (spread, zoom)",
+              "UDP sockets already open in the namespace (log scale)", "µs per connect() (median)",
+              series[:2], xlog=True, xticks=[r["sockets"] for r in sc["spread"]], xfmt=kx)
+    fl = res["fill"]
+    series = [("connectx", "#1f77b4", [(b, v / 1000 if v else None) for b, v in fl["with"]["bins"]]),
+              ("kernel alone", "#999999", [(b, v / 1000 if v else None) for b, v in fl["without"]["bins"]])]
+    svg_chart(os.path.join(outdir, "cost_vs_fullness.svg"),
+              f"UDP connect() cost as one destination fills (R = {fl['R']})",
+              "4-tuples to the destination already taken (%)", "µs per connect() (median of 2% bin)",
+              series, xticks=list(range(0, 101, 10)), xfmt=lambda x: f"{x}%",
+              note=f"connectx: {max(fl['with']['ok'])} connected,\nthen {', '.join(fl['with']['after_full'])};\n"
+                   f"false EAGAIN: {fl['with']['false_eagain']}")
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    def cmd(*a):
+        try:
+            return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    return {"nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu,
+            "os": cmd("sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"),
+            "rustc": cmd("rustc", "--version"), "cc": cmd("cc", "--version").splitlines()[0],
+            "commit": cmd("git", "-C", ROOT, "rev-parse", "--short", "HEAD"),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def us(ns):
+    return f"{ns / 1000:.2f} µs"
+
+
+def met(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def report(res, args, elapsed):
+    m, cap, cost, sc, fl, sm = (res[k] for k in ("machine", "capacity", "cost", "scale", "fill", "start_mem"))
+    L = []
+    w = L.append
+    w("# connectx benchmarks\n")
+    w("What connectx buys (capacity) and what it costs (time, system calls, memory), measured side by "
+      "side with the kernel alone. Generated by `bench/run.py`; do not edit by hand.\n")
+    w(f"- Command: `{'python3 bench/run.py' + (' --quick' if args.quick else '')}` (as root, from the repository root); "
+      f"took {elapsed / 60:.1f} minutes")
+    w(f"- Date: {m['date']}; library commit `{m['commit']}`, release profile")
+    w(f"- Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, {m['os']}; {m['rustc']}; {m['cc']}")
+    w("- Method: every measurement runs in its own fresh network namespace (loopback only, "
+      "127.0.0.x). Timed loops are in C (`bench/client.c`, `cc -O2`). Runs with and without the "
+      "library alternate (order swapped every round) and figures are medians; ratios are the "
+      "median of per-round ratios. The machine is shared and noisy: trust ratios more than "
+      "absolute times.\n")
+
+    # targets summary
+    t = []
+    def tgt(name, ok, fig):
+        t.append((name, ok, fig))
+    c = cost
+    tgt("Capacity: R×D for every recipe under connectx (fixed port: D)",
+        all(cap[f"{r}/connectx"]["total"] == (D_CAP if r.startswith("tcp_fixed") else R_CAP * D_CAP)
+            for r, _ in RECIPES_CAP),
+        ", ".join(f"{r} {cap[f'{r}/connectx']['total']}" for r, _ in RECIPES_CAP if r != "tcp_fixed_reuse"))
+    tgt("TCP plain connect: +0 system calls", abs(c["tcp_plain"]["net_extra"]) < 0.005,
+        f"{c['tcp_plain']['net_extra']:+.2f} network calls ({c['tcp_plain']['all_extra']:+.2f} all calls), "
+        f"{c['tcp_plain']['ratio']:.3f}×")
+    tgt("TCP bind-before-connect: +1 call", abs(c["tcp_bind"]["net_extra"] - 1) < 0.005,
+        f"{c['tcp_bind']['net_extra']:+.2f} network calls ({c['tcp_bind']['all_extra']:+.2f} all calls)")
+    tgt("TCP bind-before-connect: ≤ 1.05×", c["tcp_bind"]["ratio"] <= 1.05, f"{c['tcp_bind']['ratio']:.3f}×")
+    for r, name in (("udp_plain", "UDP connect"), ("udp_bind", "UDP bind + connect")):
+        tgt(f"{name}: ≤ +8 calls", c[r]["net_extra"] <= 8.005,
+            f"{c[r]['net_extra']:+.2f} network calls ({c[r]['all_extra']:+.2f} all calls)")
+        tgt(f"{name}: ≤ 2.5×", c[r]["ratio"] <= 2.5, f"{c[r]['ratio']:.2f}×")
+    sp = sc["spread"]
+    tgt(f"Scale, spread: ≤ 1.3× from {sp[0]['sockets'] // 1000}k to {sp[-1]['sockets'] // 1000}k sockets",
+        sp[-1]["growth"] <= 1.3,
+        f"{sp[-1]['growth']:.2f}× (socket+connect+close), {sp[-1]['connect_growth']:.2f}× (connect alone)")
+    co = sc["concentrated"]
+    t.append((f"Scale, concentrated ({FEW_PORTS} ports): reported", None,
+              f"{co[-1]['growth']:.1f}× from {co[0]['sockets'] // 1000}k to {co[-1]['sockets'] // 1000}k "
+              f"({us(co[0]['with_connect_ns'])} → {us(co[-1]['with_connect_ns'])} per connect)"))
+    fw = fl["with"]
+    tgt("Near exhaustion: no false EAGAIN while a 4-tuple is free", fw["false_eagain"] == 0 and
+        min(fw["ok"]) == fl["R"], f"{fw['false_eagain']} false failures; every fill reached {min(fw['ok'])}/{fl['R']}, "
+        f"then {', '.join(fw['after_full'])}")
+    r90 = fw["points"]["90"] / fw["points"]["0"]
+    tgt("Near exhaustion: at 90% full ≤ 3× the empty cost", r90 <= 3,
+        f"{r90:.2f}× ({us(fw['points']['0'])} → {us(fw['points']['90'])})")
+    w("## Targets\n")
+    w("| target | result | figure |")
+    w("|---|---|---|")
+    for name, ok, fig in t:
+        w(f"| {name} | {'reported' if ok is None else met(ok)} | {fig} |")
+    w("")
+
+    w(f"## 1. Capacity: R = {R_CAP} ports, D = {D_CAP} destinations\n")
+    w(f"Concurrent connections from 127.0.0.1 reached by one process that opens connections to each "
+      f"destination (127.0.1.1–127.0.1.{D_CAP}, TCP listeners with backlog 4096, connections left in the "
+      f"backlog) until the first failure, then moves on. `ip_local_port_range` = 40000 {40000 + R_CAP - 1}, "
+      f"no reserved ports. Fixed port: the legacy program binds 127.0.0.1:{FIX_PORT} for every "
+      f"connection, one connection per destination (goal D = {D_CAP}). The first failure is shown as "
+      f"call:errno. \"4-tuples\" is what `ss` counted connected, and how many were distinct.\n")
+    w("| recipe | kernel alone | kernel, `ip_autobind_reuse=1` | connectx | goal | 4-tuples under connectx (ss: all / distinct) |")
+    w("|---|---|---|---|---|---|")
+    for r, name in RECIPES_CAP:
+        cells = [f"{cap[f'{r}/{mo}']['total']} ({cap[f'{r}/{mo}']['fail']})" for mo, _, _ in MODES_CAP]
+        goal = D_CAP if r.startswith("tcp_fixed") else R_CAP * D_CAP
+        cx = cap[f"{r}/connectx"]
+        w(f"| {name} | {' | '.join(cells)} | {goal} | {cx['ss']} / {cx['unique']} |")
+    w("")
+
+    w("## 2. Cost per connection (loopback)\n")
+    nr = len(cost["tcp_plain"]["rounds"])
+    w(f"`socket` + [`bind(127.0.0.1,0)`] + `connect(127.0.0.2)` + `close`, timed in C, "
+      f"{cost['tcp_plain']['n']:,} connections per run after a warm-up, {nr} rounds per recipe; a round is "
+      "one run without and one with the library (order swapped every round), each run in its own fresh "
+      "namespace. TCP connects to a listener (another process) that accepts and closes. Times are the "
+      "median per-connection time of a run, median over the rounds; the ratio is the median of the "
+      "per-round ratios (the ratio of mean times is shown too). \"connect()\" is the time inside "
+      "`connect()` alone. System calls: `strace -f -c`, differential (1,100 minus 100 connections, "
+      "with minus without), so one-time start-up calls cancel.\n")
+    w("| recipe | without | with connectx | ratio | ratio of means | connect() without → with | network calls per connection without | extra network calls | extra calls, all kinds |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for r, name in RECIPES_COST:
+        x = cost[r]
+        w(f"| {name} | {us(x['without_ns'])} | {us(x['with_ns'])} | {x['ratio']:.3f}× | {x['ratio_mean']:.3f}× | "
+          f"{us(x['connect_without_ns'])} → {us(x['connect_with_ns'])} | {x['net_base']:.2f} | "
+          f"{x['net_extra']:+.2f} | {x['all_extra']:+.2f} |")
+    w("")
+    w("Extra calls per connection, by call (all kinds):\n")
+    for r, name in RECIPES_COST:
+        by = cost[r]["all_by_call"]
+        parts = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(by.items(), key=lambda kv: -abs(kv[1])))
+        w(f"- {name}: {parts or 'none'}")
+    w("")
+
+    w("## 3. Scale: UDP connect cost with many UDP sockets open\n")
+    w("Helper processes (≤ 12,500 sockets each) hold N connected UDP sockets in the namespace, each "
+      "with SO_REUSEADDR on (the state a socket connected through connectx is in). Then "
+      "`socket` + `connect(127.0.0.3:9)` + `close` is timed, with and without the library alternating "
+      "(spread case). **Spread**: range 10000–65535, each held socket on its own port (127.0.0.1:10000+i "
+      f"→ 127.0.0.2:7000). **Concentrated**: range 40000–{40000 + FEW_PORTS - 1}, all held sockets on "
+      f"those {FEW_PORTS} ports, each to its own remote port; the kernel alone cannot connect at all "
+      "there (every port is taken), so only connectx is shown.\n")
+    w(f"Chart: [cost vs sockets open](bench/cost_vs_sockets.svg) ([spread only](bench/cost_vs_sockets_spread.svg))\n")
+    w("![cost vs sockets open](bench/cost_vs_sockets.svg)\n")
+    w("| case | sockets open | sockets per port | kernel alone: connect() | connectx: socket+connect+close | connectx: connect() | growth vs first row (total / connect) |")
+    w("|---|---|---|---|---|---|---|")
+    for case in ("spread", "concentrated"):
+        for r in sc[case]:
+            per = 1 if case == "spread" else r["sockets"] // FEW_PORTS
+            wo = us(r["without_connect_ns"]) if "without_connect_ns" in r else "— (no free port)"
+            w(f"| {case} | {r['sockets']:,} | {per:,} | {wo} | {us(r['with_ns'])} | "
+              f"{us(r['with_connect_ns'])} | {r['growth']:.2f}× / {r['connect_growth']:.2f}× |")
+    w("")
+
+    w(f"## 4. Near exhaustion: one destination, R = {fl['R']} ports\n")
+    w(f"One process connects UDP sockets to 127.0.0.2:7000 one after another ({fl['R']} + 10 tries, "
+      f"sockets kept open), {len(fw['ok'])} fills with and without the library, alternating. Time "
+      "inside `connect()`; at p% the median of the 20 connects around p% full.\n")
+    w("Chart: [cost vs fullness](bench/cost_vs_fullness.svg)\n")
+    w("![cost vs fullness](bench/cost_vs_fullness.svg)\n")
+    fo = fl["without"]
+    w("| fullness | kernel alone | connectx | connectx / its empty cost |")
+    w("|---|---|---|---|")
+    for p in (0, 50, 75, 90, 95, 99):
+        p = str(p)
+        w(f"| {p}% | {us(fo['points'][p])} | {us(fw['points'][p])} | {fw['points'][p] / fw['points']['0']:.2f}× |")
+    w(f"| full (the failing connect) | {us(fo['full_fail_ns'])} ({', '.join(fo['after_full'])}) | "
+      f"{us(fw['full_fail_ns'])} ({', '.join(fw['after_full'])}) | {fw['full_fail_ns'] / fw['points']['0']:.1f}× |")
+    w("")
+    w(f"Connections reached per fill: kernel alone {fo['ok']}, connectx {fw['ok']}; connects that "
+      f"failed while a 4-tuple was free: kernel alone {fo['false_eagain']}, connectx {fw['false_eagain']}.\n")
+
+    w("## 5. Process start and memory\n")
+    w("Start: a program run with `posix_spawn` and waited for, alternating without/with "
+      "`LD_PRELOAD=libconnectx.so`, medians.\n")
+    w("| program | runs | without | with | ratio (median of pairs) |")
+    w("|---|---|---|---|---|")
+    for name, r in sm["start"].items():
+        w(f"| `{name}` | {r['n']} | {r['without_ns'] / 1e6:.3f} ms | {r['with_ns'] / 1e6:.3f} ms | {r['ratio']:.3f}× |")
+    rw, ro = sm["rss"]["with"], sm["rss"]["without"]
+    w("")
+    w(f"Memory (VmRSS of `bench/client rss`, medians of {len(fw['ok'])} runs each):\n")
+    w("| | without | with connectx | difference |")
+    w("|---|---|---|---|")
+    w(f"| RSS at `main()` | {ro['start_kb']} kB | {rw['start_kb']} kB | {rw['start_kb'] - ro['start_kb']:+} kB |")
+    w(f"| RSS after the first UDP connect | {ro['first_kb']} kB | {rw['first_kb']} kB | {rw['first_kb'] - ro['first_kb']:+} kB |")
+    w(f"| RSS per connected UDP socket ({rw['n']:,} open) | {ro['per_socket_b']:.0f} B | {rw['per_socket_b']:.0f} B | {rw['per_socket_b'] - ro['per_socket_b']:+.0f} B |")
+    w("")
+    w("RSS counts user-space memory only (the library's per-socket records live in mmap'd chunks); "
+      "kernel socket memory is the same with and without the library.\n")
+    if res.get("notes"):
+        w("## Notes\n")
+        w(res["notes"])
+    return "\n".join(L) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not os.path.exists(LIB):
+        sys.exit(f"bench: {LIB} was not built")
+    src = os.path.join(HERE, "client.c")
+    if not os.path.exists(CLIENT) or os.path.getmtime(CLIENT) < os.path.getmtime(src):
+        subprocess.run(["cc", "-O2", "-Wall", "-o", CLIENT, src], check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small smoke run; writes into bench/quick/")
+    ap.add_argument("--only", help="comma-separated subset: capacity,cost,scale,fill,start (debugging; "
+                                   "reuses the other sections from the last results.json)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (it creates network namespaces)")
+    for tool in ("ip", "ss", "strace", "cc", "cargo"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is missing (apt-get install iproute2 strace gcc; rustup for cargo)")
+    t0 = time.time()
+    build()
+    outdir = os.path.join(HERE, "quick") if args.quick else HERE
+    mdpath = os.path.join(outdir, "BENCHMARKS.md") if args.quick else os.path.join(ROOT, "BENCHMARKS.md")
+    os.makedirs(outdir, exist_ok=True)
+    jpath = os.path.join(outdir, "results.json")
+    res = {}
+    only = set(args.only.split(",")) if args.only else None
+    if only and os.path.exists(jpath):
+        with open(jpath) as f:
+            res = json.load(f)
+    q = args.quick
+    steps = [("capacity", lambda: bench_capacity()), ("cost", lambda: bench_cost(q)),
+             ("scale", lambda: bench_scale(q)), ("fill", lambda: bench_fill(q)),
+             ("start_mem", lambda: bench_start_mem(q))]
+    for name, fn in steps:
+        if only and name.split("_")[0] not in only:
+            continue
+        log(f"{name} …")
+        s = time.time()
+        res[name] = fn()
+        log(f"  ({time.time() - s:.0f} s)")
+    res["machine"] = machine()
+    elapsed = time.time() - t0
+    res["elapsed_s"] = elapsed
+    with open(jpath, "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    charts(res, outdir)
+    with open(mdpath, "w") as f:
+        f.write(report(res, args, elapsed))
+    log(f"wrote {os.path.relpath(mdpath, ROOT)} and charts in {os.path.relpath(outdir, ROOT)}/ "
+        f"({elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

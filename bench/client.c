@@ -312,36 +312,43 @@ static int cmd_hold(int argc, char **argv) {
     return 0;
 }
 
-static long vmrss_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
+static long field_kb(const char *path, const char *name) {
+    FILE *f = fopen(path, "r");
     if (!f) return -1;
     char line[256];
     long kb = -1;
+    size_t n = strlen(name);
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
+        if (!strncmp(line, name, n)) kb = atol(line + n);
     fclose(f);
     return kb;
 }
+
+static long vmrss_kb(void) { return field_kb("/proc/self/status", "VmRSS:"); }
+
+/* Memory only this process has: private dirty pages (anonymous memory, written data). */
+static long private_dirty_kb(void) { return field_kb("/proc/self/smaps_rollup", "Private_Dirty:"); }
 
 /* rss N DSTIP DPORT: VmRSS at start, after one connected UDP socket (closed), and with N open. */
 static int cmd_rss(int argc, char **argv) {
     if (argc != 3) return 2;
     raise_nofile();
-    long rss0 = vmrss_kb();
+    long rss0 = vmrss_kb(), pd0 = private_dirty_kb();
     long n = atol(argv[0]);
     struct sockaddr_in dst = sin_of(argv[1], atoi(argv[2]));
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) die("rss connect");
     close(fd);
-    long rss1 = vmrss_kb();
+    long rss1 = vmrss_kb(), pd1 = private_dirty_kb();
     long ok = 0;
     for (long i = 0; i < n; i++) {
         fd = socket(AF_INET, SOCK_DGRAM, 0);
         if (fd < 0) die("rss socket");
         if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0) ok++;
     }
-    long rss2 = vmrss_kb();
-    printf("start=%ld first=%ld after=%ld n=%ld\n", rss0, rss1, rss2, ok);
+    long rss2 = vmrss_kb(), pd2 = private_dirty_kb();
+    printf("start=%ld first=%ld after=%ld pd_start=%ld pd_first=%ld pd_after=%ld n=%ld\n", rss0, rss1,
+           rss2, pd0, pd1, pd2, ok);
     return 0;
 }
 

@@ -28,6 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LIB = os.path.join(ROOT, "target", "release", "libconnectx.so")
 CLIENT = os.path.join(HERE, "client")  # built from client.c (git-ignored)
+EMPTY_SO = os.path.join(HERE, "empty.so")          # reference preload libraries (git-ignored)
+EMPTY_GCC_SO = os.path.join(HERE, "empty_gcc_s.so")
 CLONE_NEWNET = 0x40000000
 
 R_CAP, D_CAP = 100, 20          # capacity: ports and destinations
@@ -394,8 +396,8 @@ def bench_fill(q):
 
 # ---------------------------------------------------------------- 5. start and memory
 
-def spawn_one(prog, n):
-    out = run(["spawn", n, LIB] + prog)
+def spawn_one(prog, n, lib=None):
+    out = run(["spawn", n, lib or LIB] + prog)
     pairs = [tuple(map(int, l.split())) for l in out.splitlines()]
     wo = statistics.median(p[0] for p in pairs)
     w = statistics.median(p[1] for p in pairs)
@@ -418,8 +420,17 @@ def bench_start_mem(q):
         res["start"][name] = r
         log(f"  start {name:18s} without {r['without_ns']/1e6:6.3f} ms  with {r['with_ns']/1e6:6.3f} ms"
             f"  ratio {r['ratio']:.3f}")
+    # Where the start cost of /bin/true comes from: any preload, then libgcc_s.so.1 (which a
+    # Rust cdylib with panic=unwind needs), then connectx itself.
+    res["start_ref"] = {}
+    for name, lib in (("empty preload library", EMPTY_SO),
+                      ("empty preload library + libgcc_s.so.1", EMPTY_GCC_SO)):
+        r = in_netns(spawn_one, ["/bin/true"], progs[0][2], lib)
+        res["start_ref"][name] = r
+        log(f"  start /bin/true with {name}: ratio {r['ratio']:.3f}")
     n = 1000 if q else 10000
     reps = 1 if q else 5
+    res["rss_reps"] = reps
     rr = {"with": [], "without": []}
     for k in range(reps):
         for with_lib in ([True, False] if k % 2 else [False, True]):
@@ -429,6 +440,9 @@ def bench_start_mem(q):
             "start_kb": statistics.median(x["start"] for x in v),
             "first_kb": statistics.median(x["first"] for x in v),
             "per_socket_b": statistics.median((x["after"] - x["first"]) * 1024 / x["n"] for x in v),
+            "pd_start_kb": statistics.median(x["pd_start"] for x in v),
+            "pd_first_kb": statistics.median(x["pd_first"] for x in v),
+            "pd_per_socket_b": statistics.median((x["pd_after"] - x["pd_first"]) * 1024 / x["n"] for x in v),
             "n": v[0]["n"]}
     w, wo = res["rss"]["with"], res["rss"]["without"]
     log(f"  rss at start +{w['start_kb'] - wo['start_kb']} kB, after first connect "
@@ -699,17 +713,28 @@ def report(res, args, elapsed):
     w("|---|---|---|---|---|")
     for name, r in sm["start"].items():
         w(f"| `{name}` | {r['n']} | {r['without_ns'] / 1e6:.3f} ms | {r['with_ns'] / 1e6:.3f} ms | {r['ratio']:.3f}× |")
+    w("")
+    w("Where the start cost comes from (`/bin/true`, same method, other preload libraries in place of connectx):\n")
+    w("| `LD_PRELOAD=` | ratio |")
+    w("|---|---|")
+    for name, r in sm.get("start_ref", {}).items():
+        w(f"| {name} | {r['ratio']:.3f}× |")
+    w(f"| libconnectx.so | {sm['start']['/bin/true']['ratio']:.3f}× |")
     rw, ro = sm["rss"]["with"], sm["rss"]["without"]
     w("")
-    w(f"Memory (VmRSS of `bench/client rss`, medians of {len(fw['ok'])} runs each):\n")
+    w(f"Memory (`bench/client rss`, medians of {sm['rss_reps']} runs each):\n")
     w("| | without | with connectx | difference |")
     w("|---|---|---|---|")
     w(f"| RSS at `main()` | {ro['start_kb']} kB | {rw['start_kb']} kB | {rw['start_kb'] - ro['start_kb']:+} kB |")
     w(f"| RSS after the first UDP connect | {ro['first_kb']} kB | {rw['first_kb']} kB | {rw['first_kb'] - ro['first_kb']:+} kB |")
     w(f"| RSS per connected UDP socket ({rw['n']:,} open) | {ro['per_socket_b']:.0f} B | {rw['per_socket_b']:.0f} B | {rw['per_socket_b'] - ro['per_socket_b']:+.0f} B |")
+    w(f"| private dirty memory at `main()` | {ro['pd_start_kb']} kB | {rw['pd_start_kb']} kB | {rw['pd_start_kb'] - ro['pd_start_kb']:+} kB |")
+    w(f"| private dirty memory after the first UDP connect | {ro['pd_first_kb']} kB | {rw['pd_first_kb']} kB | {rw['pd_first_kb'] - ro['pd_first_kb']:+} kB |")
+    w(f"| private dirty memory per connected UDP socket | {ro['pd_per_socket_b']:.0f} B | {rw['pd_per_socket_b']:.0f} B | {rw['pd_per_socket_b'] - ro['pd_per_socket_b']:+.0f} B |")
     w("")
-    w("RSS counts user-space memory only (the library's per-socket records live in mmap'd chunks); "
-      "kernel socket memory is the same with and without the library.\n")
+    w("VmRSS includes the library's code pages, which are shared with every other process using it; "
+      "private dirty memory (`/proc/self/smaps_rollup`) is what each process really adds. Both count "
+      "user-space memory only; kernel socket memory is the same with and without the library.\n")
     if res.get("notes"):
         w("## Notes\n")
         w(res["notes"])
@@ -725,6 +750,10 @@ def build():
     src = os.path.join(HERE, "client.c")
     if not os.path.exists(CLIENT) or os.path.getmtime(CLIENT) < os.path.getmtime(src):
         subprocess.run(["cc", "-O2", "-Wall", "-o", CLIENT, src], check=True)
+    empty = os.path.join(HERE, "empty.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", EMPTY_SO, empty], check=True)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", EMPTY_GCC_SO, empty,
+                    "-Wl,--no-as-needed", "-lgcc_s"], check=True)
 
 
 def main():

@@ -11,7 +11,7 @@
  *   client spawn  N LIB PROG [ARGS...]                 alternating runs of PROG without/with LD_PRELOAD=LIB
  *   client noop                                        does nothing
  *
- * RECIPE: tcp_plain tcp_bind tcp_fixed tcp_fixed_reuse udp_plain udp_bind
+ * RECIPE: tcp_plain tcp_bind tcp_bind_noport tcp_fixed tcp_fixed_reuse udp_plain udp_bind
  * Every loop is bounded; servers and holders stop by themselves after SECONDS or on stdin EOF.
  */
 #define _GNU_SOURCE
@@ -68,11 +68,12 @@ static void raise_nofile(void) {
 
 static void wait_stdin(int seconds);
 
-enum { TCP_PLAIN, TCP_BIND, TCP_FIXED, TCP_FIXED_REUSE, UDP_PLAIN, UDP_BIND };
+enum { TCP_PLAIN, TCP_BIND, TCP_BIND_NOPORT, TCP_FIXED, TCP_FIXED_REUSE, UDP_PLAIN, UDP_BIND };
 
 static int recipe_of(const char *s) {
     if (!strcmp(s, "tcp_plain")) return TCP_PLAIN;
     if (!strcmp(s, "tcp_bind")) return TCP_BIND;
+    if (!strcmp(s, "tcp_bind_noport")) return TCP_BIND_NOPORT;
     if (!strcmp(s, "tcp_fixed")) return TCP_FIXED;
     if (!strcmp(s, "tcp_fixed_reuse")) return TCP_FIXED_REUSE;
     if (!strcmp(s, "udp_plain")) return UDP_PLAIN;
@@ -96,8 +97,12 @@ static int open_one(int recipe, const struct sockaddr_in *src, const struct sock
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     }
-    if (recipe == TCP_BIND || recipe == TCP_FIXED || recipe == TCP_FIXED_REUSE ||
-        recipe == UDP_BIND) {
+    if (recipe == TCP_BIND_NOPORT) { /* what curl does itself: IP_BIND_ADDRESS_NO_PORT */
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, 24, &one, sizeof one);
+    }
+    if (recipe == TCP_BIND || recipe == TCP_BIND_NOPORT || recipe == TCP_FIXED ||
+        recipe == TCP_FIXED_REUSE || recipe == UDP_BIND) {
         *stage = "bind";
         if (bind(fd, (const struct sockaddr *)src, sizeof *src) < 0) {
             int e = errno;
@@ -117,6 +122,13 @@ static int open_one(int recipe, const struct sockaddr_in *src, const struct sock
         return -1;
     }
     return fd;
+}
+
+/* CPU time (user + system) of this thread so far. */
+static uint64_t cpu_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -139,6 +151,7 @@ static int cmd_cost(int argc, char **argv) {
     }
     uint64_t *it = malloc(sizeof(uint64_t) * (size_t)n), *ic = malloc(sizeof(uint64_t) * (size_t)n);
     if (!it || !ic) die("malloc");
+    uint64_t cpu0 = cpu_ns();
     uint64_t t0 = now_ns();
     for (long i = 0; i < n; i++) {
         uint64_t a = now_ns(), c0 = connect_ns;
@@ -149,14 +162,17 @@ static int cmd_cost(int argc, char **argv) {
         ic[i] = connect_ns - c0;
     }
     uint64_t t1 = now_ns();
+    uint64_t cpu1 = cpu_ns();
     uint64_t csum = 0;
     for (long i = 0; i < n; i++) csum += ic[i];
     qsort(it, (size_t)n, sizeof *it, cmp_u64);
     qsort(ic, (size_t)n, sizeof *ic, cmp_u64);
-    /* mean ns per connection (socket+[bind]+connect+close), mean ns inside connect(), and the
-     * medians of the per-connection times (robust to preemption on a noisy machine) */
-    printf("%.1f %.1f %llu %llu\n", (double)(t1 - t0) / (double)n, (double)csum / (double)n,
-           (unsigned long long)it[n / 2], (unsigned long long)ic[n / 2]);
+    /* mean ns per connection (socket+[bind]+connect+close), mean ns inside connect(), the
+     * medians of the per-connection times (robust to preemption on a noisy machine), and the
+     * client's CPU time (user+system) per connection */
+    printf("%.1f %.1f %llu %llu %.1f\n", (double)(t1 - t0) / (double)n, (double)csum / (double)n,
+           (unsigned long long)it[n / 2], (unsigned long long)ic[n / 2],
+           (double)(cpu1 - cpu0) / (double)n);
     return 0;
 }
 

@@ -89,8 +89,8 @@ def env_for(with_lib):
     return env
 
 
-def run(args, with_lib=False, timeout=600):
-    p = subprocess.run([CLIENT] + [str(a) for a in args], env=env_for(with_lib),
+def run(args, with_lib=False, timeout=600, extra_env=None):
+    p = subprocess.run([CLIENT] + [str(a) for a in args], env={**env_for(with_lib), **(extra_env or {})},
                        capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"client {' '.join(map(str, args))} failed ({p.returncode}): {p.stderr}")
@@ -186,12 +186,20 @@ RECIPES_COST = [
 ]
 
 
-def cost_run(recipe, n, warm, with_lib):
+def cost_run(recipe, n, warm, with_lib, extra_env=None):
     """One timed run in this (fresh) namespace: [mean total, mean connect, median total,
     median connect] in ns per connection."""
     srv = server(["127.0.0.2"], accept=True) if recipe.startswith("tcp") else None
+    if os.cpu_count() >= 2:
+        # Client on CPU 0, server on CPU 1: left to the scheduler, a run lands either with both
+        # on one CPU (every connect waits for a context switch: twice the time) or on two, and
+        # the mix differs from run to run.
+        if srv:
+            os.sched_setaffinity(srv.p.pid, {1})
+        os.sched_setaffinity(0, {0})
     try:
-        t = run(["cost", recipe, "127.0.0.1", n, warm, "127.0.0.2", DPORT], with_lib).split()
+        t = run(["cost", recipe, "127.0.0.1", n, warm, "127.0.0.2", DPORT], with_lib,
+                extra_env=extra_env).split()
         return [float(x) for x in t]
     finally:
         if srv:
@@ -242,29 +250,66 @@ def extra_calls(recipe, n1, n2, trace_all):
     return {"extra": sum(per.values()), "by_call": per, "base": base}
 
 
+def quartiles(v):
+    v = sorted(v)
+    if len(v) < 4:
+        return [v[0], v[-1]]
+    q = statistics.quantiles(v, n=4)
+    return [q[0], q[2]]
+
+
 def bench_cost(q):
-    rounds, n, warm = (3, 300, 50) if q else (21, 3000, 200)
     res = {}
     for recipe, _ in RECIPES_COST:
+        # TCP over loopback involves the accepting server on the other core: noisier, more rounds.
+        if q:
+            rounds, n, warm = 3, 300, 50
+        elif recipe.startswith("tcp"):
+            rounds, n, warm = 61, 2000, 200
+        else:
+            rounds, n, warm = 21, 3000, 200
+        # Each round runs every variant once, each in its own fresh namespace, in an order that
+        # rotates and reverses from round to round.
+        variants = [("without", recipe, False, None), ("with", recipe, True, None)]
+        if recipe == "tcp_plain":
+            # Reference: the library loaded but switched off (CONNECTX=0): what interposing the
+            # calls costs, apart from managing the sockets.
+            variants.append(("off", recipe, True, {"CONNECTX": "0"}))
+        if recipe == "tcp_bind":
+            # Reference: IP_BIND_ADDRESS_NO_PORT set by the program itself (curl's way), no
+            # library: the same system calls as tcp_bind under connectx.
+            variants.append(("noport", "tcp_bind_noport", False, None))
         rr = []
         for i in range(rounds):
-            r = {}
-            for with_lib in ([True, False] if i % 2 else [False, True]):
-                r["with" if with_lib else "without"] = in_netns(cost_run, recipe, n, warm, with_lib)
-            rr.append(r)
+            k = i % len(variants)
+            order = variants[k:] + variants[:k]
+            if (i // len(variants)) % 2:
+                order.reverse()
+            rr.append({key: in_netns(cost_run, rec, n, warm, lib, env) for key, rec, lib, env in order})
         med = lambda key, j: statistics.median(r[key][j] for r in rr)
         n1, n2 = (20, 120) if q else (100, 1100)
         net = in_netns(extra_calls, recipe, n1, n2, False)
         alls = in_netns(extra_calls, recipe, n1, n2, True)
         res[recipe] = {"with_ns": med("with", 2), "without_ns": med("without", 2),
                        "ratio": statistics.median(r["with"][2] / r["without"][2] for r in rr),
+                       "ratio_iqr": quartiles([r["with"][2] / r["without"][2] for r in rr]),
                        "ratio_mean": statistics.median(r["with"][0] / r["without"][0] for r in rr),
+                       "ratio_cpu": statistics.median(r["with"][4] / r["without"][4] for r in rr),
                        "with_mean_ns": med("with", 0), "without_mean_ns": med("without", 0),
                        "connect_with_ns": med("with", 3), "connect_without_ns": med("without", 3),
                        "rounds": rr, "n": n,
                        "net_extra": net["extra"], "net_by_call": net["by_call"],
                        "net_base": net["base"], "all_extra": alls["extra"],
                        "all_by_call": alls["by_call"]}
+        if recipe == "tcp_plain":
+            res[recipe]["off_vs_without"] = statistics.median(r["off"][2] / r["without"][2] for r in rr)
+            res[recipe]["cpu_off_vs_without"] = statistics.median(r["off"][4] / r["without"][4] for r in rr)
+        if recipe == "tcp_bind":
+            res[recipe]["noport_ns"] = statistics.median(r["noport"][2] for r in rr)
+            res[recipe]["noport_vs_without"] = statistics.median(r["noport"][2] / r["without"][2] for r in rr)
+            res[recipe]["with_vs_noport"] = statistics.median(r["with"][2] / r["noport"][2] for r in rr)
+            res[recipe]["cpu_noport_vs_without"] = statistics.median(r["noport"][4] / r["without"][4] for r in rr)
+            res[recipe]["cpu_with_vs_noport"] = statistics.median(r["with"][4] / r["noport"][4] for r in rr)
         x = res[recipe]
         log(f"  cost {recipe:10s} without {x['without_ns']/1000:7.2f} µs  with {x['with_ns']/1000:7.2f} µs  "
             f"ratio {x['ratio']:5.3f} (means: {x['ratio_mean']:.3f})  extra network calls "
@@ -277,16 +322,17 @@ def bench_cost(q):
 FEW_PORTS = 10
 
 
-def hold_sockets(total, case):
-    """Helper processes (<= 12,500 sockets each; a process may hold 20,000 fds) holding `total`
-    connected UDP sockets, each with SO_REUSEADDR on (the state of a connectx-connected socket).
-    spread: each socket its own port (10000 + i) to 127.0.0.2:7000.
-    concentrated: FEW_PORTS ports (40000..) to many remote ports of 127.0.0.2."""
+def hold_sockets(first, count, case):
+    """Helper processes (<= 12,500 sockets each; a process may hold 20,000 fds) holding the
+    connected UDP sockets number first..first+count-1, each with SO_REUSEADDR on (the state of a
+    connectx-connected socket).
+    spread: socket i on its own port (10000 + i), to 127.0.0.2:7000.
+    concentrated: socket i on port 40000 + i % FEW_PORTS, to 127.0.0.2:(1 + i // FEW_PORTS)."""
     chunk = 12500
     helpers = []
-    start = 0
-    while start < total:
-        k = min(chunk, total - start)
+    start = first
+    while start < first + count:
+        k = min(chunk, first + count - start)
         if case == "spread":
             args = ["hold", k, "127.0.0.1", WIDE[0] + start, k, "127.0.0.2", 7000, 900]
         else:
@@ -297,22 +343,38 @@ def hold_sockets(total, case):
     return helpers
 
 
-def scale_case(total, case, n, rounds):
-    t0 = time.time()
-    helpers = hold_sockets(total, case)
-    setup = time.time() - t0
-    try:
-        out = {"with": [], "without": [], "setup_s": setup}
+def scale_ladder(case, counts, n, rounds):
+    """In one namespace: grow the number of held sockets through `counts`, then shrink back
+    (dropping the newest helpers), measuring at every step. Each size is measured on the way up
+    and on the way down, so a change in machine load during the run does not show as growth."""
+    levels = []          # helpers added at each level
+    out = {c: {"with": [], "without": [], "setup_s": 0.0} for c in counts}
+
+    def measure(c):
         for i in range(rounds):
             order = [True, False] if i % 2 else [False, True]
             if case != "spread":
                 order = [True]  # the kernel alone has no free port on these FEW_PORTS ports
             for with_lib in order:
-                t = run(["cost", "udp_plain", "127.0.0.1", n, 20, "127.0.0.3", 9], with_lib).split()
-                out["with" if with_lib else "without"].append([float(x) for x in t])
+                t = run(["cost", "udp_plain", "127.0.0.1", n[c], 20, "127.0.0.3", 9], with_lib).split()
+                out[c]["with" if with_lib else "without"].append([float(x) for x in t])
+
+    try:
+        held = 0
+        for c in counts:
+            t0 = time.time()
+            levels.append(hold_sockets(held, c - held, case))
+            out[c]["setup_s"] = time.time() - t0
+            held = c
+            measure(c)
+        for c in reversed(counts[:-1]):
+            for h in levels.pop():
+                h.stop()
+            measure(c)
     finally:
-        for h in helpers:
-            h.stop()
+        for hs in levels:
+            for h in hs:
+                h.stop()
     return out
 
 
@@ -320,26 +382,28 @@ def bench_scale(q):
     counts = [1000, 5000] if q else [1000, 10000, 50000]
     res = {}
     for case in ("spread", "concentrated"):
-        for total in counts:
-            if case == "spread":
-                n, rounds = (300, 3) if q else (2000, 7)
-                pr = WIDE
-            else:
-                n = 100 if q else max(100, min(2000, 2_000_000 // total))
-                rounds = 3 if q else 5
-                pr = (40000, 40000 + FEW_PORTS - 1)
-            r = in_netns(scale_case, total, case, n, rounds, port_range=pr)
-            # medians of the per-connection times, median over rounds
-            row = {"sockets": total, "setup_s": r["setup_s"],
-                   "with_ns": statistics.median(x[2] for x in r["with"]),
-                   "with_connect_ns": statistics.median(x[3] for x in r["with"])}
-            if r["without"]:
-                row["without_ns"] = statistics.median(x[2] for x in r["without"])
-                row["without_connect_ns"] = statistics.median(x[3] for x in r["without"])
+        if case == "spread":
+            n = {c: 300 if q else 2000 for c in counts}
+            rounds = 2 if q else 4
+            pr = WIDE
+        else:
+            n = {c: 100 if q else max(100, min(2000, 2_000_000 // c)) for c in counts}
+            rounds = 2 if q else 3
+            pr = (40000, 40000 + FEW_PORTS - 1)
+        r = in_netns(scale_ladder, case, counts, n, rounds, port_range=pr)
+        for c in counts:
+            x = r[str(c)] if str(c) in r else r[c]
+            # medians of the per-connection times, median over all runs at this size
+            row = {"sockets": c, "setup_s": x["setup_s"], "runs": len(x["with"]),
+                   "with_ns": statistics.median(v[2] for v in x["with"]),
+                   "with_connect_ns": statistics.median(v[3] for v in x["with"])}
+            if x["without"]:
+                row["without_ns"] = statistics.median(v[2] for v in x["without"])
+                row["without_connect_ns"] = statistics.median(v[3] for v in x["without"])
             res.setdefault(case, []).append(row)
-            log(f"  scale {case:12s} {total:6d} sockets: with {row['with_ns']/1000:8.2f} µs"
+            log(f"  scale {case:12s} {c:6d} sockets: with {row['with_ns']/1000:8.2f} µs"
                 + (f"  without {row['without_ns']/1000:6.2f} µs" if "without_ns" in row else "")
-                + f"  (setup {r['setup_s']:.1f} s)")
+                + f"  (setup {row['setup_s']:.1f} s)")
     for case, rows in res.items():
         for row in rows:
             row["growth"] = row["with_ns"] / rows[0]["with_ns"]
@@ -362,7 +426,7 @@ def fill_once(with_lib):
 
 
 def bench_fill(q):
-    reps = 1 if q else 5
+    reps = 1 if q else 9
     runs = {"with": [], "without": []}
     for k in range(reps):
         for with_lib in ([True, False] if k % 2 else [False, True]):
@@ -378,16 +442,21 @@ def bench_fill(q):
         for b in range(0, 100, 2):
             lo, hi = R_FILL * b // 100, R_FILL * (b + 2) // 100
             v = [r[1] for rows in rr for r in rows if lo <= r[0] < hi and r[2] == 0 and r[0] > 0]
-            bins.append((b, statistics.median(v) if v else None))
+            bins.append((b, statistics.median(v) if v else None, statistics.mean(v) if v else None))
         def at(p, w=10):
             c = R_FILL * p // 100
             v = [r[1] for rows in rr for r in rows
                  if max(1, c - w) <= r[0] < min(R_FILL, c + w) and r[2] == 0]
             return statistics.median(v)
         points = {str(p): at(p) for p in (0, 50, 75, 90, 95, 99)}
+        def mean_at(p, w=10):
+            c = R_FILL * p // 100
+            return statistics.mean(r[1] for rows in rr for r in rows
+                                   if max(1, c - w) <= r[0] < min(R_FILL, c + w) and r[2] == 0)
+        points_mean = {str(p): mean_at(p) for p in (0, 50, 75, 90, 95, 99)}
         last = [r[1] for rows in rr for r in rows if r[0] >= R_FILL]
         res[key] = {"ok": ok, "false_eagain": false_fail, "after_full": after, "bins": bins,
-                    "points": points, "full_fail_ns": statistics.median(last) if last else None}
+                    "points": points, "points_mean": points_mean, "full_fail_ns": statistics.median(last) if last else None}
         log(f"  fill {key:7s} reached {ok}, false failures {false_fail}, then {after}; "
             f"0% {points['0']/1000:.2f} µs, 90% {points['90']/1000:.2f} µs "
             f"({points['90']/points['0']:.2f}x)")
@@ -457,7 +526,7 @@ def svg_chart(path, title, xlabel, ylabel, series, xlog=False, xticks=None, xfmt
               ymax=None, note=None):
     """series: [(label, color, [(x, y)...])]. Plain SVG, no dependencies."""
     import math
-    W, H, L, Rm, T, B = 720, 420, 70, 190, 40, 55
+    W, H, L, Rm, T, B = 780, 420, 70, 240, 40, 55
     pw, ph = W - L - Rm, H - T - B
     xs = [x for _, _, pts in series for x, y in pts if y is not None]
     ys = [y for _, _, pts in series for x, y in pts if y is not None]
@@ -530,14 +599,17 @@ def charts(res, outdir):
               "UDP sockets already open in the namespace (log scale)", "µs per connect() (median)",
               series[:2], xlog=True, xticks=[r["sockets"] for r in sc["spread"]], xfmt=kx)
     fl = res["fill"]
-    series = [("connectx", "#1f77b4", [(b, v / 1000 if v else None) for b, v in fl["with"]["bins"]]),
-              ("kernel alone", "#999999", [(b, v / 1000 if v else None) for b, v in fl["without"]["bins"]])]
+    series = [("connectx, median", "#1f77b4", [(b[0], b[1] / 1000 if b[1] else None) for b in fl["with"]["bins"]]),
+              ("connectx, mean", "#9ecae1", [(b[0], b[2] / 1000 if b[2] else None) for b in fl["with"]["bins"]]),
+              ("kernel alone, median", "#999999", [(b[0], b[1] / 1000 if b[1] else None) for b in fl["without"]["bins"]])]
     svg_chart(os.path.join(outdir, "cost_vs_fullness.svg"),
               f"UDP connect() cost as one destination fills (R = {fl['R']})",
-              "4-tuples to the destination already taken (%)", "µs per connect() (median of 2% bin)",
+              "4-tuples to the destination already taken (%)", "µs per connect() (2% bins)",
               series, xticks=list(range(0, 101, 10)), xfmt=lambda x: f"{x}%",
+              ymax=1.15 * max(y for _, _, pts in series for x, y in pts if y is not None and x <= 90),
               note=f"connectx: {max(fl['with']['ok'])} connected,\nthen {', '.join(fl['with']['after_full'])};\n"
-                   f"false EAGAIN: {fl['with']['false_eagain']}")
+                   f"false EAGAIN: {fl['with']['false_eagain']}\n"
+                   "lines above 90% are clipped\nat the top: see BENCHMARKS.md")
 
 
 # ---------------------------------------------------------------- report
@@ -644,23 +716,41 @@ def report(res, args, elapsed):
     w("")
 
     w("## 2. Cost per connection (loopback)\n")
-    nr = len(cost["tcp_plain"]["rounds"])
-    w(f"`socket` + [`bind(127.0.0.1,0)`] + `connect(127.0.0.2)` + `close`, timed in C, "
-      f"{cost['tcp_plain']['n']:,} connections per run after a warm-up, {nr} rounds per recipe; a round is "
-      "one run without and one with the library (order swapped every round), each run in its own fresh "
-      "namespace. TCP connects to a listener (another process) that accepts and closes. Times are the "
+    w(f"`socket` + [`bind(127.0.0.1,0)`] + `connect(127.0.0.2)` + `close`, timed in C after a "
+      "warm-up; a round is "
+      "one run without and one with the library (order swapped from round to round), each run in its own fresh "
+      "namespace (TCP `bind(ip,0)` rounds also run the reference below). The client is pinned to CPU 0. "
+      "TCP connects to a listener (another process, pinned to CPU 1) that accepts and closes. Times are the "
       "median per-connection time of a run, median over the rounds; the ratio is the median of the "
       "per-round ratios (the ratio of mean times is shown too). \"connect()\" is the time inside "
       "`connect()` alone. System calls: `strace -f -c`, differential (1,100 minus 100 connections, "
       "with minus without), so one-time start-up calls cancel.\n")
-    w("| recipe | without | with connectx | ratio | ratio of means | connect() without → with | network calls per connection without | extra network calls | extra calls, all kinds |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| recipe | rounds × connections | without | with connectx | ratio | per-round ratios, 25th–75th percentile | ratio of means | connect() without → with | network calls per connection without | extra network calls | extra calls, all kinds |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     for r, name in RECIPES_COST:
         x = cost[r]
-        w(f"| {name} | {us(x['without_ns'])} | {us(x['with_ns'])} | {x['ratio']:.3f}× | {x['ratio_mean']:.3f}× | "
+        w(f"| {name} | {len(x['rounds'])} × {x['n']:,} | {us(x['without_ns'])} | {us(x['with_ns'])} | {x['ratio']:.3f}× | "
+          f"{x['ratio_iqr'][0]:.3f}–{x['ratio_iqr'][1]:.3f} | {x['ratio_mean']:.3f}× | "
           f"{us(x['connect_without_ns'])} → {us(x['connect_with_ns'])} | {x['net_base']:.2f} | "
           f"{x['net_extra']:+.2f} | {x['all_extra']:+.2f} |")
     w("")
+    b = cost["tcp_bind"]
+    if "noport_ns" in b:
+        w("Where the TCP bind-before-connect cost comes from: the same loop with "
+          "`IP_BIND_ADDRESS_NO_PORT` set by the program itself (what curl does), without the library, "
+          "has exactly the system calls of `tcp_bind` under connectx. Ratios are medians of per-round "
+          "ratios (the reference runs in the same rounds); \"CPU\" is the client's "
+          "own CPU time (user + system), which does not wait for the server process.\n")
+        w("| comparison | wall time | client CPU time |")
+        w("|---|---|---|")
+        w(f"| connectx / kernel alone (the target) | {b['ratio']:.3f}× | {b['ratio_cpu']:.3f}× |")
+        w(f"| NO_PORT set by the program / kernel alone: the kernel's share | {b['noport_vs_without']:.3f}× | {b['cpu_noport_vs_without']:.3f}× |")
+        w(f"| connectx / NO_PORT set by the program: the library's own share | {b['with_vs_noport']:.3f}× | {b['cpu_with_vs_noport']:.3f}× |")
+        p = cost["tcp_plain"]
+        w(f"| TCP `connect()` (no bind): connectx / kernel alone | {p['ratio']:.3f}× | {p['ratio_cpu']:.3f}× |")
+        if "off_vs_without" in p:
+            w(f"| TCP `connect()`: connectx loaded but off (`CONNECTX=0`) / kernel alone: interposition alone | {p['off_vs_without']:.3f}× | {p['cpu_off_vs_without']:.3f}× |")
+        w("")
     w("Extra calls per connection, by call (all kinds):\n")
     for r, name in RECIPES_COST:
         by = cost[r]["all_by_call"]
@@ -672,7 +762,9 @@ def report(res, args, elapsed):
     w("Helper processes (≤ 12,500 sockets each) hold N connected UDP sockets in the namespace, each "
       "with SO_REUSEADDR on (the state a socket connected through connectx is in). Then "
       "`socket` + `connect(127.0.0.3:9)` + `close` is timed, with and without the library alternating "
-      "(spread case). **Spread**: range 10000–65535, each held socket on its own port (127.0.0.1:10000+i "
+      "(spread case). The sockets are added in steps in one namespace and then removed again, and "
+      "every size is measured on the way up and on the way down (median of all runs at that size), so "
+      "a change of machine load during the run does not show up as growth. **Spread**: range 10000–65535, each held socket on its own port (127.0.0.1:10000+i "
       f"→ 127.0.0.2:7000). **Concentrated**: range 40000–{40000 + FEW_PORTS - 1}, all held sockets on "
       f"those {FEW_PORTS} ports, each to its own remote port; the kernel alone cannot connect at all "
       "there (every port is taken), so only connectx is shown.\n")
@@ -695,13 +787,13 @@ def report(res, args, elapsed):
     w("Chart: [cost vs fullness](bench/cost_vs_fullness.svg)\n")
     w("![cost vs fullness](bench/cost_vs_fullness.svg)\n")
     fo = fl["without"]
-    w("| fullness | kernel alone | connectx | connectx / its empty cost |")
-    w("|---|---|---|---|")
+    w("| fullness | kernel alone (median) | connectx (median) | connectx / its empty cost | connectx (mean) |")
+    w("|---|---|---|---|---|")
     for p in (0, 50, 75, 90, 95, 99):
         p = str(p)
-        w(f"| {p}% | {us(fo['points'][p])} | {us(fw['points'][p])} | {fw['points'][p] / fw['points']['0']:.2f}× |")
+        w(f"| {p}% | {us(fo['points'][p])} | {us(fw['points'][p])} | {fw['points'][p] / fw['points']['0']:.2f}× | {us(fw['points_mean'][p])} |")
     w(f"| full (the failing connect) | {us(fo['full_fail_ns'])} ({', '.join(fo['after_full'])}) | "
-      f"{us(fw['full_fail_ns'])} ({', '.join(fw['after_full'])}) | {fw['full_fail_ns'] / fw['points']['0']:.1f}× |")
+      f"{us(fw['full_fail_ns'])} ({', '.join(fw['after_full'])}) | {fw['full_fail_ns'] / fw['points']['0']:.1f}× | |")
     w("")
     w(f"Connections reached per fill: kernel alone {fo['ok']}, connectx {fw['ok']}; connects that "
       f"failed while a 4-tuple was free: kernel alone {fo['false_eagain']}, connectx {fw['false_eagain']}.\n")
@@ -735,9 +827,10 @@ def report(res, args, elapsed):
     w("VmRSS includes the library's code pages, which are shared with every other process using it; "
       "private dirty memory (`/proc/self/smaps_rollup`) is what each process really adds. Both count "
       "user-space memory only; kernel socket memory is the same with and without the library.\n")
-    if res.get("notes"):
-        w("## Notes\n")
-        w(res["notes"])
+    ap = os.path.join(HERE, "analysis.md")
+    if os.path.exists(ap):
+        with open(ap) as f:
+            w(f.read())
     return "\n".join(L) + "\n"
 
 

@@ -212,7 +212,7 @@ pub unsafe fn connect(
             match netlink::udp_exact(&local, &dst) {
                 Ok(Some(f)) if f.state == TCP_ESTABLISHED => continue,
                 Ok(_) => {}
-                Err(e) => return diag_failed(fd, r, e),
+                Err(e) => return diag_failed(fd, r, e, None),
             }
         }
         if set_kernel(
@@ -237,9 +237,6 @@ pub unsafe fn connect(
                 return Verdict::Pass(Pass::LockUnavailable);
             }
         }
-        r.clear(DEFERRED);
-        r.set_addr(&local);
-        r.set(HAS_PORT);
         match check_and_connect(fd, r, &local, &dst, addr, len) {
             Checked::Connected(v) => {
                 crate::debug!(
@@ -248,11 +245,12 @@ pub unsafe fn connect(
                 return v;
             }
             Checked::Lost => {}
-            Checked::DiagFailed(e) => return diag_failed(fd, r, e),
+            Checked::DiagFailed(e) => return diag_failed(fd, r, e, Some(&local)),
         }
         // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
         if swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
             crate::debug!("fd {fd}: UDP lock gave up after {swaps} lost races");
+            bound_to(r, &local);
             return Verdict::fail(libc::EAGAIN);
         }
         if let Err(e) = recreate(fd, r) {
@@ -265,6 +263,13 @@ pub unsafe fn connect(
     // Every port is taken for this destination.
     restore_app_reuse(fd, r);
     Verdict::fail(libc::EAGAIN)
+}
+
+/// The socket now owns `local` (whatever happens to its connect).
+fn bound_to(r: &Sock, local: &SockAddr) {
+    r.clear(DEFERRED);
+    r.set_addr(local);
+    r.set(HAS_PORT);
 }
 
 enum Checked {
@@ -307,6 +312,7 @@ fn check_and_connect(
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::connect(fd, addr, len) };
     let result = Verdict::done(ret);
+    bound_to(r, local);
     if ret == 0 {
         r.set(CONNECTED);
         let _ = set_kernel(
@@ -391,14 +397,14 @@ fn connect_fixed(
 
 /// SOCK_DIAG did not answer: do not guess. If this socket already took a port, put a fresh one
 /// in its place so the kernel's own connect (autobind) happens as without us.
-fn diag_failed(fd: c_int, r: &Sock, e: c_int) -> Verdict {
+fn diag_failed(fd: c_int, r: &Sock, e: c_int, bound: Option<&SockAddr>) -> Verdict {
     if diag_unavailable_for_good(e) {
         DIAG_BROKEN.store(1, Relaxed);
     }
-    if r.any(HAS_PORT) && !r.any(OPTS_OVERFLOW) {
-        let _ = recreate(fd, r);
-    } else {
-        restore_app_reuse(fd, r);
+    match bound {
+        Some(local) if r.any(OPTS_OVERFLOW) || recreate(fd, r).is_err() => bound_to(r, local),
+        Some(_) => {}
+        None => restore_app_reuse(fd, r),
     }
     lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)
 }

@@ -157,7 +157,7 @@ fn fork_while_threads_are_in_hooks() {
     assert_ok("fork", true, &[]);
 }
 
-/// vfork+exec (the vfork child closes the parent's tracked fds first), posix_spawn, fork+exec:
+/// vfork+exec, posix_spawn (with a close file action), fork+exec:
 /// the child sees LD_PRELOAD and the CONNECTX* settings, has the library mapped, and the settings
 /// take effect in it (TCP bind(ip,0)+connect over 2 destinations with R = 10: 20 with connectx,
 /// 10 with CONNECTX_TCP=0 or without the library); the parent's own socket state is intact.
@@ -189,6 +189,15 @@ fn children_inherit_library_and_settings() {
         false,
         &[("LIFE_EXPECT_PRELOAD", "0"), ("LIFE_EXPECT_CAPACITY", "10")],
     );
+}
+
+/// A vfork child shares the parent's memory but has its own fd table: its hooked `close()`/`dup2()`
+/// of inherited sockets must not change the parent's socket state (program's option values, the
+/// deferred bind address).
+#[test]
+fn vfork_child_closes_do_not_touch_parent_state() {
+    assert_ok("vforkclose", false, &[("LIFE_EXPECT_PRELOAD", "0")]);
+    assert_ok("vforkclose", true, &[("LIFE_EXPECT_PRELOAD", "1")]);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 /* connectx process-life tests (driven by tests/process_life.rs).
  *
  * Build: cc -O1 -Wall -o life tests/diff/life.c -lpthread
- * Run:   ./life TEST      TEST = threads | threads_capacity | fork | spawn | dup | closereuse | handoff
+ * Run:   ./life TEST      TEST = threads | threads_capacity | fork | spawn | vforkclose | dup | closereuse | handoff
  *        ./life child     (started by `spawn`; stays in its parent's namespace)
  *
  * Each test enters its own network namespace (common.h), checks outcomes, prints "OK ..." and
@@ -328,7 +328,7 @@ static int test_threads(void)
 	return 0;
 }
 
-/* Only possible with connectx: 8 threads x 20 bind(ip,0)+connect over 8 destinations, R = 10. */
+/* Only possible with connectx: 8 threads x 8 bind(ip,0)+connect over 8 destinations, R = 10. */
 static int test_threads_capacity(void)
 {
 	for (int i = 0; i < NT; i++) {
@@ -338,9 +338,9 @@ static int test_threads_capacity(void)
 		udp_sink(ip, 7002);
 	}
 	pthread_t a = start_acceptor(1);
-	run_hold(1, NT, 20, 1);
+	run_hold(1, NT, 8, 1); /* 64 connections, R x D = 80 */
 	stop_acceptor(a);
-	run_hold(0, NT, 20, 0);
+	run_hold(0, NT, 8, 0);
 	printf("OK threads_capacity\n");
 	return 0;
 }
@@ -563,7 +563,7 @@ static void check_state(const char *what)
 	close_rst(state_fd_tcp);
 }
 
-static int test_spawn(char *self)
+static int test_spawn(char *self, int vfork_close)
 {
 	tcp_listener("127.0.0.10", 7001);
 	tcp_listener("127.0.0.11", 7001);
@@ -572,20 +572,29 @@ static int test_spawn(char *self)
 	char *cargv[] = {self, "child", NULL};
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-	/* vfork + exec; the child closes the parent's tracked sockets (its own fd table) first */
+	/* vfork + exec. With vfork_close, the child first closes (through the hooked close() and
+	 * dup2()) its copies of the parent's tracked sockets: the child has its own fd table but
+	 * shares the parent's memory, so the parent's state must stay as it was. */
 	make_state();
 	fflush(stdout);
 	pid_t pid = vfork();
 	CHECK(pid >= 0, "vfork");
 	if (pid == 0) {
-		close(state_fd_udp);
-		close(state_fd_tcp);
-		dup2(devnull, state_fd_tcp);
+		if (vfork_close) {
+			close(state_fd_udp);
+			close(state_fd_tcp);
+			dup2(devnull, state_fd_tcp);
+		}
 		execve(self, cargv, environ);
 		_exit(127);
 	}
 	CHECK(wait_child(pid, 30, "vfork+exec") == 0, "vfork+exec child failed");
-	check_state("after vfork child closed its copies");
+	check_state(vfork_close ? "after the vfork child closed its copies of the parent's sockets" : "after vfork+exec");
+	if (vfork_close) {
+		stop_acceptor(a);
+		printf("OK vforkclose: the parent's socket state survives closes in a vfork child\n");
+		return 0;
+	}
 
 	/* posix_spawn, with a file action closing the parent's tracked socket */
 	make_state();
@@ -883,6 +892,7 @@ static int test_closereuse(void)
 /* ---------- a socket handed between threads ---------- */
 static int hand_fd;
 static struct sockaddr_in hand_seen;
+static int hand_errno;
 
 static void *h_bind(void *arg)
 {
@@ -905,8 +915,10 @@ static void *h_connect(void *arg)
 {
 	int tcp = (int)(long)arg;
 	struct sockaddr_in d = sin4("127.0.0.10", tcp ? 7001 : 7002);
-	if (connect(hand_fd, SA(d), sizeof d) != 0)
+	if (connect(hand_fd, SA(d), sizeof d) != 0) {
 		hand_seen.sin_family = 0xfff0;
+		hand_errno = errno;
+	}
 	return NULL;
 }
 
@@ -929,6 +941,7 @@ static int test_handoff(void)
 		CHECK(hand_fd >= 0, "%s: bind in thread", w);
 		memset(&hand_seen, 0, sizeof hand_seen);
 		in_thread(h_connect, tcp);
+		errno = hand_errno;
 		CHECK(hand_seen.sin_family != 0xfff0, "%s: connect in another thread", w);
 		struct sockaddr_in l = local_of(hand_fd);
 		CHECK(l.sin_addr.s_addr == inet_addr("127.0.0.3") && l.sin_port, "%s: source %s", w, ipstr(l));
@@ -945,7 +958,8 @@ static int test_handoff(void)
 		struct sockaddr_in seen = hand_seen;
 		CHECK(seen.sin_port != 0, "%s: getsockname in another thread shows port 0", w);
 		in_thread(h_connect, tcp);
-		CHECK(hand_seen.sin_family != 0xfff0, "%s: connect in a third thread", w);
+		errno = hand_errno;
+		CHECK(hand_seen.sin_family != 0xfff0, "%s: connect in a third thread (after getsockname in another)", w);
 		l = local_of(hand_fd);
 		CHECK(l.sin_port == seen.sin_port && l.sin_addr.s_addr == seen.sin_addr.s_addr,
 		      "%s: port changed between threads: %s then %s", w, ipstr(seen), ipstr(l));
@@ -978,7 +992,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
-		fprintf(stderr, "usage: life threads|threads_capacity|fork|spawn|dup|closereuse|handoff\n");
+		fprintf(stderr, "usage: life threads|threads_capacity|fork|spawn|vforkclose|dup|closereuse|handoff\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "child") == 0)
@@ -996,8 +1010,8 @@ int main(int argc, char **argv)
 		return test_threads_capacity();
 	if (strcmp(test, "fork") == 0)
 		return test_fork();
-	if (strcmp(test, "spawn") == 0)
-		return test_spawn(argv[0][0] == '/' ? argv[0] : realpath(argv[0], NULL));
+	if (strcmp(test, "spawn") == 0 || strcmp(test, "vforkclose") == 0)
+		return test_spawn(argv[0][0] == '/' ? argv[0] : realpath(argv[0], NULL), strcmp(test, "vforkclose") == 0);
 	if (strcmp(test, "dup") == 0)
 		return test_dup();
 	if (strcmp(test, "closereuse") == 0)

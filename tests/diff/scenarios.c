@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <netinet/in.h>
@@ -55,7 +56,7 @@
 #define UNIX_NAME "cxdiff-listener"
 
 /* ---------- servers (created before the scenarios, inherited by children) */
-static int tl4a, tl4b, tl6, tfo4, tfo6, us4a, us4b, us6, ul;
+static int tl4a, tl4b, tl6, tfo4, tfo6, us4a, us4b, us6, ul, tll, ull;
 
 /* ---------- output line ---------- */
 static char line[16384];
@@ -389,13 +390,13 @@ static void close_rst(int fd)
 
 static void drain(void)
 {
-	int tl[] = {tl4a, tl4b, tl6, tfo4, tfo6};
+	int tl[] = {tl4a, tl4b, tl6, tfo4, tfo6, tll};
 	for (size_t i = 0; i < sizeof tl / sizeof tl[0]; i++) {
 		int c;
 		while ((c = accept4(tl[i], NULL, NULL, SOCK_NONBLOCK)) >= 0)
 			close_rst(c);
 	}
-	int ul4[] = {us4a, us4b, us6};
+	int ul4[] = {us4a, us4b, us6, ull};
 	char buf[256];
 	for (size_t i = 0; i < sizeof ul4 / sizeof ul4[0]; i++)
 		while (recv(ul4[i], buf, sizeof buf, MSG_DONTWAIT) >= 0 || errno == ECONNREFUSED)
@@ -521,7 +522,7 @@ static int run_begin(const char *name)
 	if (only && !strstr(name, only))
 		return 0;
 	nscen++;
-	port_base = 6000 + nscen * 4;
+	port_base = 10000 + nscen * 4; /* fixed ports 10004..~11200: away from 7001-7009 and the range */
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid < 0)
@@ -1652,6 +1653,164 @@ static void udp_two_dests_unbound(int fam)
 	close(b);
 }
 
+/* ---------- link-local (fe80::1 on lo, scope id = ifindex of lo) ---------- */
+static addr_t ll(int port, int scope)
+{
+	addr_t a = a6("fe80::1", port);
+	((struct sockaddr_in6 *)&a.ss)->sin6_scope_id = scope;
+	return a;
+}
+
+static void linklocal(int tcp, int bm, int scope)
+{
+	int s = DOFD("socket", socket(AF_INET6, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
+	if (bm == BM_IP0 || bm == BM_IPP) {
+		addr_t b = ll(bm == BM_IPP ? P(0) : 0, scope);
+		DO("bind", bind(s, SA(b), b.len));
+	}
+	addr_t d = ll(tcp ? PORT_TCP : PORT_UDP, scope);
+	DO("connect", connect(s, SA(d), d.len));
+	gsn("sn", s);
+	gpn("pn", s);
+	opts3("", s);
+	if (scope)
+		exchange(s, tcp, tcp ? tll : ull);
+	close_rst(s);
+}
+
+/* scope ids and flow labels on a non-link-local address, garbage in sin_zero */
+static void odd_fields(int tcp)
+{
+	int s = DOFD("socket", socket(AF_INET6, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
+	addr_t b = a6("::1", 0);
+	((struct sockaddr_in6 *)&b.ss)->sin6_scope_id = 1;
+	DO("bind_scope", bind(s, SA(b), b.len));
+	addr_t d = a6("::1", tcp ? PORT_TCP : PORT_UDP);
+	((struct sockaddr_in6 *)&d.ss)->sin6_scope_id = 1;
+	DO("connect_scope", connect(s, SA(d), d.len));
+	gsn("sn", s);
+	gpn("pn", s);
+	close_rst(s);
+	neph = 0; /* a new socket after the first was closed: its port may be the same or not */
+	int t = DOFD("socket4", socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
+	addr_t b4 = a4("127.0.0.1", 0);
+	memset(((struct sockaddr_in *)&b4.ss)->sin_zero, 0x5a, 8);
+	DO("bind_zero", bind(t, SA(b4), b4.len));
+	addr_t d4 = a4("127.0.0.1", tcp ? PORT_TCP : PORT_UDP);
+	memset(((struct sockaddr_in *)&d4.ss)->sin_zero, 0x5a, 8);
+	DO("connect_zero", connect(t, SA(d4), d4.len));
+	gsn("sn4", t);
+	close_rst(t);
+}
+
+/* UDP: sendto first (autobind), then connect: the port must stay */
+static void udp_sendto_then_connect(int bm)
+{
+	int s = DOFD("socket", socket(AF_INET, SOCK_DGRAM, 0));
+	if (bm == BM_IP0) {
+		addr_t b = a4("127.0.0.1", 0);
+		DO("bind", bind(s, SA(b), b.len));
+	}
+	addr_t d = dst(F4, PORT_UDP), d2 = dst2(F4, PORT_UDP);
+	DO("sendto", sendto(s, "a", 1, 0, SA(d2), d2.len));
+	gsn("sn", s);
+	DO("connect", connect(s, SA(d), d.len));
+	gsn("sn2", s);
+	exchange(s, 0, us4a);
+	close(s);
+}
+
+/* the program changes SO_REUSEADDR after connect; a later bind to the port sees the program's value */
+static void reuseaddr_after_connect(int tcp)
+{
+	int s = DOFD("socket", socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
+	addr_t b = a4("127.0.0.1", P(0));
+	DO("bind", bind(s, SA(b), b.len));
+	addr_t d = dst(F4, tcp ? PORT_TCP : PORT_UDP);
+	DO("connect", connect(s, SA(d), d.len));
+	gopt("ra", s, SOL_SOCKET, SO_REUSEADDR);
+	sopt("set_ra1", s, SOL_SOCKET, SO_REUSEADDR, 1);
+	gopt("ra1", s, SOL_SOCKET, SO_REUSEADDR);
+	sopt("set_ra0", s, SOL_SOCKET, SO_REUSEADDR, 0);
+	gopt("ra0", s, SOL_SOCKET, SO_REUSEADDR);
+	gopt("rp", s, SOL_SOCKET, SO_REUSEPORT);
+	close_rst(s);
+}
+
+/* both sockets set SO_REUSEPORT and bind the same fixed port */
+static void reuseport_fixed(int tcp)
+{
+	int a = DOFD("a_socket", socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
+	int b = DOFD("b_socket", socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
+	sopt("a_rp", a, SOL_SOCKET, SO_REUSEPORT, 1);
+	sopt("b_rp", b, SOL_SOCKET, SO_REUSEPORT, 1);
+	addr_t p = src_ip(F4, P(0));
+	DO("a_bind", bind(a, SA(p), p.len));
+	DO("b_bind", bind(b, SA(p), p.len));
+	if (tcp) {
+		DO("a_listen", listen(a, 4));
+		DO("b_listen", listen(b, 4));
+	}
+	gsn("b_sn", b);
+	opts3("b_", b);
+	close(a);
+	close(b);
+}
+
+/* TCP bind(ip,0) then listen/getsockname variants used by servers that pick a random port */
+static void bind0_getsockname_listen(int fam)
+{
+	int s = DOFD("socket", socket(fdomain(fam), SOCK_STREAM, 0));
+	addr_t b = src_ip(fam, 0);
+	DO("bind", bind(s, SA(b), b.len));
+	gsn("sn_bound", s);
+	DO("listen", listen(s, 4));
+	gsn("sn", s);
+	int c = DOFD("csocket", socket(fdomain(fam), SOCK_STREAM, 0));
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	getsockname(s, (struct sockaddr *)&ss, &len);
+	DO("cconnect", connect(c, (struct sockaddr *)&ss, len));
+	close_rst(c);
+	close(s);
+}
+
+static void add_linklocal(void)
+{
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (s < 0)
+		cx_die("netlink");
+	struct {
+		struct nlmsghdr nh;
+		struct ifaddrmsg ifa;
+		char attrs[64];
+	} req;
+	memset(&req, 0, sizeof req);
+	req.nh.nlmsg_type = RTM_NEWADDR;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+	req.ifa.ifa_family = AF_INET6;
+	req.ifa.ifa_prefixlen = 64;
+	req.ifa.ifa_flags = IFA_F_NODAD;
+	req.ifa.ifa_scope = RT_SCOPE_LINK;
+	req.ifa.ifa_index = if_nametoindex("lo");
+	struct rtattr *rta = (struct rtattr *)req.attrs;
+	rta->rta_type = IFA_LOCAL;
+	rta->rta_len = RTA_LENGTH(16);
+	inet_pton(AF_INET6, "fe80::1", RTA_DATA(rta));
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof req.ifa) + RTA_ALIGN(rta->rta_len);
+	struct sockaddr_nl k = {.nl_family = AF_NETLINK};
+	if (sendto(s, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0)
+		cx_die("RTM_NEWADDR send");
+	char buf[512];
+	ssize_t n = recv(s, buf, sizeof buf, 0);
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	if (n < 0 || h->nlmsg_type != NLMSG_ERROR || ((struct nlmsgerr *)NLMSG_DATA(h))->error != 0) {
+		errno = n < 0 ? errno : -((struct nlmsgerr *)NLMSG_DATA(h))->error;
+		cx_die("RTM_NEWADDR fe80::1 on lo");
+	}
+	close(s);
+}
+
 /* ---------- main ---------- */
 static int mk_listener(int fam, const char *ip, int port, int tcp, int fo)
 {
@@ -1686,6 +1845,18 @@ int main(int argc, char **argv)
 	us4a = mk_listener(F4, "127.0.0.1", PORT_UDP, 0, 0);
 	us4b = mk_listener(F4, "127.0.0.2", PORT_UDP, 0, 0);
 	us6 = mk_listener(F6, "::1", PORT_UDP, 0, 0);
+	add_linklocal();
+	{
+		int lo = if_nametoindex("lo");
+		addr_t a = ll(PORT_TCP, lo);
+		tll = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (tll < 0 || bind(tll, SA(a), a.len) != 0 || listen(tll, 512) != 0)
+			cx_die("link-local listener");
+		a = ll(PORT_UDP, lo);
+		ull = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+		if (ull < 0 || bind(ull, SA(a), a.len) != 0)
+			cx_die("link-local udp");
+	}
 	ul = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	memcpy(un.sun_path + 1, UNIX_NAME, strlen(UNIX_NAME));
@@ -1849,6 +2020,29 @@ int main(int argc, char **argv)
 	RUN("other_udplite4", otherproto(IPPROTO_UDPLITE, 0));
 	RUN("other_sctp4", otherproto(IPPROTO_SCTP, 1));
 	RUN("other_mptcp4", mptcp());
+	{
+		int lo = if_nametoindex("lo");
+		for (int tcp = 1; tcp >= 0; tcp--) {
+			for (int bm = 0; bm < 4; bm++) {
+				if (bm == BM_WILD0)
+					continue;
+				snprintf(name, sizeof name, "%s6_linklocal_%s_connect", tcp ? "tcp" : "udp", bmname[bm]);
+				RUN(name, linklocal(tcp, bm, lo));
+			}
+			snprintf(name, sizeof name, "%s6_linklocal_no_scope", tcp ? "tcp" : "udp");
+			RUN(name, linklocal(tcp, BM_IP0, 0));
+			snprintf(name, sizeof name, "%s_odd_address_fields", tcp ? "tcp" : "udp");
+			RUN(name, odd_fields(tcp));
+			snprintf(name, sizeof name, "%s4_prog_reuseaddr_after_connect", tcp ? "tcp" : "udp");
+			RUN(name, reuseaddr_after_connect(tcp));
+			snprintf(name, sizeof name, "%s4_prog_reuseport_fixed_port_twice", tcp ? "tcp" : "udp");
+			RUN(name, reuseport_fixed(tcp));
+		}
+	}
+	RUN("udp4_unbound_sendto_then_connect", udp_sendto_then_connect(BM_NONE));
+	RUN("udp4_bindip0_sendto_then_connect", udp_sendto_then_connect(BM_IP0));
+	RUN("tcp4_bindip0_getsockname_listen", bind0_getsockname_listen(F4));
+	RUN("tcp6_bindip0_getsockname_listen", bind0_getsockname_listen(F6));
 	RUN("tcp4_misc_unconnected", misc_tcp());
 	RUN("tcp4_listen_then_connect", listen_then_connect());
 	fprintf(stderr, "scenarios: %d\n", nscen);

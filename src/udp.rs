@@ -54,6 +54,7 @@ pub unsafe fn bind(
         if ret == 0 {
             r.set_addr(&a);
             r.set(DEFERRED);
+            crate::debug!("bind(fd {fd}): {a}: port deferred to the UDP lock at connect");
         } else {
             if !r.any(APP_NOPORT) {
                 let _ = set_kernel(
@@ -177,7 +178,7 @@ pub unsafe fn connect(
     }
     let src = match r.addr().filter(|a| !a.is_unspecified()) {
         Some(a) => a.with_port(0),
-        None => match netlink::route_source(&dst) {
+        None => match crate::route::source_for(&dst) {
             Ok(s) => s,
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         },
@@ -240,7 +241,12 @@ pub unsafe fn connect(
         r.set_addr(&local);
         r.set(HAS_PORT);
         match check_and_connect(fd, r, &local, &dst, addr, len) {
-            Checked::Connected(v) => return v,
+            Checked::Connected(v) => {
+                crate::debug!(
+                    "connect(fd {fd}): UDP lock: {local} -> {dst} after {swaps} lost races"
+                );
+                return v;
+            }
             Checked::Lost => {}
             Checked::DiagFailed(e) => return diag_failed(fd, r, e),
         }
@@ -338,7 +344,7 @@ fn connect_fixed(
         return Verdict::Pass(Pass::InternalError);
     };
     if local.is_unspecified() {
-        match netlink::route_source(&dst) {
+        match crate::route::source_for(&dst) {
             Ok(s) => local = s.with_port(local.port()),
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         }

@@ -6,7 +6,7 @@
 
 use crate::decision::{Pass, Verdict};
 use crate::sys::{errno, set_errno};
-use crate::{log, netlink, policy, real, state};
+use crate::{log, netlink, policy, real, state, vfork};
 use libc::{
     c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
 };
@@ -53,7 +53,7 @@ fn run(
 
 /// Bookkeeping after (or before) a real call: errno kept, panics caught, never re-entered.
 fn after(f: impl FnOnce()) {
-    if !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
+    if vfork::in_child() || !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
         return;
     }
     let saved = errno();

@@ -5,7 +5,8 @@
 //! - `state`: per-socket state; `config`: the environment; `log`: logging;
 //! - `policy`: shared per-call policy; `tcp`: the TCP policy; `udp`: the UDP lock;
 //! - `ports`: port range and choice; `netlink`: SOCK_DIAG and route queries;
-//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons.
+//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
+//! - `vfork`: keeps a vfork child's calls off the parent's state.
 
 pub mod addr;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod sys;
 pub mod tcp;
 pub mod udp;
+pub mod vfork;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

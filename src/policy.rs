@@ -86,8 +86,16 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     }
     // SAFETY: caller contract.
     if unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC) {
-        r.clear(CONNECTED);
-        return Verdict::Pass(Pass::Disconnect);
+        if !r.is_udp() {
+            return Verdict::Pass(Pass::Disconnect);
+        }
+        // SAFETY: the program's own arguments, unchanged.
+        let ret = unsafe { real::connect(fd, addr, len) };
+        let result = Verdict::done(ret);
+        if ret == 0 {
+            udp::disconnected(fd, r);
+        }
+        return result;
     }
     // SAFETY: caller contract.
     let Some(dst) = (unsafe { SockAddr::from_raw(addr, len) }) else {
@@ -124,7 +132,10 @@ pub fn getsockname(fd: c_int) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if r.any(DEFERRED) && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind) {
+    if r.any(DEFERRED)
+        && !r.any(RELEASED)
+        && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind)
+    {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
@@ -159,24 +170,23 @@ pub fn before_recv(fd: c_int) -> Verdict {
 /// Carries out a deferred bind(ip, 0) with the program's own options: clear our
 /// IP_BIND_ADDRESS_NO_PORT and bind the same address again, which the kernel allows while the
 /// socket has no port (KERNEL.md). On failure the kernel autobinds later, as it would anyway.
+/// A deferral the program asked for itself (UDP with its own NO_PORT) is left alone.
 pub fn materialize(fd: c_int, r: &Sock) {
-    if !r.any(DEFERRED) {
+    if !r.any(DEFERRED) || r.any(PROGRAM_DEFERRED) {
         return;
     }
-    r.clear(DEFERRED);
-    let Some(a) = r.addr() else { return };
+    r.clear(DEFERRED | RELEASED);
+    let Some(a) = r.app_addr() else { return };
     let _keep = KeepErrno::new();
-    if r.any(K_NOPORT)
-        && !r.any(APP_NOPORT)
-        && sys::set_int(fd, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 0).is_ok()
-    {
-        r.clear(K_NOPORT);
-    }
+    let _ = set_noport(fd, r, false);
     if r.is_udp() {
         restore_app_reuse(fd, r);
     }
     match sys::bind(fd, &a) {
-        Ok(()) => r.set(HAS_PORT),
+        Ok(()) => {
+            r.set_local(&sys::getsockname(fd).unwrap_or(a));
+            r.set(HAS_PORT);
+        }
         Err(e) => crate::debug!(
             "fd {fd}: deferred bind to {a} failed (errno {e}); the kernel autobinds later"
         ),
@@ -211,6 +221,25 @@ pub fn set_kernel(
     sys::set_int(fd, level, name, on as c_int)?;
     r.put(k, on);
     Ok(())
+}
+
+pub fn set_reuseaddr(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
+    set_kernel(fd, r, K_REUSEADDR, libc::SOL_SOCKET, libc::SO_REUSEADDR, on)
+}
+
+pub fn set_reuseport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
+    set_kernel(fd, r, K_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT, on)
+}
+
+pub fn set_noport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
+    set_kernel(
+        fd,
+        r,
+        K_NOPORT,
+        libc::IPPROTO_IP,
+        IP_BIND_ADDRESS_NO_PORT,
+        on,
+    )
 }
 
 fn managed_bits(level: c_int, name: c_int) -> Option<(u32, u32)> {

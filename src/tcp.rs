@@ -12,7 +12,7 @@
 use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::netlink;
-use crate::policy::{IP_BIND_ADDRESS_NO_PORT, set_kernel};
+use crate::policy::{set_noport, set_reuseaddr};
 use crate::real;
 use crate::state::*;
 use crate::sys::{self, errno};
@@ -31,77 +31,48 @@ pub unsafe fn bind(
         if r.any(APP_NOPORT) {
             return Verdict::Pass(Pass::ProgramDefers);
         }
-        if set_kernel(
-            fd,
-            r,
-            K_NOPORT,
-            libc::IPPROTO_IP,
-            IP_BIND_ADDRESS_NO_PORT,
-            true,
-        )
-        .is_err()
-        {
+        if set_noport(fd, r, true).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
         // SAFETY: the program's own arguments, unchanged.
         let ret = unsafe { real::bind(fd, addr, len) };
         let result = Verdict::done(ret);
         if ret == 0 {
-            r.set_addr(&a);
+            r.set_app_addr(&a);
             r.set(DEFERRED);
             crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
         } else {
-            let _ = set_kernel(
-                fd,
-                r,
-                K_NOPORT,
-                libc::IPPROTO_IP,
-                IP_BIND_ADDRESS_NO_PORT,
-                false,
-            );
+            let _ = set_noport(fd, r, false);
         }
         return result;
     }
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::bind(fd, addr, len) };
+    let result = Verdict::done(ret);
     if ret == 0 {
-        r.set_addr(&a);
-        r.set(HAS_PORT);
-        return Verdict::done(0);
+        bound_fixed(r, &a);
+        return result;
     }
-    let failed = Verdict::done(ret);
-    let e = errno();
-    if e == libc::EADDRINUSE
+    if errno() == libc::EADDRINUSE
         && !r.any(APP_REUSEADDR | K_REUSEADDR)
         && port_carries_flows(r, a.port())
     {
-        let shared = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        )
-        .is_ok()
-            && sys::bind(fd, &a).is_ok();
+        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
         // Back to the program's value at once: nobody else may join until we connect.
-        let _ = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            false,
-        );
+        let _ = set_reuseaddr(fd, r, false);
         if shared {
-            crate::debug!("fd {fd}: bind {a} shares a port held by outgoing connections");
-            r.set_addr(&a);
-            r.set(HAS_PORT);
+            crate::debug!("bind(fd {fd}): {a} shares a port held by outgoing connections");
+            bound_fixed(r, &a);
             return Verdict::done(0);
         }
     }
-    failed
+    result
+}
+
+fn bound_fixed(r: &Sock, a: &SockAddr) {
+    r.set_app_addr(a);
+    r.set_local(a);
+    r.set(HAS_PORT);
 }
 
 /// True when some holder of `port` is a connection or TIME_WAIT and none listens. A port held
@@ -138,13 +109,6 @@ pub fn connect(fd: c_int, r: &Sock) -> Verdict {
         return Verdict::Pass(Pass::KernelSharesPorts);
     }
     r.set(CONNECTED);
-    let _ = set_kernel(
-        fd,
-        r,
-        K_REUSEADDR,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEADDR,
-        true,
-    );
+    let _ = set_reuseaddr(fd, r, true);
     Verdict::Pass(Pass::OpenedFixedPort)
 }

@@ -16,12 +16,14 @@
 use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::netlink::{self, TCP_ESTABLISHED};
-use crate::policy::{IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_kernel};
+use crate::policy::{
+    IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_noport, set_reuseaddr, set_reuseport,
+};
 use crate::state::*;
 use crate::sys::{self, KeepErrno, errno};
-use crate::{log, ports, real};
+use crate::{log, ports, real, route};
 use libc::{c_int, sockaddr, socklen_t};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 
 /// Lost races retried on fresh sockets before giving up with EAGAIN.
 const MAX_SWAPS: u32 = 32;
@@ -36,36 +38,20 @@ pub unsafe fn bind(
     len: socklen_t,
 ) -> Verdict {
     if a.port() == 0 {
-        if set_kernel(
-            fd,
-            r,
-            K_NOPORT,
-            libc::IPPROTO_IP,
-            IP_BIND_ADDRESS_NO_PORT,
-            true,
-        )
-        .is_err()
-        {
+        let program_defers = r.any(APP_NOPORT);
+        if set_noport(fd, r, true).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
         // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
         let ret = unsafe { real::bind(fd, addr, len) };
         let result = Verdict::done(ret);
         if ret == 0 {
-            r.set_addr(&a);
+            r.set_app_addr(&a);
             r.set(DEFERRED);
+            r.put(PROGRAM_DEFERRED, program_defers);
             crate::debug!("bind(fd {fd}): {a}: port deferred to the UDP lock at connect");
-        } else {
-            if !r.any(APP_NOPORT) {
-                let _ = set_kernel(
-                    fd,
-                    r,
-                    K_NOPORT,
-                    libc::IPPROTO_IP,
-                    IP_BIND_ADDRESS_NO_PORT,
-                    false,
-                );
-            }
+        } else if !program_defers {
+            let _ = set_noport(fd, r, false);
         }
         return result;
     }
@@ -73,43 +59,31 @@ pub unsafe fn bind(
     restore_app_reuse(fd, r);
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::bind(fd, addr, len) };
+    let result = Verdict::done(ret);
     if ret == 0 {
-        r.set_addr(&a);
-        r.set(HAS_PORT);
-        return Verdict::done(0);
+        bound_fixed(r, &a);
+        return result;
     }
-    let failed = Verdict::done(ret);
-    let e = errno();
-    if e == libc::EADDRINUSE
+    if errno() == libc::EADDRINUSE
         && !r.any(APP_REUSEADDR | APP_REUSEPORT)
         && only_flows_hold(r, a.port())
     {
-        let shared = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        )
-        .is_ok()
-            && sys::bind(fd, &a).is_ok();
+        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
         // Locked again at once: the port opens to others only when this socket connects.
-        let _ = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            false,
-        );
+        let _ = set_reuseaddr(fd, r, false);
         if shared {
-            r.set_addr(&a);
-            r.set(HAS_PORT);
+            crate::debug!("bind(fd {fd}): {a} shares a port held only by connected sockets");
+            bound_fixed(r, &a);
             return Verdict::done(0);
         }
     }
-    failed
+    result
+}
+
+fn bound_fixed(r: &Sock, a: &SockAddr) {
+    r.set_app_addr(a);
+    r.set_local(a);
+    r.set(HAS_PORT);
 }
 
 /// True when the port is held only by connected sockets (flows of connectx programs). An
@@ -131,7 +105,7 @@ fn only_flows_hold(r: &Sock, port: u16) -> bool {
     flows > 0
 }
 
-static DIAG_BROKEN: AtomicU8 = AtomicU8::new(0);
+static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
 static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
 static WARNED_ROUTE: AtomicBool = AtomicBool::new(false);
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
@@ -170,15 +144,22 @@ pub unsafe fn connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if DIAG_BROKEN.load(Relaxed) != 0 {
+    if DIAG_BROKEN.load(Relaxed) {
         return Verdict::Pass(Pass::LockUnavailable);
     }
     if r.any(HAS_PORT) {
         return connect_fixed(fd, r, dst, addr, len);
     }
-    let src = match r.addr().filter(|a| !a.is_unspecified()) {
+    if r.any(PROGRAM_DEFERRED) && !r.any(DEFERRED) {
+        // The program's own deferral was carried out by the kernel (a send autobound it).
+        return Verdict::Pass(Pass::AlreadyBound);
+    }
+    let bound = r
+        .app_addr()
+        .filter(|a| r.any(DEFERRED) && !a.is_unspecified());
+    let src = match bound {
         Some(a) => a.with_port(0),
-        None => match crate::route::source_for(&dst) {
+        None => match route::source_for(&dst) {
             Ok(s) => s,
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         },
@@ -187,16 +168,7 @@ pub unsafe fn connect(
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
     let range = ports::narrow(ns, r.port_range.load(Acquire));
-    if set_kernel(
-        fd,
-        r,
-        K_REUSEPORT,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEPORT,
-        false,
-    )
-    .is_err()
-    {
+    if set_reuseport(fd, r, false).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
     // Ask before binding when a lost race could not be retried on a fresh socket, and after a
@@ -215,16 +187,7 @@ pub unsafe fn connect(
                 Err(e) => return diag_failed(fd, r, e, None),
             }
         }
-        if set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        )
-        .is_err()
-        {
+        if set_reuseaddr(fd, r, true).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
         match sys::bind(fd, &local) {
@@ -233,12 +196,13 @@ pub unsafe fn connect(
             Err(e) => {
                 // Not a busy port (e.g. an address the socket cannot use): the kernel decides.
                 restore_app_reuse(fd, r);
-                crate::debug!("fd {fd}: bind {local} for the UDP lock failed (errno {e})");
+                crate::debug!("connect(fd {fd}): bind {local} for the UDP lock failed (errno {e})");
                 return Verdict::Pass(Pass::LockUnavailable);
             }
         }
         match check_and_connect(fd, r, &local, &dst, addr, len) {
             Checked::Connected(v) => {
+                r.set(OUR_PORT);
                 crate::debug!(
                     "connect(fd {fd}): UDP lock: {local} -> {dst} after {swaps} lost races"
                 );
@@ -249,16 +213,21 @@ pub unsafe fn connect(
         }
         // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
         if swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
-            crate::debug!("fd {fd}: UDP lock gave up after {swaps} lost races");
+            crate::debug!("connect(fd {fd}): UDP lock gave up after {swaps} lost races");
             bound_to(r, &local);
+            r.set(OUR_PORT);
             return Verdict::fail(libc::EAGAIN);
         }
         if let Err(e) = recreate(fd, r) {
+            bound_to(r, &local);
+            r.set(OUR_PORT);
             return Verdict::fail(e);
         }
         swaps += 1;
         ask_first = true;
-        crate::debug!("fd {fd}: lost the race for {local} -> {dst}; retrying on a fresh socket");
+        crate::debug!(
+            "connect(fd {fd}): lost the race for {local} -> {dst}; retrying on a fresh socket"
+        );
     }
     // Every port is taken for this destination.
     restore_app_reuse(fd, r);
@@ -267,8 +236,8 @@ pub unsafe fn connect(
 
 /// The socket now owns `local` (whatever happens to its connect).
 fn bound_to(r: &Sock, local: &SockAddr) {
-    r.clear(DEFERRED);
-    r.set_addr(local);
+    r.clear(DEFERRED | RELEASED);
+    r.set_local(local);
     r.set(HAS_PORT);
 }
 
@@ -288,16 +257,7 @@ fn check_and_connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Checked {
-    if set_kernel(
-        fd,
-        r,
-        K_REUSEADDR,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEADDR,
-        false,
-    )
-    .is_err()
-    {
+    if set_reuseaddr(fd, r, false).is_err() {
         return Checked::DiagFailed(libc::EIO);
     }
     let me = match cookie(fd, r) {
@@ -315,14 +275,7 @@ fn check_and_connect(
     bound_to(r, local);
     if ret == 0 {
         r.set(CONNECTED);
-        let _ = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        );
+        let _ = set_reuseaddr(fd, r, true);
     }
     Checked::Connected(result)
 }
@@ -346,11 +299,11 @@ fn connect_fixed(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    let Some(mut local) = r.addr() else {
+    let Some(mut local) = r.local() else {
         return Verdict::Pass(Pass::InternalError);
     };
     if local.is_unspecified() {
-        match crate::route::source_for(&dst) {
+        match route::source_for(&dst) {
             Ok(s) => local = s.with_port(local.port()),
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         }
@@ -370,27 +323,39 @@ fn connect_fixed(
         };
         r.clear(CONNECTED);
     }
-    if set_kernel(
-        fd,
-        r,
-        K_REUSEPORT,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEPORT,
-        false,
-    )
-    .is_err()
-    {
+    if set_reuseport(fd, r, false).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
     match check_and_connect(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => v,
-        Checked::Lost => {
-            // The program chose this port: like TCP, the 4-tuple is not available.
-            Verdict::fail(libc::EADDRNOTAVAIL)
-        }
-        Checked::DiagFailed(e) => {
-            lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e);
-            Verdict::Pass(Pass::LockUnavailable)
+        // Another socket owns this 4-tuple: like TCP, it is not available.
+        Checked::Lost => Verdict::fail(libc::EADDRNOTAVAIL),
+        Checked::DiagFailed(e) => lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e),
+    }
+}
+
+/// A successful disconnect (connect AF_UNSPEC) of a socket whose port the lock chose: the kernel
+/// releases a port the program did not choose, so put a fresh socket in its place, bound to the
+/// program's address without a port (getsockname shows port 0, as the kernel's would).
+pub fn disconnected(fd: c_int, r: &Sock) {
+    r.clear(CONNECTED);
+    if r.any(DEFERRED) {
+        // The kernel would have released the port it autobound at bind(ip, 0).
+        r.set(RELEASED);
+    }
+    if !r.any(OUR_PORT) || r.any(OPTS_OVERFLOW) {
+        return;
+    }
+    if r.app_addr().is_some() {
+        r.set(DEFERRED | RELEASED);
+    }
+    match recreate(fd, r) {
+        Ok(()) => r.clear(OUR_PORT),
+        Err(e) => {
+            r.clear(DEFERRED | RELEASED);
+            crate::debug!(
+                "fd {fd}: could not release the lock's port after disconnect (errno {e})"
+            );
         }
     }
 }
@@ -399,7 +364,7 @@ fn connect_fixed(
 /// in its place so the kernel's own connect (autobind) happens as without us.
 fn diag_failed(fd: c_int, r: &Sock, e: c_int, bound: Option<&SockAddr>) -> Verdict {
     if diag_unavailable_for_good(e) {
-        DIAG_BROKEN.store(1, Relaxed);
+        DIAG_BROKEN.store(true, Relaxed);
     }
     match bound {
         Some(local) if r.any(OPTS_OVERFLOW) || recreate(fd, r).is_err() => bound_to(r, local),
@@ -434,6 +399,7 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
     if new < 0 {
         return Err(errno());
     }
+    let deferred = r.app_addr().filter(|_| r.any(DEFERRED));
     let result = (|| {
         r.each_opt(|level, name, v| {
             // SAFETY: v is a recorded option value of v.len() bytes.
@@ -450,10 +416,10 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
         if r.any(APP_REUSEADDR) {
             sys::set_int(new, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         }
-        if r.any(APP_NOPORT) || r.any(DEFERRED) {
+        if r.any(APP_NOPORT) || deferred.is_some() {
             sys::set_int(new, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)?;
         }
-        if let Some(a) = r.addr().filter(|_| r.any(DEFERRED)) {
+        if let Some(a) = deferred {
             sys::bind(new, &a)?;
         }
         // SAFETY: F_SETFL with the flags read from the program's fd.
@@ -473,10 +439,9 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
     })();
     sys::close(new);
     result?;
-    let deferred = r.any(DEFERRED);
     r.clear(K_REUSEADDR | K_REUSEPORT | K_NOPORT | HAS_PORT | CONNECTED);
     r.put(K_REUSEADDR, r.any(APP_REUSEADDR));
-    r.put(K_NOPORT, r.any(APP_NOPORT) || deferred);
+    r.put(K_NOPORT, r.any(APP_NOPORT) || deferred.is_some());
     r.cookie.store(0, Release);
     Ok(())
 }

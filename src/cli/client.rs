@@ -9,7 +9,8 @@
 //! every socket receives the echo of its OWN payload (so a UDP socket
 //! overshadowed by a duplicate 4-tuple is caught), prints one line:
 //!   opened=K failed=F failed_step=STEP errno=NAME [echo_ok=A echo_bad=B]
-//!   ports=DISTINCT port_list=P,... sockname_port=P
+//!   ports=DISTINCT port_list=P,... sockname_port=P (with --getsockname: the
+//!   port getsockname showed between bind and connect, first socket)
 //!   opts_bind=reuseaddr:R,reuseport:R,noport:N opts_connect=...
 //! then holds the sockets for --hold SECS (or until stdin closes; with --bg
 //! in the background).
@@ -46,6 +47,8 @@ struct Plan {
     hold: u64,
     bg: bool,
     keep_going: bool,
+    /// Call getsockname between bind and connect (what some programs do).
+    getsockname: bool,
     set: SetOpts,
 }
 
@@ -135,6 +138,7 @@ fn parse(raw: Vec<std::ffi::OsString>) -> Res<Plan> {
         hold: 0,
         bg: false,
         keep_going: false,
+        getsockname: false,
         set: SetOpts::default(),
     };
     let mut proto_given = false;
@@ -174,6 +178,7 @@ fn parse(raw: Vec<std::ffi::OsString>) -> Res<Plan> {
             "--hold" => p.hold = a.parsed::<u64>("a number of seconds")?.min(3600),
             "--bg" => p.bg = true,
             "--keep-going" => p.keep_going = true,
+            "--getsockname" => p.getsockname = true,
             "--reuseport" => p.set.reuseport = Some(1),
             "--set" => {
                 let v = a.value()?;

@@ -125,10 +125,11 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
         "expected with".into(),
     ]];
     let mut notes = Vec::new();
+    let mut skipped = Vec::new();
     let mut all_ok = true;
     for case in cases() {
         if let Some(missing) = case.needs.iter().find(|t| which(t).is_none()) {
-            notes.push(format!(
+            skipped.push(format!(
                 "{}: skipped, `{missing}` is not installed",
                 case.name
             ));
@@ -140,10 +141,14 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
             if mode == "with" && value != case.want {
                 all_ok = false;
             }
+            // Long tool messages go under the table, keyed by a number.
             cells.push(if detail.is_empty() {
                 value
-            } else {
+            } else if detail.chars().count() <= 26 {
                 format!("{value} ({detail})")
+            } else {
+                notes.push(format!("[{}] {} {mode} connectx: {detail}", notes.len() + 1, case.name));
+                format!("{value} [{}]", notes.len())
             });
         }
         let expected = if case.why.is_empty() {
@@ -159,8 +164,8 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
         ]);
     }
     print_table(&rows);
-    for n in &notes {
-        println!("note: {n}");
+    for n in notes.iter().chain(&skipped) {
+        println!("{n}");
     }
     if all_ok {
         println!("\nWith connectx every recipe reached the expected figure.");
@@ -335,7 +340,8 @@ impl Cx {
     }
 
     pub fn tool(&self, prog: &str, args: &[&str], preload: bool) -> Command {
-        let mut c = Command::new(prog);
+        // Same lookup as the "installed?" check (which includes sbin).
+        let mut c = Command::new(which(prog).unwrap_or_else(|| prog.into()));
         c.args(args);
         self.env(&mut c, preload);
         c

@@ -10,8 +10,9 @@ fn check(p: &Path, origin: &str) -> Res<PathBuf> {
     let abs = std::fs::canonicalize(p).map_err(|e| Fail {
         code: 2,
         msg: format!(
-            "library {} (from {origin}) cannot be used: {e}",
-            p.display()
+            "library {} (from {origin}) cannot be used: {}",
+            p.display(),
+            super::ioerr(&e)
         ),
     })?;
     if !abs.is_file() {

@@ -77,3 +77,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
 }
+
+/// An io::Error as text without the "(os error N)" suffix.
+pub fn ioerr(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

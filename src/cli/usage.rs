@@ -30,7 +30,7 @@ test tools (used by the demo, the tests and scripts/; not a stable interface):
       TCP port bound but not listening; prints `ready tcp=A:P ... pid=N`
   connectx _client --proto tcp|udp --mode plain|bind0|bindany0|port:P [--src IP]
                    --dst A:P[,A:P...] [--count N] [--keep-going] [--echo]
-                   [--reuseport] [--set reuseaddr|reuseport|noport=0|1]
+                   [--reuseport] [--set reuseaddr|reuseport|noport=0|1] [--getsockname]
                    [--hold SECS [--bg]]
       legacy client; prints `opened=K failed=F failed_step=S errno=E [echo_ok=A
       echo_bad=B] ports=N port_list=... sockname_port=P opts_bind=... opts_connect=...`

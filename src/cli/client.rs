@@ -274,10 +274,13 @@ fn open_one(p: &Plan, dst: &SocketAddr) -> Result<(Sock, String, String), StepEr
     let mut port_seen = "-".to_string();
     if let Some(b) = bind_to {
         s.bind(&b).map_err(|e| ("bind", e))?;
-        port_seen = s
-            .local_addr()
-            .map(|a| a.port().to_string())
-            .unwrap_or_else(|e| errno_name(&e));
+        // Only on request: asking for the port may make connectx bind it now.
+        if p.getsockname {
+            port_seen = s
+                .local_addr()
+                .map(|a| a.port().to_string())
+                .unwrap_or_else(|e| errno_name(&e));
+        }
     }
     let after_bind = view(&s);
     s.connect(dst).map_err(|e| ("connect", e))?;

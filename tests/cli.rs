@@ -10,11 +10,27 @@ fn run_prepends_library_to_ld_preload_once() {
     let l = lib.to_str().unwrap();
     let o = cmd(&cx(), &["run", "--", "sh", "-c", "echo $LD_PRELOAD"], &[]);
     assert_eq!(o.stdout.trim(), l, "{o}");
-    let o = cmd(&cx(), &["run", "--", "sh", "-c", "echo $LD_PRELOAD"], &[("LD_PRELOAD", "/nonexistent/other.so")]);
-    assert_eq!(o.stdout.lines().last().unwrap_or(""), format!("{l}:/nonexistent/other.so"), "{o}");
+    let o = cmd(
+        &cx(),
+        &["run", "--", "sh", "-c", "echo $LD_PRELOAD"],
+        &[("LD_PRELOAD", "/nonexistent/other.so")],
+    );
+    assert_eq!(
+        o.stdout.lines().last().unwrap_or(""),
+        format!("{l}:/nonexistent/other.so"),
+        "{o}"
+    );
     let already = format!("/nonexistent/other.so {l}");
-    let o = cmd(&cx(), &["run", "--", "sh", "-c", "echo $LD_PRELOAD"], &[("LD_PRELOAD", &already)]);
-    assert_eq!(o.stdout.lines().last().unwrap_or(""), already, "library added twice:\n{o}");
+    let o = cmd(
+        &cx(),
+        &["run", "--", "sh", "-c", "echo $LD_PRELOAD"],
+        &[("LD_PRELOAD", &already)],
+    );
+    assert_eq!(
+        o.stdout.lines().last().unwrap_or(""),
+        already,
+        "library added twice:\n{o}"
+    );
 }
 
 #[test]
@@ -22,8 +38,19 @@ fn run_maps_options_to_variables() {
     let o = cmd(
         &cx(),
         &[
-            "run", "--tcp", "off", "--udp", "on", "--log", "debug", "--log-file", "/dev/null",
-            "--getsockname", "port0", "--", "env",
+            "run",
+            "--tcp",
+            "off",
+            "--udp",
+            "on",
+            "--log",
+            "debug",
+            "--log-file",
+            "/dev/null",
+            "--getsockname",
+            "port0",
+            "--",
+            "env",
         ],
         &[],
     );
@@ -45,7 +72,17 @@ fn run_returns_the_commands_exit_status() {
     // Killed by a signal: the status is the command's own (a shell shows 128+15).
     let o = cmd(&cx(), &["run", "--", "sh", "-c", "kill -TERM $$"], &[]);
     assert_eq!(o.code, None, "expected death by signal:\n{o}");
-    let o = cmd(Path::new("sh"), &["-c", &format!("{} run -- sh -c 'kill -TERM $$'; echo status=$?", cx().display())], &[]);
+    let o = cmd(
+        Path::new("sh"),
+        &[
+            "-c",
+            &format!(
+                "{} run -- sh -c 'kill -TERM $$'; echo status=$?",
+                cx().display()
+            ),
+        ],
+        &[],
+    );
     assert!(o.stdout.contains("status=143"), "{o}");
 }
 
@@ -59,10 +96,18 @@ fn run_reports_a_command_that_cannot_run() {
 
 #[test]
 fn run_reports_a_missing_library() {
-    let o = cmd(&cx(), &["run", "--lib", "/nonexistent/libconnectx.so", "--", "true"], &[]);
+    let o = cmd(
+        &cx(),
+        &["run", "--lib", "/nonexistent/libconnectx.so", "--", "true"],
+        &[],
+    );
     assert_eq!(o.code, Some(2), "{o}");
     assert!(o.stderr.contains("/nonexistent/libconnectx.so"), "{o}");
-    let o = cmd(&cx(), &["run", "--", "true"], &[("CONNECTX_LIB", "/nonexistent/lib.so")]);
+    let o = cmd(
+        &cx(),
+        &["run", "--", "true"],
+        &[("CONNECTX_LIB", "/nonexistent/lib.so")],
+    );
     assert_eq!(o.code, Some(2), "{o}");
     assert!(o.stderr.contains("CONNECTX_LIB"), "{o}");
     // A copy of the binary with no library next to it (or in ../lib).
@@ -90,7 +135,11 @@ fn bad_command_lines_get_one_line_and_status_2() {
     ] {
         let o = cmd(&cx(), args, &[]);
         assert_eq!(o.code, Some(2), "{args:?}:\n{o}");
-        assert_eq!(o.stderr.lines().count(), 1, "{args:?}: one line expected:\n{o}");
+        assert_eq!(
+            o.stderr.lines().count(),
+            1,
+            "{args:?}: one line expected:\n{o}"
+        );
         assert!(!o.stderr.contains("panicked"), "{args:?}:\n{o}");
     }
 }
@@ -112,12 +161,27 @@ fn help_shows_usage() {
 #[test]
 fn demo_shows_the_failure_and_the_fix() {
     let o = cmd(&cx(), &["demo"], &[]);
-    for row in ["TCP bind(127.0.0.1,0) + connect", "UDP connect", "UDP bind(127.0.0.1,0) + connect"] {
+    for row in [
+        "TCP bind(127.0.0.1,0) + connect",
+        "UDP connect",
+        "UDP bind(127.0.0.1,0) + connect",
+    ] {
         assert!(o.stdout.contains(row), "row `{row}` missing:\n{o}");
     }
-    let row = o.stdout.lines().find(|l| l.starts_with("TCP bind(127.0.0.1,0)")).unwrap_or("");
-    assert!(row.contains("| 10 (then bind EADDRINUSE)"), "without-library figure:\n{o}");
-    assert_eq!(o.code, Some(0), "demo reports a recipe below its expected figure:\n{o}");
+    let row = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("TCP bind(127.0.0.1,0)"))
+        .unwrap_or("");
+    assert!(
+        row.contains("| 10 (then bind EADDRINUSE)"),
+        "without-library figure:\n{o}"
+    );
+    assert_eq!(
+        o.code,
+        Some(0),
+        "demo reports a recipe below its expected figure:\n{o}"
+    );
 }
 
 use std::path::Path;

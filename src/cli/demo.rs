@@ -147,7 +147,11 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
             } else if detail.chars().count() <= 26 {
                 format!("{value} ({detail})")
             } else {
-                notes.push(format!("[{}] {} {mode} connectx: {detail}", notes.len() + 1, case.name));
+                notes.push(format!(
+                    "[{}] {} {mode} connectx: {detail}",
+                    notes.len() + 1,
+                    case.name
+                ));
                 format!("{value} [{}]", notes.len())
             });
         }

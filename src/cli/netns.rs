@@ -62,7 +62,11 @@ pub fn main(raw: Vec<std::ffi::OsString>) -> Res<i32> {
     }
     let mut child = c.spawn().map_err(|e| Fail {
         code: 127,
-        msg: format!("cannot run {}: {}", prog.to_string_lossy(), super::ioerr(&e)),
+        msg: format!(
+            "cannot run {}: {}",
+            prog.to_string_lossy(),
+            super::ioerr(&e)
+        ),
     })?;
     let st = child
         .wait()

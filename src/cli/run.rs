@@ -64,6 +64,10 @@ pub fn main(raw: Vec<std::ffi::OsString>) -> Res<i32> {
     let err = c.exec();
     Err(Fail {
         code: 127,
-        msg: format!("cannot run {}: {}", prog.to_string_lossy(), super::ioerr(&err)),
+        msg: format!(
+            "cannot run {}: {}",
+            prog.to_string_lossy(),
+            super::ioerr(&err)
+        ),
     })
 }

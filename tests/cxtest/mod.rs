@@ -50,7 +50,11 @@ fn build_lib() -> Result<(), String> {
     let mut c = Command::new(cargo);
     c.args(["build", "--lib", "--quiet"]).current_dir(repo());
     // Same profile as the binary under test: target/<profile>/connectx.
-    match bin().parent().and_then(Path::file_name).and_then(|n| n.to_str()) {
+    match bin()
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
         Some("debug") | None => {}
         Some("release") => {
             c.arg("--release");
@@ -63,7 +67,9 @@ fn build_lib() -> Result<(), String> {
     if out.code == Some(0) {
         Ok(())
     } else {
-        Err(format!("building libconnectx.so (`cargo build --lib`) failed:\n{out}"))
+        Err(format!(
+            "building libconnectx.so (`cargo build --lib`) failed:\n{out}"
+        ))
     }
 }
 
@@ -152,7 +158,11 @@ pub fn netns(range: &str, reserved: Option<&str>, with_lib: bool, script: &str) 
     if let Some(r) = reserved {
         c.args(["--reserved", r]);
     }
-    let run = if with_lib { format!("env LD_PRELOAD={}", lib.display()) } else { String::new() };
+    let run = if with_lib {
+        format!("env LD_PRELOAD={}", lib.display())
+    } else {
+        String::new()
+    };
     c.args(["--", "sh", "-c", &format!("{PRELUDE}\n{script}")])
         .env("CX", cx())
         .env("LIB", &lib)
@@ -162,14 +172,19 @@ pub fn netns(range: &str, reserved: Option<&str>, with_lib: bool, script: &str) 
         .env_remove("CONNECTX");
     let out = run_bounded(c, Duration::from_secs(120));
     if out.code == Some(3) {
-        panic!("cannot create a network namespace (tests need root or unprivileged user namespaces):\n{out}");
+        panic!(
+            "cannot create a network namespace (tests need root or unprivileged user namespaces):\n{out}"
+        );
     }
     out
 }
 
 /// Both halves: (without the library, with the library), each in its own namespace.
 pub fn both(range: &str, reserved: Option<&str>, script: &str) -> (Out, Out) {
-    (netns(range, reserved, false, script), netns(range, reserved, true, script))
+    (
+        netns(range, reserved, false, script),
+        netns(range, reserved, true, script),
+    )
 }
 
 pub fn run_bounded(mut c: Command, limit: Duration) -> Out {
@@ -209,7 +224,11 @@ pub fn run_bounded(mut c: Command, limit: Duration) -> Out {
         stdout: t_out.join().unwrap_or_default(),
         stderr: t_err.join().unwrap_or_default(),
     };
-    assert!(!timed_out, "timed out after {limit:?}: {:?}\n{out}", c.get_program());
+    assert!(
+        !timed_out,
+        "timed out after {limit:?}: {:?}\n{out}",
+        c.get_program()
+    );
     out
 }
 

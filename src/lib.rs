@@ -1,1 +1,122 @@
-//! connectx: preload library (skeleton)
+//! connectx: a preload library that stops unmodified programs from running out of ephemeral
+//! ports (see README.md). Layers, one file each:
+//! - `hooks`: the exported C symbols (guard, dispatch, errno);
+//! - `real`: the real libc functions behind them;
+//! - `state`: per-socket state; `config`: the environment; `log`: logging;
+//! - `policy`: shared per-call policy; `tcp`: the TCP policy; `udp`: the UDP lock;
+//! - `ports`: port range and choice; `netlink`: SOCK_DIAG and route queries;
+//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons.
+
+pub mod addr;
+pub mod config;
+pub mod decision;
+#[cfg(not(test))]
+mod hooks;
+#[macro_use]
+pub mod log;
+pub mod netlink;
+pub mod policy;
+pub mod ports;
+pub mod real;
+pub mod state;
+pub mod sys;
+pub mod tcp;
+pub mod udp;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+const NOT_STARTED: u8 = 0;
+const STARTING: u8 = 1;
+const READY: u8 = 2;
+static INIT: AtomicU8 = AtomicU8::new(NOT_STARTED);
+
+/// True once the configuration is read. A hook that runs before our constructor (another
+/// library's constructor calling socket) initialises here; a hook that runs *while* we
+/// initialise (re-entry) gets false and passes through.
+pub fn ensure_init() -> bool {
+    match INIT.load(Ordering::Acquire) {
+        READY => true,
+        STARTING => false,
+        _ => {
+            if INIT
+                .compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return INIT.load(Ordering::Acquire) == READY;
+            }
+            init();
+            INIT.store(READY, Ordering::Release);
+            true
+        }
+    }
+}
+
+fn getenv(name: &'static str) -> Option<&'static [u8]> {
+    let mut buf = [0u8; 64];
+    let n = name.len().min(63);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: buf is NUL-terminated; getenv returns NULL or a string that lives as long as the
+    // environment entry (we read the values once, at load, before the program changes them).
+    let p = unsafe { libc::getenv(buf.as_ptr().cast()) };
+    (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
+}
+
+fn init() {
+    real::resolve_all();
+    // SAFETY: getauxval has no preconditions.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        // setuid/setcap program: do nothing and read nothing (PITFALLS 12).
+        config::store(config::Config {
+            enabled: false,
+            ..config::DEFAULT
+        });
+        return;
+    }
+    let cfg = config::parse(getenv, |bad| {
+        log::write_line(
+            config::Level::Warn,
+            format_args!(
+                "{}={} is not valid (accepted: {}); using {}",
+                bad.var,
+                String::from_utf8_lossy(bad.value),
+                bad.accepted,
+                bad.default
+            ),
+        )
+    });
+    config::store(cfg);
+    if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty()) {
+        // SAFETY: the bytes come from a NUL-terminated environment string.
+        if let Err(e) = unsafe { log::open_file(path.as_ptr().cast()) } {
+            let why = if e == libc::ELOOP {
+                "is a symbolic link, not followed"
+            } else {
+                "cannot be opened"
+            };
+            log::write_line(
+                config::Level::Warn,
+                format_args!(
+                    "CONNECTX_LOG_FILE={} {why} (errno {e}); logging to stderr",
+                    String::from_utf8_lossy(path)
+                ),
+            );
+        }
+    }
+    // SAFETY: registering a plain function; it runs in the child after fork.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    crate::debug!("loaded: {cfg:?}");
+}
+
+extern "C" fn after_fork_in_child() {
+    netlink::after_fork_in_child();
+}
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn() = {
+    extern "C" fn constructor() {
+        ensure_init();
+    }
+    constructor
+};

@@ -1,0 +1,53 @@
+//! What a hook decided: do the call ourselves, or pass it to libc untouched and say why.
+//! Every `Pass` is logged at debug, so `CONNECTX_LOG=debug` explains each call left alone.
+
+use libc::c_int;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Not a socket we manage (not TCP/UDP over IPv4/IPv6, created before us, disabled, …).
+    NotOurs,
+    /// Arguments we do not understand: the kernel gives its own answer (EFAULT, EINVAL, …).
+    KernelAnswers,
+    /// A listening socket, or one that became a server: it keeps the kernel's semantics.
+    Server,
+    /// The socket already has its address; the kernel handles a second bind or its port.
+    AlreadyBound,
+    /// The program set IP_BIND_ADDRESS_NO_PORT itself (curl): nothing to add.
+    ProgramDefers,
+    /// TCP connect on an unbound socket: the kernel already shares ports per 4-tuple.
+    KernelSharesPorts,
+    /// TCP connect after a deferred bind: the kernel picks the port per 4-tuple now.
+    KernelPicksPort,
+    /// The fixed source port was opened to other destinations (SO_REUSEADDR) before connect.
+    OpenedFixedPort,
+    /// Not one of the options we manage.
+    OtherOption,
+    /// Nothing deferred or changed on this socket for this call.
+    NothingToDo,
+    /// AF_UNSPEC: a disconnect.
+    Disconnect,
+    /// The UDP lock could not run (no SOCK_DIAG, no route, no port range, bind refused):
+    /// the kernel's own behaviour for this call.
+    LockUnavailable,
+    /// An internal error: the real call with the original arguments.
+    InternalError,
+}
+
+pub enum Verdict {
+    /// We made the call: its return value, and the errno the program sees when it failed (on
+    /// success the program's errno is left as it was).
+    Done(isize, c_int),
+    /// Call the real function with the original arguments.
+    Pass(Pass),
+}
+
+impl Verdict {
+    /// The result of the call just made: `r` and the errno it left.
+    pub fn done(r: c_int) -> Verdict {
+        Verdict::Done(r as isize, crate::sys::errno())
+    }
+    pub fn fail(errno: c_int) -> Verdict {
+        Verdict::Done(-1, errno)
+    }
+}

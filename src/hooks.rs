@@ -1,0 +1,405 @@
+//! The exported C symbols. Each is a few lines: call the policy under the guard, or do the real
+//! call with the original arguments. The guard (`run`, `after`) gives every hook the same rules:
+//! - before the library is initialised, or when re-entered from our own code: the real call;
+//! - a panic never crosses the C boundary: it is caught and the real call is made instead;
+//! - errno: the program sees the real call's errno, or on success the errno it had before.
+
+use crate::decision::{Pass, Verdict};
+use crate::sys::{errno, set_errno};
+use crate::{log, netlink, policy, real, state};
+use libc::{
+    c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
+};
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+thread_local! {
+    // const-initialised and without destructor: safe in any thread, after fork, in vfork.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `policy`; on `Pass` (logged at debug unless `quiet`) or panic, runs `real`.
+fn run(
+    call: &str,
+    fd: c_int,
+    quiet: bool,
+    real: impl FnOnce() -> isize,
+    policy: impl FnOnce() -> Verdict,
+) -> isize {
+    if !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
+        return real();
+    }
+    let saved = errno();
+    let verdict = catch_unwind(AssertUnwindSafe(policy));
+    INSIDE.with(|i| i.set(false));
+    match verdict {
+        Ok(Verdict::Done(ret, e)) => {
+            set_errno(if ret < 0 { e } else { saved });
+            ret
+        }
+        Ok(Verdict::Pass(why)) => {
+            if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
+                crate::debug!("{call}(fd {fd}): passed through: {why:?}");
+            }
+            set_errno(saved);
+            real()
+        }
+        Err(_) => {
+            set_errno(saved);
+            real()
+        }
+    }
+}
+
+/// Bookkeeping after (or before) a real call: errno kept, panics caught, never re-entered.
+fn after(f: impl FnOnce()) {
+    if !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
+        return;
+    }
+    let saved = errno();
+    let _ = catch_unwind(AssertUnwindSafe(f));
+    set_errno(saved);
+    INSIDE.with(|i| i.set(false));
+}
+
+/// The program is closing (or replacing) `fd`: whatever we knew about that number goes.
+fn forget(fd: c_int) {
+    state::forget(fd);
+    netlink::forget_fd(fd);
+    log::forget_fd(fd);
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    // SAFETY: forwarded arguments.
+    let fd = unsafe { real::socket(domain, ty, protocol) };
+    if fd >= 0 {
+        after(|| policy::socket_created(fd, domain, ty, protocol));
+    }
+    fd
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn socketpair(
+    domain: c_int,
+    ty: c_int,
+    protocol: c_int,
+    sv: *mut c_int,
+) -> c_int {
+    // SAFETY: forwarded arguments.
+    let r = unsafe { real::socketpair(domain, ty, protocol, sv) };
+    if r == 0 {
+        // SAFETY: on success the kernel wrote two fds to sv.
+        let (a, b) = unsafe { (*sv, *sv.add(1)) };
+        after(|| {
+            forget(a);
+            forget(b);
+        });
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: forwarded arguments (policy reads addr only within len).
+    run(
+        "bind",
+        fd,
+        false,
+        || unsafe { real::bind(fd, addr, len) } as isize,
+        || unsafe { policy::bind(fd, addr, len) },
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: forwarded arguments (policy reads addr only within len).
+    run(
+        "connect",
+        fd,
+        false,
+        || unsafe { real::connect(fd, addr, len) } as isize,
+        || unsafe { policy::connect(fd, addr, len) },
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    // SAFETY: forwarded arguments.
+    run(
+        "listen",
+        fd,
+        false,
+        || unsafe { real::listen(fd, backlog) } as isize,
+        || policy::listen(fd),
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    // SAFETY: forwarded arguments; the policy reads val only after the kernel accepted it.
+    run(
+        "setsockopt",
+        fd,
+        true,
+        || unsafe { real::setsockopt(fd, level, name, val, len) } as isize,
+        || unsafe { policy::setsockopt(fd, level, name, val, len) },
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    // SAFETY: forwarded arguments; the policy writes val only where the kernel just wrote.
+    run(
+        "getsockopt",
+        fd,
+        true,
+        || unsafe { real::getsockopt(fd, level, name, val, len) } as isize,
+        || unsafe { policy::getsockopt(fd, level, name, val, len) },
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: forwarded arguments.
+    run(
+        "getsockname",
+        fd,
+        true,
+        || unsafe { real::getsockname(fd, addr, len) } as isize,
+        || policy::getsockname(fd),
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    after(|| forget(fd));
+    // SAFETY: forwarded argument.
+    unsafe { real::close(fd) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        after(|| {
+            state::forget_range(first, last);
+            netlink::forget_range(first, last);
+            if (first..=last).contains(&(log::fd() as c_uint)) {
+                log::forget_fd(log::fd());
+            }
+        });
+    }
+    // SAFETY: forwarded arguments.
+    unsafe { real::close_range(first, last, flags) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: forwarded argument.
+    let new = unsafe { real::dup(fd) };
+    if new >= 0 {
+        after(|| state::dup(fd, new));
+    }
+    new
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    // SAFETY: forwarded arguments.
+    let r = unsafe { real::dup2(old, new) };
+    if r >= 0 && old != new {
+        after(|| {
+            forget(new);
+            state::dup(old, new);
+        });
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    // SAFETY: forwarded arguments.
+    let r = unsafe { real::dup3(old, new, flags) };
+    if r >= 0 {
+        after(|| {
+            forget(new);
+            state::dup(old, new);
+        });
+    }
+    r
+}
+
+fn after_fcntl(fd: c_int, cmd: c_int, r: c_int) -> c_int {
+    if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) {
+        after(|| state::dup(fd, r));
+    }
+    r
+}
+
+/// fcntl is C-variadic; its optional third argument arrives as a pointer-sized integer on the
+/// x86-64 and aarch64 Linux ABIs (see real.rs).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    // SAFETY: forwarded arguments.
+    after_fcntl(fd, cmd, unsafe { real::fcntl(fd, cmd, arg) })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    // SAFETY: forwarded arguments.
+    after_fcntl(fd, cmd, unsafe { real::fcntl64(fd, cmd, arg) })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: forwarded arguments.
+    let new = unsafe { real::accept(fd, addr, len) };
+    if new >= 0 {
+        // Accepted sockets are not ours to manage; the number may have been a stale socket.
+        after(|| forget(new));
+    }
+    new
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: forwarded arguments.
+    let new = unsafe { real::accept4(fd, addr, len, flags) };
+    if new >= 0 {
+        after(|| forget(new));
+    }
+    new
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
+    // SAFETY: forwarded arguments.
+    run(
+        "sendto",
+        fd,
+        true,
+        || unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
+        || policy::before_send(fd, !addr.is_null(), flags),
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: forwarded arguments; msg is read only when non-NULL (the caller's contract).
+    run(
+        "sendmsg",
+        fd,
+        true,
+        || unsafe { real::sendmsg(fd, msg, flags) },
+        || {
+            policy::before_send(
+                fd,
+                !msg.is_null() && unsafe { !(*msg).msg_name.is_null() },
+                flags,
+            )
+        },
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int {
+    // SAFETY: forwarded arguments; msgs[0] is read only when n > 0 and msgs is non-NULL.
+    run(
+        "sendmmsg",
+        fd,
+        true,
+        || unsafe { real::sendmmsg(fd, msgs, n, flags) } as isize,
+        || {
+            policy::before_send(
+                fd,
+                n > 0 && !msgs.is_null() && unsafe { !(*msgs).msg_hdr.msg_name.is_null() },
+                flags,
+            )
+        },
+    ) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarded arguments.
+    run(
+        "recv",
+        fd,
+        true,
+        || unsafe { real::recv(fd, buf, len, flags) },
+        || policy::before_recv(fd),
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    // SAFETY: forwarded arguments.
+    run(
+        "recvfrom",
+        fd,
+        true,
+        || unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) },
+        || policy::before_recv(fd),
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: forwarded arguments.
+    run(
+        "recvmsg",
+        fd,
+        true,
+        || unsafe { real::recvmsg(fd, msg, flags) },
+        || policy::before_recv(fd),
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut mmsghdr,
+    n: c_uint,
+    flags: c_int,
+    timeout: *mut timespec,
+) -> c_int {
+    // SAFETY: forwarded arguments.
+    run(
+        "recvmmsg",
+        fd,
+        true,
+        || unsafe { real::recvmmsg(fd, msgs, n, flags, timeout) } as isize,
+        || policy::before_recv(fd),
+    ) as c_int
+}

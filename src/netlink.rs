@@ -1,0 +1,573 @@
+//! The two kernel questions the UDP lock asks, over netlink, with messages built on the stack:
+//! - SOCK_DIAG exact lookup: which socket would receive a datagram from `remote` to `local`?
+//! - SOCK_DIAG dump of one port: who holds it (connected or not, listening or not)?
+//! - RTM_GETROUTE: which source address would the kernel use for `dst` (without using a port)?
+//!
+//! Netlink sockets come from a small per-process pool: taken with an atomic flag (never waits;
+//! all busy -> a temporary socket), close-on-exec, dropped in the child after fork (a netlink
+//! socket's port id belongs to the process that bound it), and forgotten when the program closes
+//! their fd number (close_range sweeps). Facts: KERNEL.md "SOCK_DIAG for UDP"; lab/diag.py.
+
+use crate::addr::SockAddr;
+use crate::real;
+use crate::sys::{KeepErrno, errno};
+use libc::c_int;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
+
+const NETLINK_SOCK_DIAG: c_int = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_PREFSRC: u16 = 7;
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_CLOSE: u8 = 7;
+pub const TCP_LISTEN: u8 = 10;
+const ALL_STATES: u32 = 0xffff_ffff;
+const NO_COOKIE: u64 = u64::MAX;
+
+static SEQ: AtomicU32 = AtomicU32::new(1);
+
+struct Slot {
+    fd_plus_one: AtomicI32,
+    busy: AtomicBool,
+}
+
+struct Pool {
+    protocol: c_int,
+    slots: [Slot; 4],
+}
+
+static DIAG: Pool = Pool::new(NETLINK_SOCK_DIAG);
+static ROUTE: Pool = Pool::new(libc::NETLINK_ROUTE);
+
+impl Pool {
+    const fn new(protocol: c_int) -> Pool {
+        Pool {
+            protocol,
+            slots: [const {
+                Slot {
+                    fd_plus_one: AtomicI32::new(0),
+                    busy: AtomicBool::new(false),
+                }
+            }; 4],
+        }
+    }
+
+    fn open(&self) -> Result<c_int, c_int> {
+        // SAFETY: plain socket(2) through the real function.
+        let fd = unsafe {
+            real::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                self.protocol,
+            )
+        };
+        if fd < 0 { Err(errno()) } else { Ok(fd) }
+    }
+
+    fn take(&'static self) -> Result<Lease, c_int> {
+        for s in &self.slots {
+            if !s.busy.swap(true, Acquire) {
+                let mut fd = s.fd_plus_one.load(Acquire) - 1;
+                if fd < 0 {
+                    match self.open() {
+                        Ok(f) => {
+                            fd = f;
+                            s.fd_plus_one.store(f + 1, Release);
+                        }
+                        Err(e) => {
+                            s.busy.store(false, Release);
+                            return Err(e);
+                        }
+                    }
+                }
+                return Ok(Lease { fd, slot: Some(s) });
+            }
+        }
+        Ok(Lease {
+            fd: self.open()?,
+            slot: None,
+        })
+    }
+
+    fn after_fork_in_child(&self) {
+        for s in &self.slots {
+            let fd = s.fd_plus_one.swap(0, AcqRel) - 1;
+            if fd >= 0 {
+                crate::sys::close(fd);
+            }
+            s.busy.store(false, Release);
+        }
+    }
+
+    fn forget_fd(&self, fd: c_int) {
+        for s in &self.slots {
+            let _ = s.fd_plus_one.compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+        }
+    }
+}
+
+/// A netlink socket borrowed from a pool (or a temporary one), given back on drop.
+struct Lease {
+    fd: c_int,
+    slot: Option<&'static Slot>,
+}
+
+impl Lease {
+    /// The socket misbehaved: close it and let the pool open a new one next time.
+    fn discard(mut self) {
+        if let Some(s) = self.slot.take() {
+            if s.fd_plus_one
+                .compare_exchange(self.fd + 1, 0, AcqRel, Relaxed)
+                .is_ok()
+            {
+                crate::sys::close(self.fd);
+            }
+            s.busy.store(false, Release);
+        } else {
+            crate::sys::close(self.fd);
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        match self.slot {
+            Some(s) => s.busy.store(false, Release),
+            None => crate::sys::close(self.fd),
+        }
+    }
+}
+
+/// Called in the child after fork (pthread_atfork).
+pub fn after_fork_in_child() {
+    DIAG.after_fork_in_child();
+    ROUTE.after_fork_in_child();
+}
+
+/// The program is closing `fd`: if it was one of ours, stop using that number.
+pub fn forget_fd(fd: c_int) {
+    DIAG.forget_fd(fd);
+    ROUTE.forget_fd(fd);
+}
+
+fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_ne_bytes());
+}
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn nlmsghdr(b: &mut [u8], len: usize, ty: u16, flags: u16, seq: u32) {
+    put_u32(b, 0, len as u32);
+    put_u16(b, 4, ty);
+    put_u16(b, 6, flags);
+    put_u32(b, 8, seq);
+    put_u32(b, 12, 0);
+}
+
+/// The 16 address bytes of inet_diag_sockid for `a` as seen by `family`'s stack.
+fn diag_ip(a: &SockAddr, family: c_int) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match (family, a) {
+        (libc::AF_INET, _) => out[..4].copy_from_slice(&a.as_v4().unwrap_or([0; 4])),
+        (_, SockAddr::V6 { ip, .. }) => out = *ip,
+        (_, SockAddr::V4 { ip, .. }) => out[..4].copy_from_slice(ip),
+    }
+    out
+}
+
+pub const DIAG_REQ_LEN: usize = 16 + 8 + 48;
+
+/// inet_diag_req_v2. In an exact lookup the kernel reads id.src/sport as the REMOTE end and
+/// id.dst/dport as the LOCAL end (KERNEL.md); a dump filters on id.sport/dport as given.
+#[allow(clippy::too_many_arguments)]
+pub fn diag_request(
+    b: &mut [u8; DIAG_REQ_LEN],
+    seq: u32,
+    flags: u16,
+    family: c_int,
+    protocol: c_int,
+    src: (&[u8; 16], u16),
+    dst: (&[u8; 16], u16),
+    ifindex: u32,
+) {
+    nlmsghdr(b, DIAG_REQ_LEN, SOCK_DIAG_BY_FAMILY, flags, seq);
+    b[16] = family as u8;
+    b[17] = protocol as u8;
+    b[18] = 0;
+    b[19] = 0;
+    put_u32(b, 20, ALL_STATES);
+    b[24..26].copy_from_slice(&src.1.to_be_bytes());
+    b[26..28].copy_from_slice(&dst.1.to_be_bytes());
+    b[28..44].copy_from_slice(src.0);
+    b[44..60].copy_from_slice(dst.0);
+    put_u32(b, 60, ifindex);
+    put_u32(b, 64, NO_COOKIE as u32);
+    put_u32(b, 68, (NO_COOKIE >> 32) as u32);
+}
+
+/// What one inet_diag_msg says about a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub state: u8,
+    pub local_port: u16,
+    pub cookie: u64,
+}
+
+/// Parses an inet_diag_msg at `at` (just after the nlmsghdr).
+pub fn parse_diag_msg(b: &[u8], at: usize) -> Option<Found> {
+    if b.len() < at + 4 + 48 {
+        return None;
+    }
+    let state = b[at + 1];
+    let local_port = u16::from_be_bytes([b[at + 4], b[at + 5]]);
+    // The cookie comes as two 32-bit halves, low half first.
+    let cookie = get_u32(b, at + 44) as u64 | (get_u32(b, at + 48) as u64) << 32;
+    Some(Found {
+        state,
+        local_port,
+        cookie,
+    })
+}
+
+fn send(fd: c_int, msg: &[u8]) -> Result<(), c_int> {
+    // SAFETY: msg is a valid buffer; a NULL address sends to the kernel.
+    let n = unsafe { real::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, std::ptr::null(), 0) };
+    if n < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// Receives one datagram. The kernel answers these requests while we are in sendto, so the reply
+/// is already queued: MSG_DONTWAIT never waits, and EAGAIN means no answer.
+fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, c_int> {
+    // SAFETY: buf is writable for its length.
+    let n = unsafe { real::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 { Err(errno()) } else { Ok(n as usize) }
+}
+
+/// Reads replies until one carries `seq` (stale replies of an abandoned request are skipped).
+fn reply_for(fd: c_int, seq: u32, buf: &mut [u8]) -> Result<usize, c_int> {
+    for _ in 0..8 {
+        let n = recv(fd, buf)?;
+        if n >= 16 && get_u32(buf, 8) == seq {
+            return Ok(n);
+        }
+    }
+    Err(libc::EIO)
+}
+
+fn error_of(buf: &[u8]) -> c_int {
+    -(get_u32(buf, 16) as i32)
+}
+
+/// Exact lookup: the socket that would receive a datagram sent by `remote` to `local`.
+/// Ok(None) when no socket would (ENOENT).
+pub fn udp_exact(local: &SockAddr, remote: &SockAddr) -> Result<Option<Found>, c_int> {
+    let _keep = KeepErrno::new();
+    let family = if local.as_v4().is_some() && remote.as_v4().is_some() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let seq = SEQ.fetch_add(1, Relaxed);
+    let mut req = [0u8; DIAG_REQ_LEN];
+    let ifindex = local.scope().max(remote.scope());
+    diag_request(
+        &mut req,
+        seq,
+        NLM_F_REQUEST,
+        family,
+        libc::IPPROTO_UDP,
+        (&diag_ip(remote, family), remote.port()),
+        (&diag_ip(local, family), local.port()),
+        ifindex,
+    );
+    let lease = DIAG.take()?;
+    let mut buf = [0u8; 512];
+    let r = send(lease.fd, &req).and_then(|_| reply_for(lease.fd, seq, &mut buf));
+    let n = match r {
+        Ok(n) => n,
+        Err(e) => {
+            lease.discard();
+            return Err(e);
+        }
+    };
+    match get_u16(&buf, 4) {
+        NLMSG_ERROR if error_of(&buf) == libc::ENOENT => Ok(None),
+        NLMSG_ERROR => Err(error_of(&buf)),
+        SOCK_DIAG_BY_FAMILY => parse_diag_msg(&buf[..n], 16).map(Some).ok_or(libc::EIO),
+        _ => Err(libc::EIO),
+    }
+}
+
+/// Who holds a local port, from a dump filtered on it (rare paths only: a dump walks the table).
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holders {
+    /// TCP: not listening and not closed (connections and TIME_WAIT). UDP: connected.
+    pub flows: u32,
+    pub listening: u32,
+    /// UDP: bound but not connected (a server, or a socket between bind and connect).
+    pub unconnected: u32,
+}
+
+pub fn holders(protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_int> {
+    let _keep = KeepErrno::new();
+    let seq = SEQ.fetch_add(1, Relaxed);
+    let mut req = [0u8; DIAG_REQ_LEN];
+    diag_request(
+        &mut req,
+        seq,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        family,
+        protocol,
+        (&[0; 16], port),
+        (&[0; 16], 0),
+        0,
+    );
+    // A dump answers in many datagrams: use a socket of its own rather than drain a pooled one.
+    let lease = Lease {
+        fd: DIAG.open()?,
+        slot: None,
+    };
+    send(lease.fd, &req)?;
+    let mut h = Holders::default();
+    let mut buf = [0u8; 8192];
+    for _ in 0..100_000 {
+        // Blocking read: a dump may come in several rounds.
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { real::recv(lease.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return Err(if n < 0 { errno() } else { libc::EIO });
+        }
+        let n = n as usize;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = get_u32(&buf, at) as usize;
+            match get_u16(&buf, at + 4) {
+                NLMSG_DONE => return Ok(h),
+                NLMSG_ERROR => return Err(error_of(&buf[at..])),
+                SOCK_DIAG_BY_FAMILY => match parse_diag_msg(&buf[..n], at + 16) {
+                    Some(f) if f.local_port == port => match f.state {
+                        TCP_LISTEN => h.listening += 1,
+                        TCP_CLOSE => h.unconnected += 1,
+                        _ => h.flows += 1,
+                    },
+                    _ => {}
+                },
+                _ => {}
+            }
+            if len < 16 {
+                return Err(libc::EIO);
+            }
+            at += (len + 3) & !3;
+        }
+    }
+    Err(libc::EIO)
+}
+
+pub const ROUTE_REQ_MAX: usize = 16 + 12 + 20 + 8;
+
+/// RTM_GETROUTE for `dst` (+ RTA_OIF for a scoped IPv6 address). Returns the message length.
+pub fn route_request(b: &mut [u8; ROUTE_REQ_MAX], seq: u32, dst: &SockAddr) -> usize {
+    let (family, ip, ip_len): (u8, [u8; 16], usize) = match dst.as_v4() {
+        Some(v4) => {
+            let mut ip = [0u8; 16];
+            ip[..4].copy_from_slice(&v4);
+            (libc::AF_INET as u8, ip, 4)
+        }
+        None => match dst {
+            SockAddr::V6 { ip, .. } => (libc::AF_INET6 as u8, *ip, 16),
+            SockAddr::V4 { .. } => unreachable_v4(),
+        },
+    };
+    let mut len = 16 + 12;
+    b[16] = family;
+    b[17] = (ip_len * 8) as u8;
+    b[18..28].fill(0);
+    put_u16(b, len, (4 + ip_len) as u16);
+    put_u16(b, len + 2, RTA_DST);
+    b[len + 4..len + 4 + ip_len].copy_from_slice(&ip[..ip_len]);
+    len += 4 + ip_len;
+    if dst.scope() != 0 {
+        put_u16(b, len, 8);
+        put_u16(b, len + 2, RTA_OIF);
+        put_u32(b, len + 4, dst.scope());
+        len += 8;
+    }
+    nlmsghdr(b, len, RTM_GETROUTE, NLM_F_REQUEST, seq);
+    len
+}
+
+// as_v4() is Some for every V4 address; this arm cannot be reached.
+fn unreachable_v4() -> (u8, [u8; 16], usize) {
+    (libc::AF_INET as u8, [0; 16], 4)
+}
+
+/// The preferred source address in an RTM_NEWROUTE reply (port 0), shaped like `dst`.
+pub fn parse_route_reply(b: &[u8], dst: &SockAddr) -> Option<SockAddr> {
+    if b.len() < 28 || get_u16(b, 4) != RTM_NEWROUTE {
+        return None;
+    }
+    let total = (get_u32(b, 0) as usize).min(b.len());
+    let mut at = 16 + 12;
+    while at + 4 <= total {
+        let alen = get_u16(b, at) as usize;
+        if alen < 4 {
+            return None;
+        }
+        if get_u16(b, at + 2) == RTA_PREFSRC && at + alen <= total {
+            let v = &b[at + 4..at + alen];
+            return match (v.len(), dst) {
+                (4, SockAddr::V4 { .. }) => Some(SockAddr::V4 {
+                    ip: [v[0], v[1], v[2], v[3]],
+                    port: 0,
+                }),
+                (4, SockAddr::V6 { .. }) => Some(SockAddr::mapped([v[0], v[1], v[2], v[3]], 0)),
+                (16, SockAddr::V6 { scope, .. }) => {
+                    let mut ip = [0u8; 16];
+                    ip.copy_from_slice(v);
+                    let link_local = ip[0] == 0xfe && ip[1] & 0xc0 == 0x80;
+                    Some(SockAddr::V6 {
+                        ip,
+                        port: 0,
+                        flowinfo: 0,
+                        scope: if link_local { *scope } else { 0 },
+                    })
+                }
+                _ => None,
+            };
+        }
+        at += (alen + 3) & !3;
+    }
+    None
+}
+
+/// The source address the kernel would use to reach `dst`.
+pub fn route_source(dst: &SockAddr) -> Result<SockAddr, c_int> {
+    let _keep = KeepErrno::new();
+    let seq = SEQ.fetch_add(1, Relaxed);
+    let mut req = [0u8; ROUTE_REQ_MAX];
+    let len = route_request(&mut req, seq, dst);
+    let lease = ROUTE.take()?;
+    let mut buf = [0u8; 1024];
+    let n = match send(lease.fd, &req[..len]).and_then(|_| reply_for(lease.fd, seq, &mut buf)) {
+        Ok(n) => n,
+        Err(e) => {
+            lease.discard();
+            return Err(e);
+        }
+    };
+    if get_u16(&buf, 4) == NLMSG_ERROR {
+        return Err(error_of(&buf));
+    }
+    parse_route_reply(&buf[..n], dst).ok_or(libc::EADDRNOTAVAIL)
+}
+
+/// close_range(first, last) swept over our numbers too.
+pub fn forget_range(first: u32, last: u32) {
+    for pool in [&DIAG, &ROUTE] {
+        for s in &pool.slots {
+            let fd = s.fd_plus_one.load(Acquire) - 1;
+            if fd >= 0 && (first..=last).contains(&(fd as u32)) {
+                pool.forget_fd(fd);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_request_puts_remote_first() {
+        let mut b = [0u8; DIAG_REQ_LEN];
+        let local = SockAddr::V4 {
+            ip: [127, 0, 0, 1],
+            port: 40000,
+        };
+        let remote = SockAddr::V4 {
+            ip: [127, 0, 0, 2],
+            port: 53,
+        };
+        diag_request(
+            &mut b,
+            7,
+            NLM_F_REQUEST,
+            libc::AF_INET,
+            libc::IPPROTO_UDP,
+            (&diag_ip(&remote, libc::AF_INET), 53),
+            (&diag_ip(&local, libc::AF_INET), 40000),
+            0,
+        );
+        assert_eq!(get_u32(&b, 0) as usize, DIAG_REQ_LEN);
+        assert_eq!(get_u16(&b, 4), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(get_u16(&b, 6), NLM_F_REQUEST, "no NLM_F_DUMP: exact lookup");
+        assert_eq!(&b[24..28], &[0, 53, 0x9c, 0x40]);
+        assert_eq!(&b[28..32], &[127, 0, 0, 2]);
+        assert_eq!(&b[44..48], &[127, 0, 0, 1]);
+        assert_eq!(&b[64..72], &[0xff; 8]);
+    }
+
+    #[test]
+    fn cookie_halves_low_first() {
+        let mut msg = [0u8; 16 + 72];
+        msg[16 + 1] = TCP_ESTABLISHED;
+        msg[16 + 4..16 + 6].copy_from_slice(&40001u16.to_be_bytes());
+        put_u32(&mut msg, 16 + 44, 0x0000_0002);
+        put_u32(&mut msg, 16 + 48, 0x0000_0001);
+        assert_eq!(
+            parse_diag_msg(&msg, 16),
+            Some(Found {
+                state: TCP_ESTABLISHED,
+                local_port: 40001,
+                cookie: 0x1_0000_0002
+            })
+        );
+    }
+
+    #[test]
+    fn route_request_and_reply() {
+        let mut b = [0u8; ROUTE_REQ_MAX];
+        let dst = SockAddr::V4 {
+            ip: [127, 0, 0, 9],
+            port: 53,
+        };
+        let len = route_request(&mut b, 3, &dst);
+        assert_eq!(len, 16 + 12 + 8);
+        assert_eq!(b[16], libc::AF_INET as u8);
+        assert_eq!(&b[32..36], &[127, 0, 0, 9]);
+        // a reply with RTA_TABLE then RTA_PREFSRC
+        let mut r = vec![0u8; 16 + 12];
+        put_u16(&mut r, 4, RTM_NEWROUTE);
+        r.extend_from_slice(&[8, 0, 15, 0, 254, 0, 0, 0]);
+        r.extend_from_slice(&[8, 0, 7, 0, 127, 0, 0, 1]);
+        let n = r.len() as u32;
+        put_u32(&mut r, 0, n);
+        assert_eq!(
+            parse_route_reply(&r, &dst),
+            Some(SockAddr::V4 {
+                ip: [127, 0, 0, 1],
+                port: 0
+            })
+        );
+        let mapped = SockAddr::mapped([127, 0, 0, 9], 53);
+        assert_eq!(
+            parse_route_reply(&r, &mapped),
+            Some(SockAddr::mapped([127, 0, 0, 1], 0))
+        );
+    }
+}

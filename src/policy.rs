@@ -1,0 +1,321 @@
+//! Per-call policy shared by TCP and UDP: which sockets we manage, the program's view of the
+//! options we change, and carrying out a deferred bind when the program needs its port.
+//! Plain Rust over the state table and the real functions; the C symbols are in `hooks`.
+
+use crate::addr::SockAddr;
+use crate::config::{self, GetsocknameMode};
+use crate::decision::{Pass, Verdict};
+use crate::state::{self, *};
+use crate::sys::{self, KeepErrno};
+use crate::{real, tcp, udp};
+use libc::{c_int, c_void, sockaddr, socklen_t};
+
+pub const IP_BIND_ADDRESS_NO_PORT: c_int = 24;
+pub const IP_LOCAL_PORT_RANGE: c_int = 51;
+
+/// A socket() or socketpair() call returned `fd`: forget whatever the number meant before and
+/// start a record if it is a TCP or UDP socket over IPv4/IPv6 and that protocol is switched on.
+pub fn socket_created(fd: c_int, domain: c_int, ty: c_int, protocol: c_int) {
+    state::forget(fd);
+    let Some(cfg) = config::get().filter(|c| c.enabled) else {
+        return;
+    };
+    let family = match domain {
+        libc::AF_INET => 0,
+        libc::AF_INET6 => V6,
+        _ => return,
+    };
+    let kind = match (ty & 0xf, protocol) {
+        (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) if cfg.tcp => TCP,
+        (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) if cfg.udp => UDP,
+        _ => return,
+    };
+    state::track(fd, kind | family);
+}
+
+/// The program's arguments as an address of the socket's own family, or None (kernel answers).
+///
+/// # Safety
+/// `addr` must be NULL or readable for `len` bytes (the caller's contract with libc).
+unsafe fn own_family_addr(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Option<SockAddr> {
+    // SAFETY: forwarded caller contract.
+    let a = unsafe { SockAddr::from_raw(addr, len) }?;
+    (a.is_v6() == r.any(V6)).then_some(a)
+}
+
+/// # Safety
+/// `addr`/`len` as given to bind(2).
+pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    if r.any(LISTENING) {
+        return Verdict::Pass(Pass::Server);
+    }
+    if r.any(DEFERRED) {
+        // A second bind: the kernel would refuse it (EINVAL) once the first had a port, so give
+        // the socket its port first and let the kernel answer exactly.
+        materialize(fd, r);
+        return Verdict::Pass(Pass::AlreadyBound);
+    }
+    if r.any(HAS_PORT | CONNECTED) {
+        return Verdict::Pass(Pass::AlreadyBound);
+    }
+    // SAFETY: caller contract.
+    let Some(a) = (unsafe { own_family_addr(r, addr, len) }) else {
+        return Verdict::Pass(Pass::KernelAnswers);
+    };
+    // SAFETY: caller contract, forwarded.
+    unsafe {
+        if r.is_tcp() {
+            tcp::bind(fd, r, a, addr, len)
+        } else {
+            udp::bind(fd, r, a, addr, len)
+        }
+    }
+}
+
+/// # Safety
+/// `addr`/`len` as given to connect(2).
+pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    if r.any(LISTENING) {
+        return Verdict::Pass(Pass::Server);
+    }
+    // SAFETY: caller contract.
+    if unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC) {
+        r.clear(CONNECTED);
+        return Verdict::Pass(Pass::Disconnect);
+    }
+    // SAFETY: caller contract.
+    let Some(dst) = (unsafe { SockAddr::from_raw(addr, len) }) else {
+        return Verdict::Pass(Pass::KernelAnswers);
+    };
+    if dst.is_v6() != r.any(V6) {
+        return Verdict::Pass(Pass::KernelAnswers);
+    }
+    if r.is_tcp() {
+        tcp::connect(fd, r)
+    } else {
+        // SAFETY: caller contract, forwarded.
+        unsafe { udp::connect(fd, r, dst, addr, len) }
+    }
+}
+
+pub fn listen(fd: c_int) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    if r.is_tcp() {
+        materialize(fd, r);
+        // The server keeps exactly the exclusivity it asked for: listen() re-checks conflicts with
+        // the socket's current SO_REUSEADDR, so it must be the program's own value.
+        restore_app_reuse(fd, r);
+        r.set(LISTENING);
+    }
+    Verdict::Pass(Pass::Server)
+}
+
+/// getsockname between bind(ip, 0) and connect: by default the socket gets its real port now,
+/// as it would have without us (a server reading its port before listen must see it).
+pub fn getsockname(fd: c_int) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    if r.any(DEFERRED) && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind) {
+        materialize(fd, r);
+    }
+    Verdict::Pass(Pass::NothingToDo)
+}
+
+/// A send with a destination (sendto, sendmsg, sendmmsg) or a receive on a socket whose bind we
+/// deferred: the kernel would autobind without the program's options, so bind as it asked first.
+/// TCP Fast Open (MSG_FASTOPEN) is an implicit connect.
+pub fn before_send(fd: c_int, has_destination: bool, flags: c_int) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    if r.is_tcp() {
+        if flags & libc::MSG_FASTOPEN != 0 {
+            return tcp::connect(fd, r);
+        }
+        return Verdict::Pass(Pass::NothingToDo);
+    }
+    if has_destination && r.any(DEFERRED) {
+        materialize(fd, r);
+    }
+    Verdict::Pass(Pass::NothingToDo)
+}
+
+pub fn before_recv(fd: c_int) -> Verdict {
+    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(DEFERRED)) {
+        materialize(fd, r);
+    }
+    Verdict::Pass(Pass::NothingToDo)
+}
+
+/// Carries out a deferred bind(ip, 0) with the program's own options: clear our
+/// IP_BIND_ADDRESS_NO_PORT and bind the same address again, which the kernel allows while the
+/// socket has no port (KERNEL.md). On failure the kernel autobinds later, as it would anyway.
+pub fn materialize(fd: c_int, r: &Sock) {
+    if !r.any(DEFERRED) {
+        return;
+    }
+    r.clear(DEFERRED);
+    let Some(a) = r.addr() else { return };
+    let _keep = KeepErrno::new();
+    if r.any(K_NOPORT)
+        && !r.any(APP_NOPORT)
+        && sys::set_int(fd, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 0).is_ok()
+    {
+        r.clear(K_NOPORT);
+    }
+    if r.is_udp() {
+        restore_app_reuse(fd, r);
+    }
+    match sys::bind(fd, &a) {
+        Ok(()) => r.set(HAS_PORT),
+        Err(e) => crate::debug!(
+            "fd {fd}: deferred bind to {a} failed (errno {e}); the kernel autobinds later"
+        ),
+    }
+}
+
+/// Puts the program's own SO_REUSEADDR and SO_REUSEPORT back into the kernel where ours differ.
+pub fn restore_app_reuse(fd: c_int, r: &Sock) {
+    for (app, k, name) in [
+        (APP_REUSEADDR, K_REUSEADDR, libc::SO_REUSEADDR),
+        (APP_REUSEPORT, K_REUSEPORT, libc::SO_REUSEPORT),
+    ] {
+        let want = r.any(app);
+        if want != r.any(k) && sys::set_int(fd, libc::SOL_SOCKET, name, want as c_int).is_ok() {
+            r.put(k, want);
+        }
+    }
+}
+
+/// Sets an option of ours in the kernel and remembers that it is set (`k` bit).
+pub fn set_kernel(
+    fd: c_int,
+    r: &Sock,
+    k: u32,
+    level: c_int,
+    name: c_int,
+    on: bool,
+) -> Result<(), c_int> {
+    if r.any(k) == on {
+        return Ok(());
+    }
+    sys::set_int(fd, level, name, on as c_int)?;
+    r.put(k, on);
+    Ok(())
+}
+
+fn managed_bits(level: c_int, name: c_int) -> Option<(u32, u32)> {
+    match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => Some((APP_REUSEADDR, K_REUSEADDR)),
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT) => Some((APP_REUSEPORT, K_REUSEPORT)),
+        (libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT) => Some((APP_NOPORT, K_NOPORT)),
+        _ => None,
+    }
+}
+
+/// # Safety
+/// Arguments as given to setsockopt(2).
+pub unsafe fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    if r.any(LISTENING) {
+        return Verdict::Pass(Pass::Server);
+    }
+    if let Some((app, k)) = managed_bits(level, name) {
+        let ret;
+        if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) {
+            // The UDP lock must not be bypassed by SO_REUSEPORT (KERNEL.md), so a UDP socket
+            // without a port gets the program's SO_REUSEPORT only if it binds a port itself
+            // (restore_app_reuse). We still let the kernel check the arguments, through
+            // SO_REUSEADDR: same checks for an inet socket (optlen >= sizeof(int), readable
+            // value), and its kernel value does not matter before a bind, where we set it anyway.
+            // SAFETY: caller's arguments, unchanged.
+            ret = unsafe { real::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, val, len) };
+            if ret == 0 {
+                // SAFETY: the kernel just read an int from val.
+                let on = unsafe { val.cast::<c_int>().read_unaligned() } != 0;
+                r.put(app, on);
+                r.put(K_REUSEADDR, on);
+            }
+        } else {
+            // SAFETY: caller's arguments, unchanged.
+            ret = unsafe { real::setsockopt(fd, level, name, val, len) };
+            if ret == 0 {
+                // SAFETY: the kernel just read an int from val.
+                let on = unsafe { val.cast::<c_int>().read_unaligned() } != 0;
+                r.put(app, on);
+                r.put(k, on);
+            }
+        }
+        return Verdict::done(ret);
+    }
+    // SAFETY: caller's arguments, unchanged.
+    let ret = unsafe { real::setsockopt(fd, level, name, val, len) };
+    if ret == 0 && r.is_udp() && !val.is_null() {
+        // Remember it for a socket recreated after a lost race (udp::recreate).
+        // SAFETY: the kernel accepted val for len bytes; we read at most 16 of them.
+        let n = (len as usize).min(17);
+        let bytes = unsafe { std::slice::from_raw_parts(val.cast::<u8>(), n) };
+        r.record_opt(level, name, bytes);
+        if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) && n >= 4 {
+            r.port_range.store(
+                u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                std::sync::atomic::Ordering::Release,
+            );
+        }
+    } else if ret == 0 && (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {
+        // SAFETY: as above (TCP sockets only need the range, not the replay).
+        let v = unsafe { val.cast::<u32>().read_unaligned() };
+        r.port_range.store(v, std::sync::atomic::Ordering::Release);
+    }
+    Verdict::done(ret)
+}
+
+/// getsockopt answers the program's own value of every option we change behind its back.
+///
+/// # Safety
+/// Arguments as given to getsockopt(2).
+pub unsafe fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        return Verdict::Pass(Pass::NotOurs);
+    };
+    let Some((app, _)) = managed_bits(level, name) else {
+        return Verdict::Pass(Pass::OtherOption);
+    };
+    // The kernel checks the arguments and writes its answer; we then put the program's value in
+    // the bytes it wrote (an int, or 1 byte when the program asked for less).
+    // SAFETY: caller's arguments, unchanged.
+    let ret = unsafe { real::getsockopt(fd, level, name, val, len) };
+    if ret == 0 && !val.is_null() && !len.is_null() {
+        let _keep = KeepErrno::new();
+        // SAFETY: the kernel just wrote *len bytes (at most 4) to val and wrote *len.
+        unsafe {
+            let n = (*len as usize).min(4);
+            let v = (r.any(app) as c_int).to_ne_bytes();
+            std::ptr::copy_nonoverlapping(v.as_ptr(), val.cast::<u8>(), n);
+        }
+    }
+    Verdict::done(ret)
+}

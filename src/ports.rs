@@ -1,0 +1,200 @@
+//! Which local ports the UDP lock may use: the namespace's ip_local_port_range minus
+//! ip_local_reserved_ports, narrowed by the socket's IP_LOCAL_PORT_RANGE, visited from a random
+//! start (like the kernel's own choice, so concurrent processes rarely collide).
+//!
+//! The two /proc files are read on first use and again when the copy is older than a second,
+//! so a changed range or a new namespace is seen within a second at a cost of one read per
+//! second at most. The copy lives in static atomics: no allocation, no lock on the hook path.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+
+const REFRESH_MS: u64 = 1000;
+
+static RANGE: AtomicU32 = AtomicU32::new(0); // lo | hi << 16; 0 = never read
+static READ_AT: AtomicU64 = AtomicU64::new(0);
+static REFRESHING: AtomicBool = AtomicBool::new(false);
+static RESERVED: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+/// Parses "lo\thi\n".
+pub fn parse_range(s: &[u8]) -> Option<(u16, u16)> {
+    let mut it = s
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let lo = parse_u16(it.next()?)?;
+    let hi = parse_u16(it.next()?)?;
+    (lo <= hi && lo > 0).then_some((lo, hi))
+}
+
+fn parse_u16(s: &[u8]) -> Option<u16> {
+    std::str::from_utf8(s).ok()?.trim().parse().ok()
+}
+
+/// Parses "11,14-18,19\n" and calls `f(lo, hi)` for each range.
+pub fn parse_reserved(s: &[u8], mut f: impl FnMut(u16, u16)) {
+    for part in s
+        .split(|&c| c == b',' || c.is_ascii_whitespace())
+        .filter(|p| !p.is_empty())
+    {
+        let mut ends = part.splitn(2, |&c| c == b'-');
+        let lo = ends.next().and_then(parse_u16);
+        let hi = ends.next().map_or(lo, parse_u16);
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && lo <= hi
+        {
+            f(lo, hi)
+        }
+    }
+}
+
+/// Reads a small /proc file into `buf` (open and read are not hooked; close goes to the real one).
+fn read_proc(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: path is NUL-terminated; buf is writable for its length.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        crate::sys::close(fd);
+        usize::try_from(n).ok()
+    }
+}
+
+fn refresh() {
+    let _keep = crate::sys::KeepErrno::new();
+    let mut buf = [0u8; 64];
+    let Some(range) = read_proc(b"/proc/sys/net/ipv4/ip_local_port_range\0", &mut buf)
+        .and_then(|n| parse_range(&buf[..n]))
+    else {
+        return;
+    };
+    let mut rbuf = [0u8; 4096];
+    let n = read_proc(b"/proc/sys/net/ipv4/ip_local_reserved_ports\0", &mut rbuf).unwrap_or(0);
+    let mut bits = [0u64; 1024];
+    parse_reserved(&rbuf[..n], |lo, hi| {
+        for p in lo..=hi {
+            bits[p as usize / 64] |= 1 << (p % 64);
+        }
+    });
+    for (slot, b) in RESERVED.iter().zip(bits) {
+        slot.store(b, Relaxed);
+    }
+    RANGE.store(range.0 as u32 | (range.1 as u32) << 16, Release);
+    READ_AT.store(crate::sys::now_ms(), Release);
+}
+
+/// The namespace's range, read again when older than a second. None if /proc cannot be read.
+pub fn namespace_range() -> Option<(u16, u16)> {
+    let stale = RANGE.load(Acquire) == 0
+        || crate::sys::now_ms().saturating_sub(READ_AT.load(Acquire)) > REFRESH_MS;
+    if stale {
+        if !REFRESHING.swap(true, Acquire) {
+            refresh();
+            REFRESHING.store(false, Release);
+        } else {
+            // Another thread is reading it; wait briefly for the very first copy only.
+            for _ in 0..1000 {
+                if RANGE.load(Acquire) != 0 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+    let r = RANGE.load(Acquire);
+    (r != 0).then_some((r as u16, (r >> 16) as u16))
+}
+
+pub fn is_reserved(port: u16) -> bool {
+    RESERVED[port as usize / 64].load(Relaxed) & (1 << (port % 64)) != 0
+}
+
+/// The kernel's rule for IP_LOCAL_PORT_RANGE: it narrows the namespace range; an empty
+/// intersection falls back to the namespace range.
+pub fn narrow(ns: (u16, u16), socket_range: u32) -> (u16, u16) {
+    let (slo, shi) = (socket_range as u16, (socket_range >> 16) as u16);
+    let lo = if slo != 0 { ns.0.max(slo) } else { ns.0 };
+    let hi = if shi != 0 { ns.1.min(shi) } else { ns.1 };
+    if lo <= hi { (lo, hi) } else { ns }
+}
+
+/// Visits every port of `range` once from a random start.
+pub fn from_random_start(range: (u16, u16)) -> impl Iterator<Item = u16> {
+    let n = range.1 as u32 - range.0 as u32 + 1;
+    let start = (random() % n as u64) as u32;
+    (0..n).map(move |i| (range.0 as u32 + (start + i) % n) as u16)
+}
+
+thread_local! {
+    // const-initialised, no destructor: nothing registered with the host (PITFALLS 15).
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+static SEED: AtomicU64 = AtomicU64::new(0);
+
+/// splitmix64 per thread, seeded from AT_RANDOM and a global counter. Not cryptographic: it only
+/// spreads processes over the range, as the kernel's own port choice does.
+pub fn random() -> u64 {
+    RNG.with(|c| {
+        let mut s = c.get();
+        if s == 0 {
+            let mut base = SEED.load(Relaxed);
+            if base == 0 {
+                // SAFETY: AT_RANDOM points to 16 random bytes the kernel gave the process.
+                let p = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const u64;
+                base = if p.is_null() {
+                    crate::sys::now_ms() | 1
+                } else {
+                    (unsafe { p.read_unaligned() }) | 1
+                };
+                SEED.store(base, Relaxed);
+            }
+            s = base ^ SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed) ^ (c as *const _ as u64);
+        }
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        c.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_proc_formats() {
+        assert_eq!(parse_range(b"32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_range(b"40000 40009"), Some((40000, 40009)));
+        assert_eq!(parse_range(b"9 2"), None);
+        let mut got = vec![];
+        parse_reserved(b"11,14-18,19\n", |a, b| got.push((a, b)));
+        assert_eq!(got, vec![(11, 11), (14, 18), (19, 19)]);
+        got.clear();
+        parse_reserved(b"\n", |a, b| got.push((a, b)));
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn every_port_visited_once() {
+        let mut v: Vec<u16> = from_random_start((10, 21)).collect();
+        v.sort();
+        assert_eq!(v, (10..=21).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn socket_range_only_narrows() {
+        assert_eq!(narrow((40000, 40009), 0), (40000, 40009));
+        assert_eq!(narrow((40000, 40009), 40003 | 40005 << 16), (40003, 40005));
+        assert_eq!(narrow((40000, 40009), 1000 | 2000 << 16), (40000, 40009));
+        assert_eq!(narrow((40000, 40009), 40005), (40005, 40009));
+    }
+
+    #[test]
+    fn random_starts_differ() {
+        let a: Vec<u64> = (0..4).map(|_| random()).collect();
+        assert!(a.windows(2).all(|w| w[0] != w[1]));
+    }
+}

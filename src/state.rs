@@ -1,0 +1,363 @@
+//! Per-socket state, shared by every fd that refers to the socket (dup), lock-free.
+//!
+//! Two tables, both made of chunks mapped on first use with mmap (async-signal-safe; no malloc):
+//! - the fd map: fd number -> record index + 1 (0 = not ours);
+//! - the records: one per managed socket, with a count of the fds that point at it.
+//!
+//! Everything is an atomic, so a hook never blocks: not in a signal handler, not in a child
+//! forked while another thread was inside a hook, not after vfork (PITFALLS 5). Every call that
+//! returns a new fd (socket, accept, dup…) first drops whatever the map held for that number,
+//! so state left behind by a close that bypassed us (libuv, raw syscall) is never applied to a
+//! new socket (PITFALLS 2). fds at or above `MAX_FDS` are not managed (they pass through).
+
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+
+const CHUNK: usize = 4096;
+const CHUNKS: usize = 256;
+pub const MAX_FDS: usize = CHUNK * CHUNKS;
+const OPTS: usize = 12;
+const OPT_BYTES: usize = 16;
+
+// Socket facts and the phase of the socket, one bit each.
+pub const TCP: u32 = 1 << 0;
+pub const UDP: u32 = 1 << 1;
+pub const V6: u32 = 1 << 2;
+/// The program's own values of the options we change behind its back.
+pub const APP_REUSEADDR: u32 = 1 << 3;
+pub const APP_REUSEPORT: u32 = 1 << 4;
+pub const APP_NOPORT: u32 = 1 << 5;
+/// The values the kernel holds now (as far as we set or passed them).
+pub const K_REUSEADDR: u32 = 1 << 6;
+pub const K_REUSEPORT: u32 = 1 << 7;
+pub const K_NOPORT: u32 = 1 << 8;
+/// We bound with IP_BIND_ADDRESS_NO_PORT: address kept by the kernel, no port yet.
+pub const DEFERRED: u32 = 1 << 9;
+/// The socket owns a local port (fixed bind, materialised bind, or connected through the lock).
+pub const HAS_PORT: u32 = 1 << 10;
+pub const CONNECTED: u32 = 1 << 11;
+/// A server: from now on everything passes through.
+pub const LISTENING: u32 = 1 << 12;
+/// An option could not be recorded, so the socket cannot be recreated for a UDP retry.
+pub const OPTS_OVERFLOW: u32 = 1 << 13;
+
+#[repr(C)]
+struct Opt {
+    key: AtomicU64,
+    len: AtomicU32,
+    val: [AtomicU64; 2],
+}
+
+#[repr(C)]
+pub struct Sock {
+    refs: AtomicU32,
+    flags: AtomicU32,
+    /// The program's IP_LOCAL_PORT_RANGE (lo | hi << 16), 0 when unset.
+    pub port_range: AtomicU32,
+    /// SO_COOKIE once known (0 = not asked yet).
+    pub cookie: AtomicU64,
+    /// The address of the program's bind, then the local address chosen by the UDP lock.
+    addr: [AtomicU64; 4],
+    /// Options the program set, replayed on a fresh socket when a UDP race is lost.
+    opts: [Opt; OPTS],
+}
+
+impl Sock {
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Acquire)
+    }
+    pub fn has(&self, bits: u32) -> bool {
+        self.flags() & bits == bits
+    }
+    pub fn any(&self, bits: u32) -> bool {
+        self.flags() & bits != 0
+    }
+    pub fn set(&self, bits: u32) {
+        self.flags.fetch_or(bits, AcqRel);
+    }
+    pub fn clear(&self, bits: u32) {
+        self.flags.fetch_and(!bits, AcqRel);
+    }
+    pub fn put(&self, bits: u32, on: bool) {
+        if on { self.set(bits) } else { self.clear(bits) }
+    }
+    pub fn is_tcp(&self) -> bool {
+        self.any(TCP)
+    }
+    pub fn is_udp(&self) -> bool {
+        self.any(UDP)
+    }
+
+    pub fn addr(&self) -> Option<crate::addr::SockAddr> {
+        let w = [
+            self.addr[0].load(Acquire),
+            self.addr[1].load(Acquire),
+            self.addr[2].load(Acquire),
+            self.addr[3].load(Acquire),
+        ];
+        crate::addr::SockAddr::from_words(w)
+    }
+    pub fn set_addr(&self, a: &crate::addr::SockAddr) {
+        for (slot, w) in self.addr.iter().zip(a.to_words()) {
+            slot.store(w, Release);
+        }
+    }
+
+    /// Remembers an option the program set. Returns false (and marks the socket) when it does not
+    /// fit, which only matters if the socket must be recreated later.
+    pub fn record_opt(&self, level: i32, name: i32, val: &[u8]) -> bool {
+        let key = 1 << 63 | (level as u32 as u64) << 32 | name as u32 as u64;
+        if val.len() <= OPT_BYTES {
+            for o in &self.opts {
+                let k = o.key.load(Acquire);
+                let ours =
+                    k == key || (k == 0 && o.key.compare_exchange(0, key, AcqRel, Acquire).is_ok());
+                if ours {
+                    let mut words = [0u8; OPT_BYTES];
+                    words[..val.len()].copy_from_slice(val);
+                    o.val[0].store(
+                        u64::from_ne_bytes(words[..8].try_into().unwrap_or_default()),
+                        Release,
+                    );
+                    o.val[1].store(
+                        u64::from_ne_bytes(words[8..].try_into().unwrap_or_default()),
+                        Release,
+                    );
+                    o.len.store(val.len() as u32, Release);
+                    return true;
+                }
+            }
+        }
+        self.set(OPTS_OVERFLOW);
+        false
+    }
+
+    /// Calls `f(level, name, value)` for every recorded option.
+    pub fn each_opt(&self, mut f: impl FnMut(i32, i32, &[u8])) {
+        for o in &self.opts {
+            let k = o.key.load(Acquire);
+            if k == 0 {
+                continue;
+            }
+            let len = (o.len.load(Acquire) as usize).min(OPT_BYTES);
+            let mut bytes = [0u8; OPT_BYTES];
+            bytes[..8].copy_from_slice(&o.val[0].load(Acquire).to_ne_bytes());
+            bytes[8..].copy_from_slice(&o.val[1].load(Acquire).to_ne_bytes());
+            f(
+                ((k >> 32) as u32 & 0x7fff_ffff) as i32,
+                k as u32 as i32,
+                &bytes[..len],
+            );
+        }
+    }
+
+    fn reset(&self, flags: u32) {
+        self.port_range.store(0, Relaxed);
+        self.cookie.store(0, Relaxed);
+        for a in &self.addr {
+            a.store(0, Relaxed);
+        }
+        for o in &self.opts {
+            o.key.store(0, Relaxed);
+            o.len.store(0, Relaxed);
+        }
+        self.flags.store(flags, Release);
+    }
+}
+
+type FdChunk = [AtomicU32; CHUNK];
+type RecChunk = [Sock; CHUNK];
+
+static FD_MAP: [AtomicPtr<FdChunk>; CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
+static RECORDS: [AtomicPtr<RecChunk>; CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
+
+/// The chunk at `i`, mapped on first use when `create`. Zeroed memory is a valid chunk (all
+/// atomics 0). Two threads racing to create one: the loser unmaps its copy.
+fn chunk<T>(table: &[AtomicPtr<T>; CHUNKS], i: usize, create: bool) -> Option<&'static T> {
+    let slot = table.get(i)?;
+    let p = slot.load(Acquire);
+    if !p.is_null() {
+        // SAFETY: published chunks are never unmapped.
+        return Some(unsafe { &*p });
+    }
+    if !create {
+        return None;
+    }
+    let size = std::mem::size_of::<T>();
+    // SAFETY: anonymous private mapping; no preconditions.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        return None;
+    }
+    match slot.compare_exchange(std::ptr::null_mut(), m.cast(), AcqRel, Acquire) {
+        // SAFETY: we just published m, zero-filled, of the chunk's size.
+        Ok(_) => Some(unsafe { &*m.cast::<T>() }),
+        Err(other) => {
+            // SAFETY: m is our own mapping, never published.
+            unsafe { libc::munmap(m, size) };
+            // SAFETY: other was published by the winner.
+            Some(unsafe { &*other })
+        }
+    }
+}
+
+fn fd_slot(fd: i32, create: bool) -> Option<&'static AtomicU32> {
+    let fd = usize::try_from(fd).ok().filter(|&f| f < MAX_FDS)?;
+    chunk(&FD_MAP, fd / CHUNK, create).map(|c| &c[fd % CHUNK])
+}
+
+fn record(index: u32) -> Option<&'static Sock> {
+    let i = index as usize;
+    chunk(&RECORDS, i / CHUNK, false).map(|c| &c[i % CHUNK])
+}
+
+fn release(index_plus_one: u32) {
+    if let Some(r) = index_plus_one.checked_sub(1).and_then(record) {
+        r.refs.fetch_sub(1, AcqRel);
+    }
+}
+
+/// Claims a free record, trying the fd's own index first (so it is almost always free).
+fn claim(hint: usize) -> Option<u32> {
+    for step in 0..MAX_FDS.min(CHUNK * 4) {
+        let i = (hint + step) % MAX_FDS;
+        let c = chunk(&RECORDS, i / CHUNK, true)?;
+        if c[i % CHUNK]
+            .refs
+            .compare_exchange(0, 1, AcqRel, Relaxed)
+            .is_ok()
+        {
+            return Some(i as u32);
+        }
+    }
+    None
+}
+
+/// The record of `fd`, if the library manages it.
+pub fn get(fd: i32) -> Option<&'static Sock> {
+    let v = fd_slot(fd, false)?.load(Acquire);
+    record(v.checked_sub(1)?)
+}
+
+/// `fd` is a new TCP or UDP socket: give it a fresh record with `flags`.
+pub fn track(fd: i32, flags: u32) -> Option<&'static Sock> {
+    let slot = fd_slot(fd, true)?;
+    release(slot.swap(0, AcqRel));
+    let idx = claim(fd as usize)?;
+    let r = record(idx)?;
+    r.reset(flags);
+    release(slot.swap(idx + 1, AcqRel));
+    Some(r)
+}
+
+/// `fd` is closed, or now refers to something we do not manage.
+pub fn forget(fd: i32) {
+    if let Some(slot) = fd_slot(fd, false) {
+        release(slot.swap(0, AcqRel));
+    }
+}
+
+/// `new` is a duplicate of `old`: both name the same socket and share its record.
+pub fn dup(old: i32, new: i32) {
+    if old == new {
+        return;
+    }
+    let v = fd_slot(old, false).map_or(0, |s| s.load(Acquire));
+    match v.checked_sub(1).and_then(record) {
+        Some(r) => {
+            r.refs.fetch_add(1, AcqRel);
+            match fd_slot(new, true) {
+                Some(slot) => release(slot.swap(v, AcqRel)),
+                None => release(v),
+            }
+        }
+        None => forget(new),
+    }
+}
+
+/// close_range(first, last): forget every fd in the range that has a mapped chunk.
+pub fn forget_range(first: u32, last: u32) {
+    let last = (last as usize).min(MAX_FDS - 1);
+    let mut fd = first as usize;
+    while fd <= last {
+        match chunk(&FD_MAP, fd / CHUNK, false) {
+            Some(c) => {
+                let end = last.min((fd / CHUNK + 1) * CHUNK - 1);
+                for f in fd..=end {
+                    release(c[f % CHUNK].swap(0, AcqRel));
+                }
+                fd = end + 1;
+            }
+            None => fd = (fd / CHUNK + 1) * CHUNK,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dup_shares_one_record_and_close_keeps_the_other() {
+        let r = track(100_001, UDP).unwrap();
+        r.set(APP_REUSEPORT);
+        dup(100_001, 100_002);
+        assert!(get(100_002).unwrap().has(UDP | APP_REUSEPORT));
+        forget(100_001);
+        assert!(get(100_001).is_none());
+        assert!(get(100_002).unwrap().has(APP_REUSEPORT));
+        forget(100_002);
+        assert!(get(100_002).is_none());
+    }
+
+    #[test]
+    fn a_reused_fd_never_sees_stale_state() {
+        let r = track(100_010, UDP).unwrap();
+        r.set(DEFERRED);
+        // closed behind our back, then a new TCP socket gets the same number
+        let r2 = track(100_010, TCP).unwrap();
+        assert!(r2.is_tcp() && !r2.any(DEFERRED | UDP));
+        forget(100_010);
+    }
+
+    #[test]
+    fn close_range_forgets_only_the_range() {
+        for fd in 100_020..100_030 {
+            track(fd, TCP);
+        }
+        forget_range(100_022, 100_027);
+        assert!(get(100_021).is_some() && get(100_028).is_some());
+        assert!((100_022..=100_027).all(|f| get(f).is_none()));
+        forget_range(100_020, u32::MAX);
+        assert!(get(100_029).is_none());
+    }
+
+    #[test]
+    fn options_are_recorded_replaced_and_overflow_is_marked() {
+        let r = track(100_040, UDP).unwrap();
+        assert!(r.record_opt(0, 10, &2i32.to_ne_bytes()));
+        assert!(r.record_opt(0, 10, &3i32.to_ne_bytes()));
+        let mut seen = vec![];
+        r.each_opt(|l, n, v| seen.push((l, n, v.to_vec())));
+        assert_eq!(seen, vec![(0, 10, 3i32.to_ne_bytes().to_vec())]);
+        assert!(!r.record_opt(1, 25, &[0u8; 17]));
+        assert!(r.has(OPTS_OVERFLOW));
+        forget(100_040);
+    }
+
+    #[test]
+    fn fds_out_of_range_are_not_managed() {
+        assert!(track(-1, TCP).is_none());
+        assert!(track(MAX_FDS as i32, TCP).is_none());
+    }
+}

@@ -1,0 +1,110 @@
+//! Small safe wrappers over the real socket calls that the policy makes on its own account.
+//! Every wrapper returns `Result<_, errno>` and leaves the thread's errno as it found it, so the
+//! program never sees an errno that we caused (PITFALLS 7).
+
+use crate::real;
+use libc::{c_int, c_void, sockaddr, socklen_t};
+
+pub fn errno() -> c_int {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: c_int) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// Restores errno when dropped: wrap everything the library adds to a call.
+pub struct KeepErrno(c_int);
+
+impl KeepErrno {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        KeepErrno(errno())
+    }
+}
+
+impl Drop for KeepErrno {
+    fn drop(&mut self) {
+        set_errno(self.0)
+    }
+}
+
+fn check(r: c_int) -> Result<(), c_int> {
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
+    let _e = KeepErrno::new();
+    // SAFETY: value lives for the call and its size is passed.
+    check(unsafe { real::setsockopt(fd, level, name, (&value as *const c_int).cast(), 4) })
+}
+
+pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Result<c_int, c_int> {
+    let _e = KeepErrno::new();
+    let mut v: c_int = 0;
+    let mut len: socklen_t = 4;
+    // SAFETY: v and len are valid for writes of the sizes given.
+    check(unsafe { real::getsockopt(fd, level, name, (&mut v as *mut c_int).cast(), &mut len) })?;
+    Ok(v)
+}
+
+/// SO_COOKIE: the kernel's 64-bit identity of a socket (Linux 4.12+).
+pub fn cookie(fd: c_int) -> Result<u64, c_int> {
+    let _e = KeepErrno::new();
+    let mut v: u64 = 0;
+    let mut len: socklen_t = 8;
+    // SAFETY: v and len are valid for writes of the sizes given.
+    check(unsafe {
+        real::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&mut v as *mut u64).cast::<c_void>(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+pub fn bind(fd: c_int, addr: &crate::addr::SockAddr) -> Result<(), c_int> {
+    let _e = KeepErrno::new();
+    let raw = addr.to_raw();
+    // SAFETY: raw holds a sockaddr of raw.len() bytes.
+    check(unsafe { real::bind(fd, raw.ptr(), raw.len()) })
+}
+
+pub fn getsockname(fd: c_int) -> Result<crate::addr::SockAddr, c_int> {
+    let _e = KeepErrno::new();
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+    // SAFETY: st is a sockaddr_storage of len bytes.
+    check(unsafe {
+        real::getsockname(
+            fd,
+            (&mut st as *mut libc::sockaddr_storage).cast::<sockaddr>(),
+            &mut len,
+        )
+    })?;
+    // SAFETY: the kernel filled len bytes of st.
+    unsafe { crate::addr::SockAddr::from_raw((&st as *const libc::sockaddr_storage).cast(), len) }
+        .ok_or(libc::EAFNOSUPPORT)
+}
+
+pub fn close(fd: c_int) {
+    let _e = KeepErrno::new();
+    // SAFETY: fd is one of our own descriptors.
+    unsafe { real::close(fd) };
+}
+
+/// CLOCK_MONOTONIC_COARSE in milliseconds (vDSO: no system call).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is valid for writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}

@@ -1,0 +1,470 @@
+//! UDP: "SO_REUSEADDR as a lock" (SPEC "UDP: the REUSEADDR lock"; lab/connectx_udp.py).
+//!
+//! For connect(dst): source address = the bound one, else the route's preferred source; for a
+//! port from a random start over the range: bind(src, port) with SO_REUSEADDR set, clear it (the
+//! lock: nobody can bind the port now), ask SOCK_DIAG which socket would receive from dst on
+//! (src, port) — it must be this one (SO_COOKIE) —, connect, set SO_REUSEADDR again (the unlock:
+//! the port is open to flows to other destinations). A lost check means another socket owns
+//! that 4-tuple: the port is bound and cannot be unbound, so a fresh socket with the program's
+//! options is swapped in over its fd and the search goes on, now asking SOCK_DIAG before each
+//! bind. Every port taken: EAGAIN, as the kernel says for UDP exhaustion.
+//!
+//! bind(ip, 0) is deferred with IP_BIND_ADDRESS_NO_PORT: the kernel checks and keeps the address;
+//! the port comes from the lock at connect (or from `policy::materialize` if the program needs
+//! it earlier). bind(ip, P) is done as asked: a server keeps its exclusivity.
+
+use crate::addr::SockAddr;
+use crate::decision::{Pass, Verdict};
+use crate::netlink::{self, TCP_ESTABLISHED};
+use crate::policy::{IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_kernel};
+use crate::state::*;
+use crate::sys::{self, KeepErrno, errno};
+use crate::{log, ports, real};
+use libc::{c_int, sockaddr, socklen_t};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+
+/// Lost races retried on fresh sockets before giving up with EAGAIN.
+const MAX_SWAPS: u32 = 32;
+
+/// # Safety
+/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
+pub unsafe fn bind(
+    fd: c_int,
+    r: &Sock,
+    a: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    if a.port() == 0 {
+        if set_kernel(
+            fd,
+            r,
+            K_NOPORT,
+            libc::IPPROTO_IP,
+            IP_BIND_ADDRESS_NO_PORT,
+            true,
+        )
+        .is_err()
+        {
+            return Verdict::Pass(Pass::InternalError);
+        }
+        // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
+        let ret = unsafe { real::bind(fd, addr, len) };
+        let result = Verdict::done(ret);
+        if ret == 0 {
+            r.set_addr(&a);
+            r.set(DEFERRED);
+        } else {
+            if !r.any(APP_NOPORT) {
+                let _ = set_kernel(
+                    fd,
+                    r,
+                    K_NOPORT,
+                    libc::IPPROTO_IP,
+                    IP_BIND_ADDRESS_NO_PORT,
+                    false,
+                );
+            }
+        }
+        return result;
+    }
+    // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
+    restore_app_reuse(fd, r);
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    if ret == 0 {
+        r.set_addr(&a);
+        r.set(HAS_PORT);
+        return Verdict::done(0);
+    }
+    let failed = Verdict::done(ret);
+    let e = errno();
+    if e == libc::EADDRINUSE
+        && !r.any(APP_REUSEADDR | APP_REUSEPORT)
+        && only_flows_hold(r, a.port())
+    {
+        let shared = set_kernel(
+            fd,
+            r,
+            K_REUSEADDR,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            true,
+        )
+        .is_ok()
+            && sys::bind(fd, &a).is_ok();
+        // Locked again at once: the port opens to others only when this socket connects.
+        let _ = set_kernel(
+            fd,
+            r,
+            K_REUSEADDR,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            false,
+        );
+        if shared {
+            r.set_addr(&a);
+            r.set(HAS_PORT);
+            return Verdict::done(0);
+        }
+    }
+    failed
+}
+
+/// True when the port is held only by connected sockets (flows of connectx programs). An
+/// unconnected holder is a server, or a socket between bind and connect: never shared.
+fn only_flows_hold(r: &Sock, port: u16) -> bool {
+    let families: &[c_int] = if r.any(V6) {
+        &[libc::AF_INET6, libc::AF_INET]
+    } else {
+        &[libc::AF_INET]
+    };
+    let mut flows = 0;
+    for &f in families {
+        match netlink::holders(libc::IPPROTO_UDP, f, port) {
+            Ok(h) if h.unconnected > 0 => return false,
+            Ok(h) => flows += h.flows,
+            Err(_) => return false,
+        }
+    }
+    flows > 0
+}
+
+static DIAG_BROKEN: AtomicU8 = AtomicU8::new(0);
+static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
+static WARNED_ROUTE: AtomicBool = AtomicBool::new(false);
+static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
+
+/// Errors that mean SOCK_DIAG is not available to this process at all (seccomp, LSM, kernel
+/// without inet_diag): stop trying rather than bind ports we cannot check.
+fn diag_unavailable_for_good(e: c_int) -> bool {
+    matches!(
+        e,
+        libc::EPERM
+            | libc::EACCES
+            | libc::EAFNOSUPPORT
+            | libc::EPROTONOSUPPORT
+            | libc::ENOSYS
+            | libc::EOPNOTSUPP
+    )
+}
+
+fn lock_unavailable(flag: &AtomicBool, what: &str, e: c_int) -> Verdict {
+    log::once(
+        flag,
+        crate::config::Level::Warn,
+        format_args!(
+            "UDP lock unavailable ({what}, errno {e}): using the kernel's own port choice"
+        ),
+    );
+    Verdict::Pass(Pass::LockUnavailable)
+}
+
+/// # Safety
+/// `addr`/`len` are the program's arguments to connect(2), already parsed into `dst`.
+pub unsafe fn connect(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    if DIAG_BROKEN.load(Relaxed) != 0 {
+        return Verdict::Pass(Pass::LockUnavailable);
+    }
+    if r.any(HAS_PORT) {
+        return connect_fixed(fd, r, dst, addr, len);
+    }
+    let src = match r.addr().filter(|a| !a.is_unspecified()) {
+        Some(a) => a.with_port(0),
+        None => match netlink::route_source(&dst) {
+            Ok(s) => s,
+            Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
+        },
+    };
+    let Some(ns) = ports::namespace_range() else {
+        return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
+    };
+    let range = ports::narrow(ns, r.port_range.load(Acquire));
+    if set_kernel(
+        fd,
+        r,
+        K_REUSEPORT,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEPORT,
+        false,
+    )
+    .is_err()
+    {
+        return Verdict::Pass(Pass::InternalError);
+    }
+    // Ask before binding when a lost race could not be retried on a fresh socket, and after a
+    // lost race (the table is busy for this destination).
+    let mut ask_first = r.any(OPTS_OVERFLOW);
+    let mut swaps = 0;
+    for port in ports::from_random_start(range) {
+        if ports::is_reserved(port) {
+            continue;
+        }
+        let local = src.with_port(port);
+        if ask_first {
+            match netlink::udp_exact(&local, &dst) {
+                Ok(Some(f)) if f.state == TCP_ESTABLISHED => continue,
+                Ok(_) => {}
+                Err(e) => return diag_failed(fd, r, e),
+            }
+        }
+        if set_kernel(
+            fd,
+            r,
+            K_REUSEADDR,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            true,
+        )
+        .is_err()
+        {
+            return Verdict::Pass(Pass::InternalError);
+        }
+        match sys::bind(fd, &local) {
+            Ok(()) => {}
+            Err(libc::EADDRINUSE) => continue,
+            Err(e) => {
+                // Not a busy port (e.g. an address the socket cannot use): the kernel decides.
+                restore_app_reuse(fd, r);
+                crate::debug!("fd {fd}: bind {local} for the UDP lock failed (errno {e})");
+                return Verdict::Pass(Pass::LockUnavailable);
+            }
+        }
+        r.clear(DEFERRED);
+        r.set_addr(&local);
+        r.set(HAS_PORT);
+        match check_and_connect(fd, r, &local, &dst, addr, len) {
+            Checked::Connected(v) => return v,
+            Checked::Lost => {}
+            Checked::DiagFailed(e) => return diag_failed(fd, r, e),
+        }
+        // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
+        if swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
+            crate::debug!("fd {fd}: UDP lock gave up after {swaps} lost races");
+            return Verdict::fail(libc::EAGAIN);
+        }
+        if let Err(e) = recreate(fd, r) {
+            return Verdict::fail(e);
+        }
+        swaps += 1;
+        ask_first = true;
+        crate::debug!("fd {fd}: lost the race for {local} -> {dst}; retrying on a fresh socket");
+    }
+    // Every port is taken for this destination.
+    restore_app_reuse(fd, r);
+    Verdict::fail(libc::EAGAIN)
+}
+
+enum Checked {
+    Connected(Verdict),
+    Lost,
+    DiagFailed(c_int),
+}
+
+/// The socket is bound to `local`: lock, check that it alone would receive from `dst`, connect
+/// with the program's own arguments, unlock.
+fn check_and_connect(
+    fd: c_int,
+    r: &Sock,
+    local: &SockAddr,
+    dst: &SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Checked {
+    if set_kernel(
+        fd,
+        r,
+        K_REUSEADDR,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        false,
+    )
+    .is_err()
+    {
+        return Checked::DiagFailed(libc::EIO);
+    }
+    let me = match cookie(fd, r) {
+        Ok(c) => c,
+        Err(e) => return Checked::DiagFailed(e),
+    };
+    match netlink::udp_exact(local, dst) {
+        Ok(Some(f)) if f.cookie == me => {}
+        Ok(_) => return Checked::Lost,
+        Err(e) => return Checked::DiagFailed(e),
+    }
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::connect(fd, addr, len) };
+    let result = Verdict::done(ret);
+    if ret == 0 {
+        r.set(CONNECTED);
+        let _ = set_kernel(
+            fd,
+            r,
+            K_REUSEADDR,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            true,
+        );
+    }
+    Checked::Connected(result)
+}
+
+fn cookie(fd: c_int, r: &Sock) -> Result<u64, c_int> {
+    let c = r.cookie.load(Acquire);
+    if c != 0 {
+        return Ok(c);
+    }
+    let c = sys::cookie(fd)?;
+    r.cookie.store(c, Release);
+    Ok(c)
+}
+
+/// connect on a socket that already has a port (bound to a fixed port, or connected before):
+/// the same check on that port; a disconnect first so the check can see this socket.
+fn connect_fixed(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let Some(mut local) = r.addr() else {
+        return Verdict::Pass(Pass::InternalError);
+    };
+    if local.is_unspecified() {
+        match netlink::route_source(&dst) {
+            Ok(s) => local = s.with_port(local.port()),
+            Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
+        }
+    }
+    if r.any(CONNECTED) {
+        let unspec = libc::sockaddr {
+            sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+            sa_data: [0; 14],
+        };
+        // SAFETY: a valid AF_UNSPEC sockaddr.
+        unsafe {
+            real::connect(
+                fd,
+                &unspec,
+                std::mem::size_of::<libc::sockaddr>() as socklen_t,
+            )
+        };
+        r.clear(CONNECTED);
+    }
+    if set_kernel(
+        fd,
+        r,
+        K_REUSEPORT,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEPORT,
+        false,
+    )
+    .is_err()
+    {
+        return Verdict::Pass(Pass::InternalError);
+    }
+    match check_and_connect(fd, r, &local, &dst, addr, len) {
+        Checked::Connected(v) => v,
+        Checked::Lost => {
+            // The program chose this port: like TCP, the 4-tuple is not available.
+            Verdict::fail(libc::EADDRNOTAVAIL)
+        }
+        Checked::DiagFailed(e) => {
+            lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e);
+            Verdict::Pass(Pass::LockUnavailable)
+        }
+    }
+}
+
+/// SOCK_DIAG did not answer: do not guess. If this socket already took a port, put a fresh one
+/// in its place so the kernel's own connect (autobind) happens as without us.
+fn diag_failed(fd: c_int, r: &Sock, e: c_int) -> Verdict {
+    if diag_unavailable_for_good(e) {
+        DIAG_BROKEN.store(1, Relaxed);
+    }
+    if r.any(HAS_PORT) && !r.any(OPTS_OVERFLOW) {
+        let _ = recreate(fd, r);
+    } else {
+        restore_app_reuse(fd, r);
+    }
+    lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)
+}
+
+/// Replaces the socket behind `fd` by a new one with every option the program set and its file
+/// status flags (O_NONBLOCK, also from ioctl FIONBIO) and close-on-exec flag, via dup3.
+/// A deferred bind is carried over. Errors (EMFILE…) are returned; no fd is leaked.
+fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
+    let _keep = KeepErrno::new();
+    // SAFETY: fcntl F_GETFD/F_GETFL on the program's fd, through the real function.
+    let (fd_flags, fl_flags) = unsafe {
+        (
+            real::fcntl(fd, libc::F_GETFD, 0),
+            real::fcntl(fd, libc::F_GETFL, 0),
+        )
+    };
+    if fd_flags < 0 || fl_flags < 0 {
+        return Err(errno());
+    }
+    let domain = if r.any(V6) {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain socket(2) through the real function.
+    let new = unsafe { real::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(errno());
+    }
+    let result = (|| {
+        r.each_opt(|level, name, v| {
+            // SAFETY: v is a recorded option value of v.len() bytes.
+            let ret = unsafe {
+                real::setsockopt(new, level, name, v.as_ptr().cast(), v.len() as socklen_t)
+            };
+            if ret < 0 {
+                crate::debug!(
+                    "fd {fd}: replaying option {level}/{name} failed (errno {})",
+                    errno()
+                );
+            }
+        });
+        if r.any(APP_REUSEADDR) {
+            sys::set_int(new, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        }
+        if r.any(APP_NOPORT) || r.any(DEFERRED) {
+            sys::set_int(new, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)?;
+        }
+        if let Some(a) = r.addr().filter(|_| r.any(DEFERRED)) {
+            sys::bind(new, &a)?;
+        }
+        // SAFETY: F_SETFL with the flags read from the program's fd.
+        if unsafe { real::fcntl(new, libc::F_SETFL, fl_flags as usize) } < 0 {
+            return Err(errno());
+        }
+        let cloexec = if fd_flags & libc::FD_CLOEXEC != 0 {
+            libc::O_CLOEXEC
+        } else {
+            0
+        };
+        // SAFETY: dup3 of our new socket over the program's fd (atomically closes the old one).
+        if unsafe { real::dup3(new, fd, cloexec) } < 0 {
+            return Err(errno());
+        }
+        Ok(())
+    })();
+    sys::close(new);
+    result?;
+    let deferred = r.any(DEFERRED);
+    r.clear(K_REUSEADDR | K_REUSEPORT | K_NOPORT | HAS_PORT | CONNECTED);
+    r.put(K_REUSEADDR, r.any(APP_REUSEADDR));
+    r.put(K_NOPORT, r.any(APP_NOPORT) || deferred);
+    r.cookie.store(0, Release);
+    Ok(())
+}

@@ -108,6 +108,8 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
     let exe = std::env::current_exe()
         .map_err(|e| fail(format!("demo: cannot find own executable: {e}")))?;
 
+    // Fail before printing anything if no namespace can be made.
+    measure(&exe, &lib, "probe", "without")?;
     println!(
         "connectx demo: {} ports ({RANGE}), {} destinations ({}), source 127.0.0.1;",
         R,
@@ -216,7 +218,7 @@ fn measure(exe: &Path, lib: &Path, case: &str, mode: &str) -> Res<(String, Strin
     let (code, out, err) = run_bounded(c, Duration::from_secs(90))?;
     if code == Some(NO_NAMESPACE) {
         return Err(fail(format!(
-            "demo: {}\n(the demo needs a network namespace: run it as root, or enable unprivileged user namespaces)",
+            "demo needs a network namespace: {}",
             err.trim().trim_start_matches("connectx: ")
         )));
     }

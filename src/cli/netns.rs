@@ -130,8 +130,8 @@ fn enter() -> Res<bool> {
         Err(e) => Err(Fail {
             code: NO_NAMESPACE,
             msg: format!(
-                "cannot create a network namespace ({}): run as root, or enable unprivileged user namespaces (kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)",
-                first_err.unwrap_or(e)
+                "cannot create a network namespace (unshare: {}): run as root, or enable unprivileged user namespaces (sysctl user.max_user_namespaces > 0, and kernel.unprivileged_userns_clone=1 where it exists)",
+                super::ioerr(&first_err.unwrap_or(e))
             ),
         }),
     }

@@ -34,6 +34,8 @@ test tools (used by the demo, the tests and scripts/; not a stable interface):
                    [--hold SECS [--bg]]
       legacy client; prints `opened=K failed=F failed_step=S errno=E [echo_ok=A
       echo_bad=B] ports=N port_list=... sockname_port=P opts_bind=... opts_connect=...`
+  connectx _demo-case CASE without|with --lib PATH
+      one measurement of the demo (run it inside _netns); prints `value=... detail=...`
   connectx _dups
       connected sockets and duplicate 4-tuples in this namespace:
       `udp_connected=N udp_dups=N tcp_connected=N tcp_dups=N`

@@ -167,9 +167,8 @@ pub fn netns(range: &str, reserved: Option<&str>, with_lib: bool, script: &str) 
         .env("CX", cx())
         .env("LIB", &lib)
         .env("RUN", run)
-        .env("REPO", repo())
-        .env_remove("LD_PRELOAD")
-        .env_remove("CONNECTX");
+        .env("REPO", repo());
+    scrub(&mut c);
     let out = run_bounded(c, Duration::from_secs(120));
     if out.code == Some(3) {
         panic!(
@@ -185,6 +184,16 @@ pub fn both(range: &str, reserved: Option<&str>, script: &str) -> (Out, Out) {
         netns(range, reserved, false, script),
         netns(range, reserved, true, script),
     )
+}
+
+/// Hermetic: the caller's LD_PRELOAD and CONNECTX* settings must not leak in.
+fn scrub(c: &mut Command) {
+    c.env_remove("LD_PRELOAD");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CONNECTX") {
+            c.env_remove(k);
+        }
+    }
 }
 
 pub fn run_bounded(mut c: Command, limit: Duration) -> Out {
@@ -235,7 +244,8 @@ pub fn run_bounded(mut c: Command, limit: Duration) -> Out {
 /// Runs a command (no namespace) with a bound.
 pub fn cmd(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let mut c = Command::new(prog);
-    c.args(args).env_remove("LD_PRELOAD");
+    c.args(args);
+    scrub(&mut c);
     for (k, v) in env {
         c.env(k, v);
     }

@@ -18,6 +18,7 @@ pub mod netlink;
 pub mod policy;
 pub mod ports;
 pub mod real;
+pub mod route;
 pub mod state;
 pub mod sys;
 pub mod tcp;
@@ -107,8 +108,11 @@ fn init() {
     crate::debug!("loaded: {cfg:?}");
 }
 
+/// The child of a fork has one thread: undo what other threads of the parent had under way.
 extern "C" fn after_fork_in_child() {
     netlink::after_fork_in_child();
+    ports::after_fork_in_child();
+    route::after_fork_in_child();
 }
 
 #[cfg(not(test))]

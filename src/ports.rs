@@ -106,6 +106,12 @@ pub fn namespace_range() -> Option<(u16, u16)> {
     (r != 0).then_some((r as u16, (r >> 16) as u16))
 }
 
+/// In the child after fork: a refresh that another thread of the parent had under way will never
+/// finish here.
+pub fn after_fork_in_child() {
+    REFRESHING.store(false, Release);
+}
+
 pub fn is_reserved(port: u16) -> bool {
     RESERVED[port as usize / 64].load(Relaxed) & (1 << (port % 64)) != 0
 }

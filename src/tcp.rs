@@ -49,6 +49,7 @@ pub unsafe fn bind(
         if ret == 0 {
             r.set_addr(&a);
             r.set(DEFERRED);
+            crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
         } else {
             let _ = set_kernel(
                 fd,

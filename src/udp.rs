@@ -54,6 +54,7 @@ pub unsafe fn bind(
         if ret == 0 {
             r.set_addr(&a);
             r.set(DEFERRED);
+            crate::debug!("bind(fd {fd}): {a}: port deferred to the UDP lock at connect");
         } else {
             if !r.any(APP_NOPORT) {
                 let _ = set_kernel(
@@ -177,7 +178,7 @@ pub unsafe fn connect(
     }
     let src = match r.addr().filter(|a| !a.is_unspecified()) {
         Some(a) => a.with_port(0),
-        None => match netlink::route_source(&dst) {
+        None => match crate::route::source_for(&dst) {
             Ok(s) => s,
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         },
@@ -211,7 +212,7 @@ pub unsafe fn connect(
             match netlink::udp_exact(&local, &dst) {
                 Ok(Some(f)) if f.state == TCP_ESTABLISHED => continue,
                 Ok(_) => {}
-                Err(e) => return diag_failed(fd, r, e),
+                Err(e) => return diag_failed(fd, r, e, None),
             }
         }
         if set_kernel(
@@ -236,17 +237,20 @@ pub unsafe fn connect(
                 return Verdict::Pass(Pass::LockUnavailable);
             }
         }
-        r.clear(DEFERRED);
-        r.set_addr(&local);
-        r.set(HAS_PORT);
         match check_and_connect(fd, r, &local, &dst, addr, len) {
-            Checked::Connected(v) => return v,
+            Checked::Connected(v) => {
+                crate::debug!(
+                    "connect(fd {fd}): UDP lock: {local} -> {dst} after {swaps} lost races"
+                );
+                return v;
+            }
             Checked::Lost => {}
-            Checked::DiagFailed(e) => return diag_failed(fd, r, e),
+            Checked::DiagFailed(e) => return diag_failed(fd, r, e, Some(&local)),
         }
         // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
         if swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
             crate::debug!("fd {fd}: UDP lock gave up after {swaps} lost races");
+            bound_to(r, &local);
             return Verdict::fail(libc::EAGAIN);
         }
         if let Err(e) = recreate(fd, r) {
@@ -259,6 +263,13 @@ pub unsafe fn connect(
     // Every port is taken for this destination.
     restore_app_reuse(fd, r);
     Verdict::fail(libc::EAGAIN)
+}
+
+/// The socket now owns `local` (whatever happens to its connect).
+fn bound_to(r: &Sock, local: &SockAddr) {
+    r.clear(DEFERRED);
+    r.set_addr(local);
+    r.set(HAS_PORT);
 }
 
 enum Checked {
@@ -301,6 +312,7 @@ fn check_and_connect(
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::connect(fd, addr, len) };
     let result = Verdict::done(ret);
+    bound_to(r, local);
     if ret == 0 {
         r.set(CONNECTED);
         let _ = set_kernel(
@@ -338,7 +350,7 @@ fn connect_fixed(
         return Verdict::Pass(Pass::InternalError);
     };
     if local.is_unspecified() {
-        match netlink::route_source(&dst) {
+        match crate::route::source_for(&dst) {
             Ok(s) => local = s.with_port(local.port()),
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         }
@@ -385,14 +397,14 @@ fn connect_fixed(
 
 /// SOCK_DIAG did not answer: do not guess. If this socket already took a port, put a fresh one
 /// in its place so the kernel's own connect (autobind) happens as without us.
-fn diag_failed(fd: c_int, r: &Sock, e: c_int) -> Verdict {
+fn diag_failed(fd: c_int, r: &Sock, e: c_int, bound: Option<&SockAddr>) -> Verdict {
     if diag_unavailable_for_good(e) {
         DIAG_BROKEN.store(1, Relaxed);
     }
-    if r.any(HAS_PORT) && !r.any(OPTS_OVERFLOW) {
-        let _ = recreate(fd, r);
-    } else {
-        restore_app_reuse(fd, r);
+    match bound {
+        Some(local) if r.any(OPTS_OVERFLOW) || recreate(fd, r).is_err() => bound_to(r, local),
+        Some(_) => {}
+        None => restore_app_reuse(fd, r),
     }
     lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)
 }

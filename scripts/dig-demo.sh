@@ -17,10 +17,20 @@ if [[ "${1:-}" == --inside ]]; then
     "$DNSMASQ" --keep-in-foreground --no-resolv --no-hosts --address=/example.com/192.0.2.1 \
         --listen-address=127.0.0.1 --bind-interfaces --port=53 --user=root --group=root \
         --pid-file >/dev/null 2>&1 &
+    up=no
     for _ in $(seq 50); do
-        if awk '$2 == "0100007F:0035" { found = 1 } END { exit !found }' /proc/net/udp; then break; fi
+        if awk '$2 == "0100007F:0035" { found = 1 } END { exit !found }' /proc/net/udp; then
+            up=yes
+            break
+        fi
         sleep 0.1
     done
+    if [[ $up == no ]]; then
+        # e.g. in an unprivileged user namespace dnsmasq cannot change its group.
+        echo "dnsmasq did not start on 127.0.0.1:53 (run this script as root)"
+        echo "NOSERVER"
+        exit 0
+    fi
     "$CX" _serve --udp 127.0.0.2:7 --udp 127.0.0.3:7 --seconds 30 --bg >/dev/null
     fill=$("$CX" run -- "$CX" _client --proto udp --mode bind0 --dst 127.0.0.2:7,127.0.0.3:7 \
         --count 20 --keep-going --echo --hold 30 --bg)
@@ -62,6 +72,10 @@ export CX DNSMASQ
 echo "dig ${QUERY[*]} while every UDP port is held (range 40000-40009, dnsmasq on 127.0.0.1:53)"
 out=$("$CX" _netns --range 40000-40009 -- bash "${BASH_SOURCE[0]}" --inside)
 echo "$out"
+if [[ $(tail -n1 <<<"$out") == NOSERVER ]]; then
+    echo "dig-demo: no DNS server, nothing shown" >&2
+    exit 2
+fi
 if [[ $(tail -n1 <<<"$out") == PASS ]]; then
     echo "PASS: with connectx dig got its answer"
     exit 0

@@ -265,3 +265,21 @@ tag udp-off env CONNECTX_UDP=0 LD_PRELOAD=$LIB $CX _client --proto udp --mode bi
         ],
     );
 }
+
+#[test]
+fn connectx_run_preloads_the_library_end_to_end() {
+    let script = format!(
+        "{SERVE}\ntag run $CX run -- $CX _client --proto tcp --mode bind0 --dst {DSTS} --count 31 --echo"
+    );
+    let o = netns(RANGE, None, false, &script);
+    o.expect(
+        "connectx run -- bind-before-connect client",
+        "run",
+        &[
+            ("opened", "30"),
+            ("failed_step", "connect"),
+            ("errno", "EADDRNOTAVAIL"),
+            ("echo_ok", "30"),
+        ],
+    );
+}

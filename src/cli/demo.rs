@@ -138,8 +138,13 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
             continue;
         }
         let mut cells = Vec::new();
+        let mut skip = None;
         for mode in ["without", "with"] {
             let (value, detail) = measure(&exe, &lib, case.name, mode)?;
+            if value == "skip" {
+                skip = Some(detail);
+                break;
+            }
             if mode == "with" && value != case.want {
                 all_ok = false;
             }
@@ -156,6 +161,10 @@ pub fn main(raw: Vec<OsString>) -> Res<i32> {
                 ));
                 format!("{value} [{}]", notes.len())
             });
+        }
+        if let Some(why) = skip {
+            skipped.push(format!("{}: skipped, {why}", case.name));
+            continue;
         }
         let expected = if case.why.is_empty() {
             case.want.clone()

@@ -60,7 +60,8 @@ pub fn main(raw: Vec<std::ffi::OsString>) -> Res<i32> {
     for (what, addr) in &want {
         let (ent, local) = open(what, addr).map_err(|e| {
             fail(format!(
-                "_serve: --{what} {addr}: {e} ({})",
+                "_serve: --{what} {addr}: {} ({})",
+                super::ioerr(&e),
                 super::sock::errno_name(&e)
             ))
         })?;

@@ -20,6 +20,7 @@ pub fn in_child() -> bool {
 }
 
 /// Sets errno from a failed raw vfork and returns -1 (called by the assembly below).
+#[cfg_attr(any(test, not(target_arch = "x86_64")), allow(dead_code))]
 extern "C" fn vfork_failed(neg_errno: i64) -> i64 {
     crate::sys::set_errno(-neg_errno as libc::c_int);
     -1

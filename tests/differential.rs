@@ -8,6 +8,8 @@
 //!
 //! Outputs are kept in `<target>/debug/cxdiff/{without,with}.txt` for inspection.
 
+mod cxtest;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -29,15 +31,10 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The library, built first (shared helper: a clean clone or a changed library must not run
+/// against a missing or stale build).
 fn library() -> PathBuf {
-    let lib = target_dir().join("libconnectx.so");
-    assert!(
-        lib.is_file(),
-        "libconnectx.so not found at {}: build the library first (`cargo build`); \
-         the differential suite does not skip without it",
-        lib.display()
-    );
-    lib
+    cxtest::lib()
 }
 
 fn build_scenarios() -> PathBuf {

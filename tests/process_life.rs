@@ -7,6 +7,8 @@
 //! `libconnectx.so` preloaded (and without it, as a check that the test itself is right) and
 //! kills it if it hangs.
 
+mod cxtest;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,15 +24,10 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The library, built first (shared helper: a clean clone or a changed library must not run
+/// against a missing or stale build).
 fn library() -> PathBuf {
-    let lib = target_dir().join("libconnectx.so");
-    assert!(
-        lib.is_file(),
-        "libconnectx.so not found at {}: build the library first (`cargo build`); \
-         the process-life tests do not skip without it",
-        lib.display()
-    );
-    lib
+    cxtest::lib()
 }
 
 fn life_bin() -> &'static Path {

@@ -7,7 +7,7 @@ use crate::config::{self, GetsocknameMode};
 use crate::decision::{Pass, Verdict};
 use crate::state::{self, *};
 use crate::sys::{self, KeepErrno};
-use crate::{real, tcp, udp};
+use crate::{netlink, real, tcp, udp};
 use libc::{c_int, c_void, sockaddr, socklen_t};
 
 pub const IP_BIND_ADDRESS_NO_PORT: c_int = 24;
@@ -191,6 +191,83 @@ pub fn materialize(fd: c_int, r: &Sock) {
             "fd {fd}: deferred bind to {a} failed (errno {e}); the kernel autobinds later"
         ),
     }
+}
+
+/// bind(ip or wildcard, 0): bind with IP_BIND_ADDRESS_NO_PORT, so the kernel checks and keeps
+/// the address and the port is chosen later (TCP: by the kernel at connect, per 4-tuple; UDP: by
+/// the lock). One extra system call.
+///
+/// # Safety
+/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
+pub unsafe fn bind_deferred(
+    fd: c_int,
+    r: &Sock,
+    a: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let program_defers = r.any(APP_NOPORT);
+    if set_noport(fd, r, true).is_err() {
+        return Verdict::Pass(Pass::InternalError);
+    }
+    // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let result = Verdict::done(ret);
+    if ret == 0 {
+        r.set_app_addr(&a);
+        r.set(DEFERRED);
+        crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
+    } else if !program_defers {
+        let _ = set_noport(fd, r, false);
+    }
+    result
+}
+
+/// bind(ip, P) as the program asked. Only if that fails with EADDRINUSE and `may_share` accepts
+/// the port's current holders (SOCK_DIAG dump): bind again with SO_REUSEADDR, then clear it at
+/// once, so nobody else may join until this socket connects.
+///
+/// # Safety
+/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
+pub unsafe fn bind_fixed(
+    fd: c_int,
+    r: &Sock,
+    a: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+    may_share: impl FnOnce(&netlink::Holders) -> bool,
+) -> Verdict {
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let result = Verdict::done(ret);
+    if ret == 0 {
+        bound_fixed(r, &a);
+        return result;
+    }
+    let protocol = if r.is_tcp() {
+        libc::IPPROTO_TCP
+    } else {
+        libc::IPPROTO_UDP
+    };
+    if sys::errno() == libc::EADDRINUSE
+        && !r.any(APP_REUSEADDR | APP_REUSEPORT | K_REUSEADDR)
+        && netlink::port_holders(protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
+    {
+        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
+        let _ = set_reuseaddr(fd, r, false);
+        if shared {
+            crate::debug!("bind(fd {fd}): {a} shares a port held only by outgoing flows");
+            bound_fixed(r, &a);
+            return Verdict::done(0);
+        }
+    }
+    result
+}
+
+fn bound_fixed(r: &Sock, a: &SockAddr) {
+    r.set_app_addr(a);
+    r.set_local(a);
+    r.set(HAS_PORT);
 }
 
 /// Puts the program's own SO_REUSEADDR and SO_REUSEPORT back into the kernel where ours differ.

@@ -17,7 +17,8 @@ use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::netlink::{self, TCP_ESTABLISHED};
 use crate::policy::{
-    IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_noport, set_reuseaddr, set_reuseport,
+    IP_BIND_ADDRESS_NO_PORT, bind_deferred, bind_fixed, restore_app_reuse, set_reuseaddr,
+    set_reuseport,
 };
 use crate::state::*;
 use crate::sys::{self, KeepErrno, errno};
@@ -37,72 +38,21 @@ pub unsafe fn bind(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if a.port() == 0 {
-        let program_defers = r.any(APP_NOPORT);
-        if set_noport(fd, r, true).is_err() {
-            return Verdict::Pass(Pass::InternalError);
-        }
-        // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
-        let ret = unsafe { real::bind(fd, addr, len) };
-        let result = Verdict::done(ret);
-        if ret == 0 {
-            r.set_app_addr(&a);
-            r.set(DEFERRED);
-            r.put(PROGRAM_DEFERRED, program_defers);
-            crate::debug!("bind(fd {fd}): {a}: port deferred to the UDP lock at connect");
-        } else if !program_defers {
-            let _ = set_noport(fd, r, false);
-        }
-        return result;
+    if a.port() != 0 {
+        // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
+        // Shared only with connected sockets: an unconnected holder is a server, or a socket
+        // between bind and connect.
+        restore_app_reuse(fd, r);
+        // SAFETY: forwarded caller contract.
+        return unsafe { bind_fixed(fd, r, a, addr, len, |h| h.flows > 0 && h.unconnected == 0) };
     }
-    // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
-    restore_app_reuse(fd, r);
-    // SAFETY: the program's own arguments, unchanged.
-    let ret = unsafe { real::bind(fd, addr, len) };
-    let result = Verdict::done(ret);
-    if ret == 0 {
-        bound_fixed(r, &a);
-        return result;
-    }
-    if errno() == libc::EADDRINUSE
-        && !r.any(APP_REUSEADDR | APP_REUSEPORT)
-        && only_flows_hold(r, a.port())
-    {
-        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
-        // Locked again at once: the port opens to others only when this socket connects.
-        let _ = set_reuseaddr(fd, r, false);
-        if shared {
-            crate::debug!("bind(fd {fd}): {a} shares a port held only by connected sockets");
-            bound_fixed(r, &a);
-            return Verdict::done(0);
-        }
+    let program_defers = r.any(APP_NOPORT);
+    // SAFETY: forwarded caller contract.
+    let result = unsafe { bind_deferred(fd, r, a, addr, len) };
+    if r.any(DEFERRED) {
+        r.put(PROGRAM_DEFERRED, program_defers);
     }
     result
-}
-
-fn bound_fixed(r: &Sock, a: &SockAddr) {
-    r.set_app_addr(a);
-    r.set_local(a);
-    r.set(HAS_PORT);
-}
-
-/// True when the port is held only by connected sockets (flows of connectx programs). An
-/// unconnected holder is a server, or a socket between bind and connect: never shared.
-fn only_flows_hold(r: &Sock, port: u16) -> bool {
-    let families: &[c_int] = if r.any(V6) {
-        &[libc::AF_INET6, libc::AF_INET]
-    } else {
-        &[libc::AF_INET]
-    };
-    let mut flows = 0;
-    for &f in families {
-        match netlink::holders(libc::IPPROTO_UDP, f, port) {
-            Ok(h) if h.unconnected > 0 => return false,
-            Ok(h) => flows += h.flows,
-            Err(_) => return false,
-        }
-    }
-    flows > 0
 }
 
 static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);

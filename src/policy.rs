@@ -144,7 +144,8 @@ pub fn getsockname(fd: c_int) -> Verdict {
 /// A send with a destination (sendto, sendmsg, sendmmsg) or a receive on a socket whose bind we
 /// deferred: the kernel would autobind without the program's options, so bind as it asked first.
 /// TCP Fast Open (MSG_FASTOPEN) is an implicit connect.
-pub fn before_send(fd: c_int, has_destination: bool, flags: c_int) -> Verdict {
+/// `has_destination` is asked only for a deferred UDP socket (it reads the caller's msghdr).
+pub fn before_send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_int) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
@@ -154,7 +155,7 @@ pub fn before_send(fd: c_int, has_destination: bool, flags: c_int) -> Verdict {
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if has_destination && r.any(DEFERRED) {
+    if r.any(DEFERRED) && has_destination() {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)

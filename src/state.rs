@@ -63,6 +63,8 @@ pub struct Sock {
     pub port_range: AtomicU32,
     /// SO_COOKIE once known (0 = not asked yet).
     pub cookie: AtomicU64,
+    /// The UDP flow this socket holds in `flows` (0 = none), given back when it ends.
+    pub flow: AtomicU64,
     /// The address the program bound (its port may be 0).
     app_addr: [AtomicU64; 4],
     /// The local address the socket owns once it has a port (HAS_PORT).
@@ -161,6 +163,7 @@ impl Sock {
     fn reset(&self, flags: u32) {
         self.port_range.store(0, Relaxed);
         self.cookie.store(0, Relaxed);
+        crate::flows::unmark(self.flow.swap(0, Relaxed));
         for a in self.app_addr.iter().chain(&self.local) {
             a.store(0, Relaxed);
         }
@@ -240,8 +243,11 @@ fn record(index: u32) -> Option<&'static Sock> {
 }
 
 fn release(index_plus_one: u32) {
-    if let Some(r) = index_plus_one.checked_sub(1).and_then(record) {
-        r.refs.fetch_sub(1, AcqRel);
+    if let Some(r) = index_plus_one.checked_sub(1).and_then(record)
+        && r.refs.fetch_sub(1, AcqRel) == 1
+    {
+        // The last fd of the socket is gone: so is its flow.
+        crate::flows::unmark(r.flow.swap(0, AcqRel));
     }
 }
 

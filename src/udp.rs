@@ -22,7 +22,7 @@ use crate::policy::{
 };
 use crate::state::*;
 use crate::sys::{self, KeepErrno, errno};
-use crate::{log, ports, real, route};
+use crate::{flows, log, ports, real, route};
 use libc::{c_int, sockaddr, socklen_t};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 
@@ -121,67 +121,127 @@ pub unsafe fn connect(
     if set_reuseport(fd, r, false).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
-    // Ask before binding when a lost race could not be retried on a fresh socket, and after a
-    // lost race (the table is busy for this destination).
-    let mut ask_first = r.any(OPTS_OVERFLOW);
-    let mut swaps = 0;
-    for port in ports::from_random_start(range) {
-        if ports::is_reserved(port) {
-            continue;
-        }
-        let local = src.with_port(port);
-        if ask_first {
-            match netlink::udp_exact(&local, &dst) {
-                Ok(Some(f)) if f.state == TCP_ESTABLISHED => continue,
-                Ok(_) => {}
-                Err(e) => return diag_failed(fd, r, e, None),
+    let now = sys::now_ms();
+    let slot = flows::find(&dst);
+    let mut search = Search {
+        // Ask before binding when a lost race could not be retried on a fresh socket, and for a
+        // destination that just lost a race (its 4-tuples are filling up).
+        ask_first: r.any(OPTS_OVERFLOW) || flows::busy(slot, now),
+        slot,
+        use_marks: true,
+        skipped: 0,
+        swaps: 0,
+        now,
+    };
+    for _pass in 0..2 {
+        for port in ports::shuffled(range) {
+            if ports::is_reserved(port) {
+                continue;
             }
-        }
-        if set_reuseaddr(fd, r, true).is_err() {
-            return Verdict::Pass(Pass::InternalError);
-        }
-        match sys::bind(fd, &local) {
-            Ok(()) => {}
-            Err(libc::EADDRINUSE) => continue,
-            Err(e) => {
-                // Not a busy port (e.g. an address the socket cannot use): the kernel decides.
-                restore_app_reuse(fd, r);
-                crate::debug!("connect(fd {fd}): bind {local} for the UDP lock failed (errno {e})");
-                return Verdict::Pass(Pass::LockUnavailable);
-            }
-        }
-        match check_and_connect(fd, r, &local, &dst, addr, len) {
-            Checked::Connected(v) => {
-                r.set(OUR_PORT);
-                crate::debug!(
-                    "connect(fd {fd}): UDP lock: {local} -> {dst} after {swaps} lost races"
-                );
+            if let Some(v) = try_port(fd, r, src.with_port(port), &dst, addr, len, &mut search) {
                 return v;
             }
-            Checked::Lost => {}
-            Checked::DiagFailed(e) => return diag_failed(fd, r, e, Some(&local)),
         }
-        // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
-        if swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
-            crate::debug!("connect(fd {fd}): UDP lock gave up after {swaps} lost races");
-            bound_to(r, &local);
-            r.set(OUR_PORT);
-            return Verdict::fail(libc::EAGAIN);
+        if search.skipped == 0 {
+            break;
         }
-        if let Err(e) = recreate(fd, r) {
-            bound_to(r, &local);
-            r.set(OUR_PORT);
-            return Verdict::fail(e);
-        }
-        swaps += 1;
-        ask_first = true;
-        crate::debug!(
-            "connect(fd {fd}): lost the race for {local} -> {dst}; retrying on a fresh socket"
-        );
+        // Every free-looking port is taken: check the ones this process holds too (a mark may be
+        // stale) before saying EAGAIN.
+        search.use_marks = false;
+        search.ask_first = true;
+        search.skipped = 0;
     }
     // Every port is taken for this destination.
     restore_app_reuse(fd, r);
     Verdict::fail(libc::EAGAIN)
+}
+
+/// Where one connect's search over the ports stands.
+struct Search {
+    slot: Option<flows::Slot>,
+    ask_first: bool,
+    use_marks: bool,
+    skipped: u32,
+    swaps: u32,
+    now: u64,
+}
+
+/// One candidate port: None to go on with the next, Some(result) when the search is over.
+#[allow(clippy::too_many_arguments)]
+fn try_port(
+    fd: c_int,
+    r: &Sock,
+    local: SockAddr,
+    dst: &SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+    search: &mut Search,
+) -> Option<Verdict> {
+    let port = local.port();
+    if search.use_marks && flows::mine(search.slot, port) {
+        search.skipped += 1;
+        return None;
+    }
+    if search.ask_first {
+        match netlink::udp_exact(&local, dst) {
+            Ok(Some(f)) if f.state == TCP_ESTABLISHED => return None,
+            Ok(_) => {}
+            Err(e) => return Some(diag_failed(fd, r, e, None)),
+        }
+    }
+    if set_reuseaddr(fd, r, true).is_err() {
+        return Some(Verdict::Pass(Pass::InternalError));
+    }
+    match sys::bind(fd, &local) {
+        Ok(()) => {}
+        Err(libc::EADDRINUSE) => return None,
+        Err(e) => {
+            // Not a busy port (e.g. an address the socket cannot use): the kernel decides.
+            restore_app_reuse(fd, r);
+            crate::debug!("connect(fd {fd}): bind {local} for the UDP lock failed (errno {e})");
+            return Some(Verdict::Pass(Pass::LockUnavailable));
+        }
+    }
+    match check_and_connect(fd, r, &local, dst, addr, len) {
+        Checked::Connected(v) => {
+            r.set(OUR_PORT);
+            track_flow(r, search.slot, port);
+            crate::debug!(
+                "connect(fd {fd}): UDP lock: {local} -> {dst} after {} lost races",
+                search.swaps
+            );
+            return Some(v);
+        }
+        Checked::Lost => {}
+        Checked::DiagFailed(e) => return Some(diag_failed(fd, r, e, Some(&local))),
+    }
+    // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
+    search.slot = flows::lost_race(dst, search.now).or(search.slot);
+    if search.swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
+        crate::debug!(
+            "connect(fd {fd}): UDP lock gave up after {} lost races",
+            search.swaps
+        );
+        bound_to(r, &local);
+        r.set(OUR_PORT);
+        return Some(Verdict::fail(libc::EAGAIN));
+    }
+    if let Err(e) = recreate(fd, r) {
+        bound_to(r, &local);
+        r.set(OUR_PORT);
+        return Some(Verdict::fail(e));
+    }
+    search.swaps += 1;
+    search.ask_first = true;
+    crate::debug!(
+        "connect(fd {fd}): lost the race for {local} -> {dst}; retrying on a fresh socket"
+    );
+    None
+}
+
+/// Remembers (for a busy destination) that this socket holds a flow from `port`.
+fn track_flow(r: &Sock, slot: Option<flows::Slot>, port: u16) {
+    flows::unmark(r.flow.swap(flows::mark(slot, port), AcqRel));
 }
 
 /// The socket now owns `local` (whatever happens to its connect).
@@ -277,7 +337,10 @@ fn connect_fixed(
         return Verdict::Pass(Pass::InternalError);
     }
     match check_and_connect(fd, r, &local, &dst, addr, len) {
-        Checked::Connected(v) => v,
+        Checked::Connected(v) => {
+            track_flow(r, flows::find(&dst), local.port());
+            v
+        }
         // Another socket owns this 4-tuple: like TCP, it is not available.
         Checked::Lost => Verdict::fail(libc::EADDRNOTAVAIL),
         Checked::DiagFailed(e) => lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e),
@@ -289,6 +352,7 @@ fn connect_fixed(
 /// program's address without a port (getsockname shows port 0, as the kernel's would).
 pub fn disconnected(fd: c_int, r: &Sock) {
     r.clear(CONNECTED);
+    flows::unmark(r.flow.swap(0, AcqRel));
     if r.any(DEFERRED) {
         // The kernel would have released the port it autobound at bind(ip, 0).
         r.set(RELEASED);

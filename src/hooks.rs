@@ -6,7 +6,7 @@
 
 use crate::decision::{Pass, Verdict};
 use crate::sys::{errno, set_errno};
-use crate::{log, netlink, policy, real, state};
+use crate::{log, netlink, policy, real, state, vfork};
 use libc::{
     c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
 };
@@ -53,7 +53,7 @@ fn run(
 
 /// Bookkeeping after (or before) a real call: errno kept, panics caught, never re-entered.
 fn after(f: impl FnOnce()) {
-    if !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
+    if vfork::in_child() || !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
         return;
     }
     let saved = errno();
@@ -303,13 +303,13 @@ pub unsafe extern "C" fn sendto(
         fd,
         true,
         || unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
-        || policy::before_send(fd, !addr.is_null(), flags),
+        || policy::before_send(fd, || !addr.is_null(), flags),
     )
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    // SAFETY: forwarded arguments; msg is read only when non-NULL (the caller's contract).
+    // SAFETY: forwarded arguments; msg is read only for a deferred UDP socket, when non-NULL.
     run(
         "sendmsg",
         fd,
@@ -318,7 +318,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
         || {
             policy::before_send(
                 fd,
-                !msg.is_null() && unsafe { !(*msg).msg_name.is_null() },
+                || !msg.is_null() && unsafe { !(*msg).msg_name.is_null() },
                 flags,
             )
         },
@@ -327,7 +327,8 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int {
-    // SAFETY: forwarded arguments; msgs[0] is read only when n > 0 and msgs is non-NULL.
+    // SAFETY: forwarded arguments; msgs[0] is read only for a deferred UDP socket, when n > 0
+    // and msgs is non-NULL.
     run(
         "sendmmsg",
         fd,
@@ -336,7 +337,7 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flag
         || {
             policy::before_send(
                 fd,
-                n > 0 && !msgs.is_null() && unsafe { !(*msgs).msg_hdr.msg_name.is_null() },
+                || n > 0 && !msgs.is_null() && unsafe { !(*msgs).msg_hdr.msg_name.is_null() },
                 flags,
             )
         },

@@ -4,12 +4,15 @@
 //! - `real`: the real libc functions behind them;
 //! - `state`: per-socket state; `config`: the environment; `log`: logging;
 //! - `policy`: shared per-call policy; `tcp`: the TCP policy; `udp`: the UDP lock;
-//! - `ports`: port range and choice; `netlink`: SOCK_DIAG and route queries;
-//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons.
+//! - `ports`: port range and choice; `flows`: hints about busy destinations;
+//! - `netlink`: SOCK_DIAG and route queries; `route`: source address;
+//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
+//! - `vfork`: keeps a vfork child's calls off the parent's state.
 
 pub mod addr;
 pub mod config;
 pub mod decision;
+pub mod flows;
 #[cfg(not(test))]
 mod hooks;
 #[macro_use]
@@ -23,6 +26,7 @@ pub mod state;
 pub mod sys;
 pub mod tcp;
 pub mod udp;
+pub mod vfork;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -378,6 +378,24 @@ pub fn holders(protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_i
     Err(libc::EIO)
 }
 
+/// The holders of `port` over the families that conflict with a socket of this family (a
+/// dual-stack IPv6 socket also conflicts with IPv4 holders).
+pub fn port_holders(protocol: c_int, v6: bool, port: u16) -> Result<Holders, c_int> {
+    let families: &[c_int] = if v6 {
+        &[libc::AF_INET6, libc::AF_INET]
+    } else {
+        &[libc::AF_INET]
+    };
+    let mut sum = Holders::default();
+    for &f in families {
+        let h = holders(protocol, f, port)?;
+        sum.flows += h.flows;
+        sum.listening += h.listening;
+        sum.unconnected += h.unconnected;
+    }
+    Ok(sum)
+}
+
 pub const ROUTE_REQ_MAX: usize = 16 + 12 + 20 + 8;
 
 /// RTM_GETROUTE for `dst` (+ RTA_OIF for a scoped IPv6 address). Returns the message length.

@@ -7,7 +7,7 @@ use crate::config::{self, GetsocknameMode};
 use crate::decision::{Pass, Verdict};
 use crate::state::{self, *};
 use crate::sys::{self, KeepErrno};
-use crate::{real, tcp, udp};
+use crate::{netlink, real, tcp, udp};
 use libc::{c_int, c_void, sockaddr, socklen_t};
 
 pub const IP_BIND_ADDRESS_NO_PORT: c_int = 24;
@@ -86,8 +86,16 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     }
     // SAFETY: caller contract.
     if unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC) {
-        r.clear(CONNECTED);
-        return Verdict::Pass(Pass::Disconnect);
+        if !r.is_udp() {
+            return Verdict::Pass(Pass::Disconnect);
+        }
+        // SAFETY: the program's own arguments, unchanged.
+        let ret = unsafe { real::connect(fd, addr, len) };
+        let result = Verdict::done(ret);
+        if ret == 0 {
+            udp::disconnected(fd, r);
+        }
+        return result;
     }
     // SAFETY: caller contract.
     let Some(dst) = (unsafe { SockAddr::from_raw(addr, len) }) else {
@@ -124,7 +132,10 @@ pub fn getsockname(fd: c_int) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if r.any(DEFERRED) && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind) {
+    if r.any(DEFERRED)
+        && !r.any(RELEASED)
+        && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind)
+    {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
@@ -133,7 +144,8 @@ pub fn getsockname(fd: c_int) -> Verdict {
 /// A send with a destination (sendto, sendmsg, sendmmsg) or a receive on a socket whose bind we
 /// deferred: the kernel would autobind without the program's options, so bind as it asked first.
 /// TCP Fast Open (MSG_FASTOPEN) is an implicit connect.
-pub fn before_send(fd: c_int, has_destination: bool, flags: c_int) -> Verdict {
+/// `has_destination` is asked only for a deferred UDP socket (it reads the caller's msghdr).
+pub fn before_send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_int) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
@@ -143,7 +155,7 @@ pub fn before_send(fd: c_int, has_destination: bool, flags: c_int) -> Verdict {
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if has_destination && r.any(DEFERRED) {
+    if r.any(DEFERRED) && has_destination() {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
@@ -159,28 +171,104 @@ pub fn before_recv(fd: c_int) -> Verdict {
 /// Carries out a deferred bind(ip, 0) with the program's own options: clear our
 /// IP_BIND_ADDRESS_NO_PORT and bind the same address again, which the kernel allows while the
 /// socket has no port (KERNEL.md). On failure the kernel autobinds later, as it would anyway.
+/// A deferral the program asked for itself (UDP with its own NO_PORT) is left alone.
 pub fn materialize(fd: c_int, r: &Sock) {
-    if !r.any(DEFERRED) {
+    if !r.any(DEFERRED) || r.any(PROGRAM_DEFERRED) {
         return;
     }
-    r.clear(DEFERRED);
-    let Some(a) = r.addr() else { return };
+    r.clear(DEFERRED | RELEASED);
+    let Some(a) = r.app_addr() else { return };
     let _keep = KeepErrno::new();
-    if r.any(K_NOPORT)
-        && !r.any(APP_NOPORT)
-        && sys::set_int(fd, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 0).is_ok()
-    {
-        r.clear(K_NOPORT);
-    }
+    let _ = set_noport(fd, r, false);
     if r.is_udp() {
         restore_app_reuse(fd, r);
     }
     match sys::bind(fd, &a) {
-        Ok(()) => r.set(HAS_PORT),
+        Ok(()) => {
+            r.set_local(&sys::getsockname(fd).unwrap_or(a));
+            r.set(HAS_PORT);
+        }
         Err(e) => crate::debug!(
             "fd {fd}: deferred bind to {a} failed (errno {e}); the kernel autobinds later"
         ),
     }
+}
+
+/// bind(ip or wildcard, 0): bind with IP_BIND_ADDRESS_NO_PORT, so the kernel checks and keeps
+/// the address and the port is chosen later (TCP: by the kernel at connect, per 4-tuple; UDP: by
+/// the lock). One extra system call.
+///
+/// # Safety
+/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
+pub unsafe fn bind_deferred(
+    fd: c_int,
+    r: &Sock,
+    a: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let program_defers = r.any(APP_NOPORT);
+    if set_noport(fd, r, true).is_err() {
+        return Verdict::Pass(Pass::InternalError);
+    }
+    // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let result = Verdict::done(ret);
+    if ret == 0 {
+        r.set_app_addr(&a);
+        r.set(DEFERRED);
+        crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
+    } else if !program_defers {
+        let _ = set_noport(fd, r, false);
+    }
+    result
+}
+
+/// bind(ip, P) as the program asked. Only if that fails with EADDRINUSE and `may_share` accepts
+/// the port's current holders (SOCK_DIAG dump): bind again with SO_REUSEADDR, then clear it at
+/// once, so nobody else may join until this socket connects.
+///
+/// # Safety
+/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
+pub unsafe fn bind_fixed(
+    fd: c_int,
+    r: &Sock,
+    a: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+    may_share: impl FnOnce(&netlink::Holders) -> bool,
+) -> Verdict {
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let result = Verdict::done(ret);
+    if ret == 0 {
+        bound_fixed(r, &a);
+        return result;
+    }
+    let protocol = if r.is_tcp() {
+        libc::IPPROTO_TCP
+    } else {
+        libc::IPPROTO_UDP
+    };
+    if sys::errno() == libc::EADDRINUSE
+        && !r.any(APP_REUSEADDR | APP_REUSEPORT | K_REUSEADDR)
+        && netlink::port_holders(protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
+    {
+        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
+        let _ = set_reuseaddr(fd, r, false);
+        if shared {
+            crate::debug!("bind(fd {fd}): {a} shares a port held only by outgoing flows");
+            bound_fixed(r, &a);
+            return Verdict::done(0);
+        }
+    }
+    result
+}
+
+fn bound_fixed(r: &Sock, a: &SockAddr) {
+    r.set_app_addr(a);
+    r.set_local(a);
+    r.set(HAS_PORT);
 }
 
 /// Puts the program's own SO_REUSEADDR and SO_REUSEPORT back into the kernel where ours differ.
@@ -211,6 +299,25 @@ pub fn set_kernel(
     sys::set_int(fd, level, name, on as c_int)?;
     r.put(k, on);
     Ok(())
+}
+
+pub fn set_reuseaddr(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
+    set_kernel(fd, r, K_REUSEADDR, libc::SOL_SOCKET, libc::SO_REUSEADDR, on)
+}
+
+pub fn set_reuseport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
+    set_kernel(fd, r, K_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT, on)
+}
+
+pub fn set_noport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
+    set_kernel(
+        fd,
+        r,
+        K_NOPORT,
+        libc::IPPROTO_IP,
+        IP_BIND_ADDRESS_NO_PORT,
+        on,
+    )
 }
 
 fn managed_bits(level: c_int, name: c_int) -> Option<(u32, u32)> {

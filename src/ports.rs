@@ -125,11 +125,28 @@ pub fn narrow(ns: (u16, u16), socket_range: u32) -> (u16, u16) {
     if lo <= hi { (lo, hi) } else { ns }
 }
 
-/// Visits every port of `range` once from a random start.
-pub fn from_random_start(range: (u16, u16)) -> impl Iterator<Item = u16> {
-    let n = range.1 as u32 - range.0 as u32 + 1;
-    let start = (random() % n as u64) as u32;
-    (0..n).map(move |i| (range.0 as u32 + (start + i) % n) as u16)
+/// Visits every port of `range` once, from a random start with a random stride coprime to the
+/// range's size. A stride of 1 would fill the range in runs (as linear probing fills a hash
+/// table), so that near exhaustion a connect would walk long runs of taken ports.
+pub fn shuffled(range: (u16, u16)) -> impl Iterator<Item = u16> {
+    let n = range.1 as u64 - range.0 as u64 + 1;
+    let start = random() % n;
+    let mut stride = 1;
+    for _ in 0..64 {
+        let s = 1 + random() % n.saturating_sub(1).max(1);
+        if gcd(s, n) == 1 {
+            stride = s;
+            break;
+        }
+    }
+    (0..n).map(move |i| (range.0 as u64 + (start + i * stride) % n) as u16)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 thread_local! {
@@ -185,9 +202,17 @@ mod tests {
 
     #[test]
     fn every_port_visited_once() {
-        let mut v: Vec<u16> = from_random_start((10, 21)).collect();
-        v.sort();
-        assert_eq!(v, (10..=21).collect::<Vec<_>>());
+        for range in [
+            (10, 21),
+            (40000, 40000),
+            (40000, 40001),
+            (1, 65535),
+            (32768, 60999),
+        ] {
+            let mut v: Vec<u16> = shuffled(range).collect();
+            v.sort();
+            assert_eq!(v, (range.0..=range.1).collect::<Vec<_>>());
+        }
     }
 
     #[test]

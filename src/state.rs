@@ -39,6 +39,14 @@ pub const CONNECTED: u32 = 1 << 11;
 pub const LISTENING: u32 = 1 << 12;
 /// An option could not be recorded, so the socket cannot be recreated for a UDP retry.
 pub const OPTS_OVERFLOW: u32 = 1 << 13;
+/// UDP: the port came from the lock, not from the program.
+pub const OUR_PORT: u32 = 1 << 14;
+/// UDP: a disconnect released the port the lock had chosen (the kernel shows port 0 until the
+/// socket is used again, so getsockname does not bind it).
+pub const RELEASED: u32 = 1 << 15;
+/// UDP: the program set IP_BIND_ADDRESS_NO_PORT itself before bind(ip, 0): its own deferral,
+/// which the kernel keeps until connect or send (nothing to carry out for getsockname).
+pub const PROGRAM_DEFERRED: u32 = 1 << 16;
 
 #[repr(C)]
 struct Opt {
@@ -55,8 +63,12 @@ pub struct Sock {
     pub port_range: AtomicU32,
     /// SO_COOKIE once known (0 = not asked yet).
     pub cookie: AtomicU64,
-    /// The address of the program's bind, then the local address chosen by the UDP lock.
-    addr: [AtomicU64; 4],
+    /// The UDP flow this socket holds in `flows` (0 = none), given back when it ends.
+    pub flow: AtomicU64,
+    /// The address the program bound (its port may be 0).
+    app_addr: [AtomicU64; 4],
+    /// The local address the socket owns once it has a port (HAS_PORT).
+    local: [AtomicU64; 4],
     /// Options the program set, replayed on a fresh socket when a UDP race is lost.
     opts: [Opt; OPTS],
 }
@@ -87,19 +99,17 @@ impl Sock {
         self.any(UDP)
     }
 
-    pub fn addr(&self) -> Option<crate::addr::SockAddr> {
-        let w = [
-            self.addr[0].load(Acquire),
-            self.addr[1].load(Acquire),
-            self.addr[2].load(Acquire),
-            self.addr[3].load(Acquire),
-        ];
-        crate::addr::SockAddr::from_words(w)
+    pub fn app_addr(&self) -> Option<crate::addr::SockAddr> {
+        load_addr(&self.app_addr)
     }
-    pub fn set_addr(&self, a: &crate::addr::SockAddr) {
-        for (slot, w) in self.addr.iter().zip(a.to_words()) {
-            slot.store(w, Release);
-        }
+    pub fn set_app_addr(&self, a: &crate::addr::SockAddr) {
+        store_addr(&self.app_addr, a)
+    }
+    pub fn local(&self) -> Option<crate::addr::SockAddr> {
+        load_addr(&self.local)
+    }
+    pub fn set_local(&self, a: &crate::addr::SockAddr) {
+        store_addr(&self.local, a)
     }
 
     /// Remembers an option the program set. Returns false (and marks the socket) when it does not
@@ -153,7 +163,8 @@ impl Sock {
     fn reset(&self, flags: u32) {
         self.port_range.store(0, Relaxed);
         self.cookie.store(0, Relaxed);
-        for a in &self.addr {
+        crate::flows::unmark(self.flow.swap(0, Relaxed));
+        for a in self.app_addr.iter().chain(&self.local) {
             a.store(0, Relaxed);
         }
         for o in &self.opts {
@@ -161,6 +172,16 @@ impl Sock {
             o.len.store(0, Relaxed);
         }
         self.flags.store(flags, Release);
+    }
+}
+
+fn load_addr(w: &[AtomicU64; 4]) -> Option<crate::addr::SockAddr> {
+    crate::addr::SockAddr::from_words(std::array::from_fn(|i| w[i].load(Acquire)))
+}
+
+fn store_addr(w: &[AtomicU64; 4], a: &crate::addr::SockAddr) {
+    for (slot, v) in w.iter().zip(a.to_words()) {
+        slot.store(v, Release);
     }
 }
 
@@ -222,8 +243,11 @@ fn record(index: u32) -> Option<&'static Sock> {
 }
 
 fn release(index_plus_one: u32) {
-    if let Some(r) = index_plus_one.checked_sub(1).and_then(record) {
-        r.refs.fetch_sub(1, AcqRel);
+    if let Some(r) = index_plus_one.checked_sub(1).and_then(record)
+        && r.refs.fetch_sub(1, AcqRel) == 1
+    {
+        // The last fd of the socket is gone: so is its flow.
+        crate::flows::unmark(r.flow.swap(0, AcqRel));
     }
 }
 

@@ -11,11 +11,8 @@
 
 use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
-use crate::netlink;
-use crate::policy::{IP_BIND_ADDRESS_NO_PORT, set_kernel};
-use crate::real;
+use crate::policy::{bind_deferred, bind_fixed, set_reuseaddr};
 use crate::state::*;
-use crate::sys::{self, errno};
 use libc::{c_int, sockaddr, socklen_t};
 
 /// # Safety
@@ -27,105 +24,17 @@ pub unsafe fn bind(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if a.port() == 0 {
-        if r.any(APP_NOPORT) {
-            return Verdict::Pass(Pass::ProgramDefers);
-        }
-        if set_kernel(
-            fd,
-            r,
-            K_NOPORT,
-            libc::IPPROTO_IP,
-            IP_BIND_ADDRESS_NO_PORT,
-            true,
-        )
-        .is_err()
-        {
-            return Verdict::Pass(Pass::InternalError);
-        }
-        // SAFETY: the program's own arguments, unchanged.
-        let ret = unsafe { real::bind(fd, addr, len) };
-        let result = Verdict::done(ret);
-        if ret == 0 {
-            r.set_addr(&a);
-            r.set(DEFERRED);
-            crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
-        } else {
-            let _ = set_kernel(
-                fd,
-                r,
-                K_NOPORT,
-                libc::IPPROTO_IP,
-                IP_BIND_ADDRESS_NO_PORT,
-                false,
-            );
-        }
-        return result;
+    if a.port() != 0 {
+        // Share only a port whose holders are connections or TIME_WAIT and none listens: a port
+        // held by sockets that merely bound it (a server before listen) shows nothing in a dump.
+        // SAFETY: forwarded caller contract.
+        return unsafe { bind_fixed(fd, r, a, addr, len, |h| h.flows > 0 && h.listening == 0) };
     }
-    // SAFETY: the program's own arguments, unchanged.
-    let ret = unsafe { real::bind(fd, addr, len) };
-    if ret == 0 {
-        r.set_addr(&a);
-        r.set(HAS_PORT);
-        return Verdict::done(0);
+    if r.any(APP_NOPORT) {
+        return Verdict::Pass(Pass::ProgramDefers);
     }
-    let failed = Verdict::done(ret);
-    let e = errno();
-    if e == libc::EADDRINUSE
-        && !r.any(APP_REUSEADDR | K_REUSEADDR)
-        && port_carries_flows(r, a.port())
-    {
-        let shared = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        )
-        .is_ok()
-            && sys::bind(fd, &a).is_ok();
-        // Back to the program's value at once: nobody else may join until we connect.
-        let _ = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            false,
-        );
-        if shared {
-            crate::debug!("fd {fd}: bind {a} shares a port held by outgoing connections");
-            r.set_addr(&a);
-            r.set(HAS_PORT);
-            return Verdict::done(0);
-        }
-    }
-    failed
-}
-
-/// True when some holder of `port` is a connection or TIME_WAIT and none listens. A port held
-/// only by sockets that bound it (a server before listen) shows nothing here and is not shared.
-fn port_carries_flows(r: &Sock, port: u16) -> bool {
-    let families: &[c_int] = if r.any(V6) {
-        &[libc::AF_INET6, libc::AF_INET]
-    } else {
-        &[libc::AF_INET]
-    };
-    let mut flows = 0;
-    for &f in families {
-        match netlink::holders(libc::IPPROTO_TCP, f, port) {
-            Ok(h) if h.listening > 0 => return false,
-            Ok(h) => flows += h.flows,
-            Err(e) => {
-                crate::debug!(
-                    "SOCK_DIAG dump for TCP port {port} failed (errno {e}); not sharing it"
-                );
-                return false;
-            }
-        }
-    }
-    flows > 0
+    // SAFETY: forwarded caller contract.
+    unsafe { bind_deferred(fd, r, a, addr, len) }
 }
 
 /// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect).
@@ -138,13 +47,6 @@ pub fn connect(fd: c_int, r: &Sock) -> Verdict {
         return Verdict::Pass(Pass::KernelSharesPorts);
     }
     r.set(CONNECTED);
-    let _ = set_kernel(
-        fd,
-        r,
-        K_REUSEADDR,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEADDR,
-        true,
-    );
+    let _ = set_reuseaddr(fd, r, true);
     Verdict::Pass(Pass::OpenedFixedPort)
 }

@@ -16,12 +16,15 @@
 use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::netlink::{self, TCP_ESTABLISHED};
-use crate::policy::{IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_kernel};
+use crate::policy::{
+    IP_BIND_ADDRESS_NO_PORT, bind_deferred, bind_fixed, restore_app_reuse, set_reuseaddr,
+    set_reuseport,
+};
 use crate::state::*;
 use crate::sys::{self, KeepErrno, errno};
-use crate::{log, ports, real};
+use crate::{flows, log, ports, real, route};
 use libc::{c_int, sockaddr, socklen_t};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 
 /// Lost races retried on fresh sockets before giving up with EAGAIN.
 const MAX_SWAPS: u32 = 32;
@@ -35,103 +38,24 @@ pub unsafe fn bind(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if a.port() == 0 {
-        if set_kernel(
-            fd,
-            r,
-            K_NOPORT,
-            libc::IPPROTO_IP,
-            IP_BIND_ADDRESS_NO_PORT,
-            true,
-        )
-        .is_err()
-        {
-            return Verdict::Pass(Pass::InternalError);
-        }
-        // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
-        let ret = unsafe { real::bind(fd, addr, len) };
-        let result = Verdict::done(ret);
-        if ret == 0 {
-            r.set_addr(&a);
-            r.set(DEFERRED);
-            crate::debug!("bind(fd {fd}): {a}: port deferred to the UDP lock at connect");
-        } else {
-            if !r.any(APP_NOPORT) {
-                let _ = set_kernel(
-                    fd,
-                    r,
-                    K_NOPORT,
-                    libc::IPPROTO_IP,
-                    IP_BIND_ADDRESS_NO_PORT,
-                    false,
-                );
-            }
-        }
-        return result;
+    if a.port() != 0 {
+        // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
+        // Shared only with connected sockets: an unconnected holder is a server, or a socket
+        // between bind and connect.
+        restore_app_reuse(fd, r);
+        // SAFETY: forwarded caller contract.
+        return unsafe { bind_fixed(fd, r, a, addr, len, |h| h.flows > 0 && h.unconnected == 0) };
     }
-    // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
-    restore_app_reuse(fd, r);
-    // SAFETY: the program's own arguments, unchanged.
-    let ret = unsafe { real::bind(fd, addr, len) };
-    if ret == 0 {
-        r.set_addr(&a);
-        r.set(HAS_PORT);
-        return Verdict::done(0);
+    let program_defers = r.any(APP_NOPORT);
+    // SAFETY: forwarded caller contract.
+    let result = unsafe { bind_deferred(fd, r, a, addr, len) };
+    if r.any(DEFERRED) {
+        r.put(PROGRAM_DEFERRED, program_defers);
     }
-    let failed = Verdict::done(ret);
-    let e = errno();
-    if e == libc::EADDRINUSE
-        && !r.any(APP_REUSEADDR | APP_REUSEPORT)
-        && only_flows_hold(r, a.port())
-    {
-        let shared = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        )
-        .is_ok()
-            && sys::bind(fd, &a).is_ok();
-        // Locked again at once: the port opens to others only when this socket connects.
-        let _ = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            false,
-        );
-        if shared {
-            r.set_addr(&a);
-            r.set(HAS_PORT);
-            return Verdict::done(0);
-        }
-    }
-    failed
+    result
 }
 
-/// True when the port is held only by connected sockets (flows of connectx programs). An
-/// unconnected holder is a server, or a socket between bind and connect: never shared.
-fn only_flows_hold(r: &Sock, port: u16) -> bool {
-    let families: &[c_int] = if r.any(V6) {
-        &[libc::AF_INET6, libc::AF_INET]
-    } else {
-        &[libc::AF_INET]
-    };
-    let mut flows = 0;
-    for &f in families {
-        match netlink::holders(libc::IPPROTO_UDP, f, port) {
-            Ok(h) if h.unconnected > 0 => return false,
-            Ok(h) => flows += h.flows,
-            Err(_) => return false,
-        }
-    }
-    flows > 0
-}
-
-static DIAG_BROKEN: AtomicU8 = AtomicU8::new(0);
+static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
 static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
 static WARNED_ROUTE: AtomicBool = AtomicBool::new(false);
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
@@ -170,15 +94,22 @@ pub unsafe fn connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if DIAG_BROKEN.load(Relaxed) != 0 {
+    if DIAG_BROKEN.load(Relaxed) {
         return Verdict::Pass(Pass::LockUnavailable);
     }
     if r.any(HAS_PORT) {
         return connect_fixed(fd, r, dst, addr, len);
     }
-    let src = match r.addr().filter(|a| !a.is_unspecified()) {
+    if r.any(PROGRAM_DEFERRED) && !r.any(DEFERRED) {
+        // The program's own deferral was carried out by the kernel (a send autobound it).
+        return Verdict::Pass(Pass::AlreadyBound);
+    }
+    let bound = r
+        .app_addr()
+        .filter(|a| r.any(DEFERRED) && !a.is_unspecified());
+    let src = match bound {
         Some(a) => a.with_port(0),
-        None => match crate::route::source_for(&dst) {
+        None => match route::source_for(&dst) {
             Ok(s) => s,
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         },
@@ -187,84 +118,137 @@ pub unsafe fn connect(
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
     let range = ports::narrow(ns, r.port_range.load(Acquire));
-    if set_kernel(
-        fd,
-        r,
-        K_REUSEPORT,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEPORT,
-        false,
-    )
-    .is_err()
-    {
+    if set_reuseport(fd, r, false).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
-    // Ask before binding when a lost race could not be retried on a fresh socket, and after a
-    // lost race (the table is busy for this destination).
-    let mut ask_first = r.any(OPTS_OVERFLOW);
-    let mut swaps = 0;
-    for port in ports::from_random_start(range) {
-        if ports::is_reserved(port) {
-            continue;
-        }
-        let local = src.with_port(port);
-        if ask_first {
-            match netlink::udp_exact(&local, &dst) {
-                Ok(Some(f)) if f.state == TCP_ESTABLISHED => continue,
-                Ok(_) => {}
-                Err(e) => return diag_failed(fd, r, e),
+    let now = sys::now_ms();
+    let slot = flows::find(&dst);
+    let mut search = Search {
+        // Ask before binding when a lost race could not be retried on a fresh socket, and for a
+        // destination that just lost a race (its 4-tuples are filling up).
+        ask_first: r.any(OPTS_OVERFLOW) || flows::busy(slot, now),
+        slot,
+        use_marks: true,
+        skipped: 0,
+        swaps: 0,
+        now,
+    };
+    for _pass in 0..2 {
+        for port in ports::shuffled(range) {
+            if ports::is_reserved(port) {
+                continue;
             }
-        }
-        if set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        )
-        .is_err()
-        {
-            return Verdict::Pass(Pass::InternalError);
-        }
-        match sys::bind(fd, &local) {
-            Ok(()) => {}
-            Err(libc::EADDRINUSE) => continue,
-            Err(e) => {
-                // Not a busy port (e.g. an address the socket cannot use): the kernel decides.
-                restore_app_reuse(fd, r);
-                crate::debug!("fd {fd}: bind {local} for the UDP lock failed (errno {e})");
-                return Verdict::Pass(Pass::LockUnavailable);
-            }
-        }
-        r.clear(DEFERRED);
-        r.set_addr(&local);
-        r.set(HAS_PORT);
-        match check_and_connect(fd, r, &local, &dst, addr, len) {
-            Checked::Connected(v) => {
-                crate::debug!(
-                    "connect(fd {fd}): UDP lock: {local} -> {dst} after {swaps} lost races"
-                );
+            if let Some(v) = try_port(fd, r, src.with_port(port), &dst, addr, len, &mut search) {
                 return v;
             }
-            Checked::Lost => {}
-            Checked::DiagFailed(e) => return diag_failed(fd, r, e),
         }
-        // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
-        if swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
-            crate::debug!("fd {fd}: UDP lock gave up after {swaps} lost races");
-            return Verdict::fail(libc::EAGAIN);
+        if search.skipped == 0 {
+            break;
         }
-        if let Err(e) = recreate(fd, r) {
-            return Verdict::fail(e);
-        }
-        swaps += 1;
-        ask_first = true;
-        crate::debug!("fd {fd}: lost the race for {local} -> {dst}; retrying on a fresh socket");
+        // Every free-looking port is taken: check the ones this process holds too (a mark may be
+        // stale) before saying EAGAIN.
+        search.use_marks = false;
+        search.ask_first = true;
+        search.skipped = 0;
     }
     // Every port is taken for this destination.
     restore_app_reuse(fd, r);
     Verdict::fail(libc::EAGAIN)
+}
+
+/// Where one connect's search over the ports stands.
+struct Search {
+    slot: Option<flows::Slot>,
+    ask_first: bool,
+    use_marks: bool,
+    skipped: u32,
+    swaps: u32,
+    now: u64,
+}
+
+/// One candidate port: None to go on with the next, Some(result) when the search is over.
+#[allow(clippy::too_many_arguments)]
+fn try_port(
+    fd: c_int,
+    r: &Sock,
+    local: SockAddr,
+    dst: &SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+    search: &mut Search,
+) -> Option<Verdict> {
+    let port = local.port();
+    if search.use_marks && flows::mine(search.slot, port) {
+        search.skipped += 1;
+        return None;
+    }
+    if search.ask_first {
+        match netlink::udp_exact(&local, dst) {
+            Ok(Some(f)) if f.state == TCP_ESTABLISHED => return None,
+            Ok(_) => {}
+            Err(e) => return Some(diag_failed(fd, r, e, None)),
+        }
+    }
+    if set_reuseaddr(fd, r, true).is_err() {
+        return Some(Verdict::Pass(Pass::InternalError));
+    }
+    match sys::bind(fd, &local) {
+        Ok(()) => {}
+        Err(libc::EADDRINUSE) => return None,
+        Err(e) => {
+            // Not a busy port (e.g. an address the socket cannot use): the kernel decides.
+            restore_app_reuse(fd, r);
+            crate::debug!("connect(fd {fd}): bind {local} for the UDP lock failed (errno {e})");
+            return Some(Verdict::Pass(Pass::LockUnavailable));
+        }
+    }
+    match check_and_connect(fd, r, &local, dst, addr, len) {
+        Checked::Connected(v) => {
+            r.set(OUR_PORT);
+            track_flow(r, search.slot, port);
+            crate::debug!(
+                "connect(fd {fd}): UDP lock: {local} -> {dst} after {} lost races",
+                search.swaps
+            );
+            return Some(v);
+        }
+        Checked::Lost => {}
+        Checked::DiagFailed(e) => return Some(diag_failed(fd, r, e, Some(&local))),
+    }
+    // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
+    search.slot = flows::lost_race(dst, search.now).or(search.slot);
+    if search.swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
+        crate::debug!(
+            "connect(fd {fd}): UDP lock gave up after {} lost races",
+            search.swaps
+        );
+        bound_to(r, &local);
+        r.set(OUR_PORT);
+        return Some(Verdict::fail(libc::EAGAIN));
+    }
+    if let Err(e) = recreate(fd, r) {
+        bound_to(r, &local);
+        r.set(OUR_PORT);
+        return Some(Verdict::fail(e));
+    }
+    search.swaps += 1;
+    search.ask_first = true;
+    crate::debug!(
+        "connect(fd {fd}): lost the race for {local} -> {dst}; retrying on a fresh socket"
+    );
+    None
+}
+
+/// Remembers (for a busy destination) that this socket holds a flow from `port`.
+fn track_flow(r: &Sock, slot: Option<flows::Slot>, port: u16) {
+    flows::unmark(r.flow.swap(flows::mark(slot, port), AcqRel));
+}
+
+/// The socket now owns `local` (whatever happens to its connect).
+fn bound_to(r: &Sock, local: &SockAddr) {
+    r.clear(DEFERRED | RELEASED);
+    r.set_local(local);
+    r.set(HAS_PORT);
 }
 
 enum Checked {
@@ -283,16 +267,7 @@ fn check_and_connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Checked {
-    if set_kernel(
-        fd,
-        r,
-        K_REUSEADDR,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEADDR,
-        false,
-    )
-    .is_err()
-    {
+    if set_reuseaddr(fd, r, false).is_err() {
         return Checked::DiagFailed(libc::EIO);
     }
     let me = match cookie(fd, r) {
@@ -307,16 +282,10 @@ fn check_and_connect(
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::connect(fd, addr, len) };
     let result = Verdict::done(ret);
+    bound_to(r, local);
     if ret == 0 {
         r.set(CONNECTED);
-        let _ = set_kernel(
-            fd,
-            r,
-            K_REUSEADDR,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            true,
-        );
+        let _ = set_reuseaddr(fd, r, true);
     }
     Checked::Connected(result)
 }
@@ -340,11 +309,11 @@ fn connect_fixed(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    let Some(mut local) = r.addr() else {
+    let Some(mut local) = r.local() else {
         return Verdict::Pass(Pass::InternalError);
     };
     if local.is_unspecified() {
-        match crate::route::source_for(&dst) {
+        match route::source_for(&dst) {
             Ok(s) => local = s.with_port(local.port()),
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         }
@@ -364,41 +333,57 @@ fn connect_fixed(
         };
         r.clear(CONNECTED);
     }
-    if set_kernel(
-        fd,
-        r,
-        K_REUSEPORT,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEPORT,
-        false,
-    )
-    .is_err()
-    {
+    if set_reuseport(fd, r, false).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
     match check_and_connect(fd, r, &local, &dst, addr, len) {
-        Checked::Connected(v) => v,
-        Checked::Lost => {
-            // The program chose this port: like TCP, the 4-tuple is not available.
-            Verdict::fail(libc::EADDRNOTAVAIL)
+        Checked::Connected(v) => {
+            track_flow(r, flows::find(&dst), local.port());
+            v
         }
-        Checked::DiagFailed(e) => {
-            lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e);
-            Verdict::Pass(Pass::LockUnavailable)
+        // Another socket owns this 4-tuple: like TCP, it is not available.
+        Checked::Lost => Verdict::fail(libc::EADDRNOTAVAIL),
+        Checked::DiagFailed(e) => lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e),
+    }
+}
+
+/// A successful disconnect (connect AF_UNSPEC) of a socket whose port the lock chose: the kernel
+/// releases a port the program did not choose, so put a fresh socket in its place, bound to the
+/// program's address without a port (getsockname shows port 0, as the kernel's would).
+pub fn disconnected(fd: c_int, r: &Sock) {
+    r.clear(CONNECTED);
+    flows::unmark(r.flow.swap(0, AcqRel));
+    if r.any(DEFERRED) {
+        // The kernel would have released the port it autobound at bind(ip, 0).
+        r.set(RELEASED);
+    }
+    if !r.any(OUR_PORT) || r.any(OPTS_OVERFLOW) {
+        return;
+    }
+    if r.app_addr().is_some() {
+        r.set(DEFERRED | RELEASED);
+    }
+    match recreate(fd, r) {
+        Ok(()) => r.clear(OUR_PORT),
+        Err(e) => {
+            r.clear(DEFERRED | RELEASED);
+            crate::debug!(
+                "fd {fd}: could not release the lock's port after disconnect (errno {e})"
+            );
         }
     }
 }
 
 /// SOCK_DIAG did not answer: do not guess. If this socket already took a port, put a fresh one
 /// in its place so the kernel's own connect (autobind) happens as without us.
-fn diag_failed(fd: c_int, r: &Sock, e: c_int) -> Verdict {
+fn diag_failed(fd: c_int, r: &Sock, e: c_int, bound: Option<&SockAddr>) -> Verdict {
     if diag_unavailable_for_good(e) {
-        DIAG_BROKEN.store(1, Relaxed);
+        DIAG_BROKEN.store(true, Relaxed);
     }
-    if r.any(HAS_PORT) && !r.any(OPTS_OVERFLOW) {
-        let _ = recreate(fd, r);
-    } else {
-        restore_app_reuse(fd, r);
+    match bound {
+        Some(local) if r.any(OPTS_OVERFLOW) || recreate(fd, r).is_err() => bound_to(r, local),
+        Some(_) => {}
+        None => restore_app_reuse(fd, r),
     }
     lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)
 }
@@ -428,6 +413,7 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
     if new < 0 {
         return Err(errno());
     }
+    let deferred = r.app_addr().filter(|_| r.any(DEFERRED));
     let result = (|| {
         r.each_opt(|level, name, v| {
             // SAFETY: v is a recorded option value of v.len() bytes.
@@ -444,10 +430,10 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
         if r.any(APP_REUSEADDR) {
             sys::set_int(new, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         }
-        if r.any(APP_NOPORT) || r.any(DEFERRED) {
+        if r.any(APP_NOPORT) || deferred.is_some() {
             sys::set_int(new, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)?;
         }
-        if let Some(a) = r.addr().filter(|_| r.any(DEFERRED)) {
+        if let Some(a) = deferred {
             sys::bind(new, &a)?;
         }
         // SAFETY: F_SETFL with the flags read from the program's fd.
@@ -467,10 +453,9 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
     })();
     sys::close(new);
     result?;
-    let deferred = r.any(DEFERRED);
     r.clear(K_REUSEADDR | K_REUSEPORT | K_NOPORT | HAS_PORT | CONNECTED);
     r.put(K_REUSEADDR, r.any(APP_REUSEADDR));
-    r.put(K_NOPORT, r.any(APP_NOPORT) || deferred);
+    r.put(K_NOPORT, r.any(APP_NOPORT) || deferred.is_some());
     r.cookie.store(0, Release);
     Ok(())
 }

@@ -4,7 +4,7 @@
  *   client cost   RECIPE SRC N WARM DSTIP DPORT        mean and median ns per socket+[bind]+connect+close
  *                                                       and inside connect()
  *   client cap    RECIPE SRC FIXPORT MAXPERDST DPORT DSTIP...   concurrent connections reached
- *   client fill   N DSTIP DPORT                        UDP connects to one destination, one line each
+ *   client fill   N DSTIP DPORT [SECONDS]              UDP connects to one destination, one line each
  *   client serve  ACCEPT SECONDS DPORT IP...           TCP listeners (backlog 4096); ACCEPT=1 accepts+closes
  *   client hold   N SRC PORTBASE NPORTS DSTIP DPORTBASE SECONDS   hold N connected UDP sockets
  *   client rss    N DSTIP DPORT                        VmRSS before/after N connected UDP sockets
@@ -222,10 +222,10 @@ static int cmd_cap(int argc, char **argv) {
     return 0;
 }
 
-/* fill N DSTIP DPORT: UDP connects to one destination; each line "i ns rc errno". Sockets stay
- * open. */
+/* fill N DSTIP DPORT [HOLD_SECONDS]: UDP connects to one destination; each line "i ns rc errno".
+ * Sockets stay open; with HOLD_SECONDS, prints "ready" and holds them until stdin closes. */
 static int cmd_fill(int argc, char **argv) {
-    if (argc != 3) return 2;
+    if (argc != 3 && argc != 4) return 2;
     raise_nofile();
     long n = atol(argv[0]);
     struct sockaddr_in dst = sin_of(argv[1], atoi(argv[2]));
@@ -239,6 +239,11 @@ static int cmd_fill(int argc, char **argv) {
         printf("%ld %llu %d %s\n", i, (unsigned long long)(t1 - t0), rc,
                e ? strerrorname_np(e) : "0");
         if (rc < 0) close(fd);
+    }
+    if (argc == 4) {
+        printf("ready\n");
+        fflush(stdout);
+        wait_stdin(atoi(argv[3]));
     }
     return 0;
 }

@@ -1,7 +1,9 @@
 /* Supporting probe for BENCHMARKS.md (near exhaustion): what one SOCK_DIAG exact lookup costs,
  * one request per sendto+recv (what connectx does per probed port) versus K requests in one
- * sendto with the K replies read by one recvmmsg. Run inside a namespace where
- * 127.0.0.1:40000..40999 hold UDP sockets connected to 127.0.0.2:7000 on FULL of the ports:
+ * sendto with the K replies read by one recvmmsg, versus one dump of the whole UDP table.
+ * Run (as root) inside a fresh namespace, e.g. `unshare -n sh -c 'ip link set lo up; ./diag_probe 900 20000 16'`;
+ * it first connects UDP sockets from FULL of the ports 127.0.0.1:40000..40999 to 127.0.0.2:7000,
+ * then looks up ports of that range ITER times:
  *   diag_probe FULL ITER K
  */
 #define _GNU_SOURCE
@@ -73,7 +75,30 @@ int main(int argc, char **argv) {
             if (((struct nlmsghdr *)buf[j])->nlmsg_type == SOCK_DIAG_BY_FAMILY) bhits++;
     }
     unsigned long long t2 = now();
-    printf("single: %.2f us/lookup (hits %d/%d); batch of %d: %.2f us/lookup (hits %d/%d)\n",
-           (t1 - t0) / 1000.0 / iter, hits, iter, k, (t2 - t1) / 1000.0 / (iter / k * k), bhits, iter / k * k);
+    /* A whole-table dump (what learning every port taken to a destination in one request costs
+     * without a kernel-side filter): NLM_F_DUMP over all UDP sockets, all replies read. */
+    static char big[65536];
+    int dumps = 50, socks = 0;
+    unsigned long long t3 = now();
+    for (int i = 0; i < dumps; i++) {
+        fill(&qs[0], seq++, 0);
+        qs[0].h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        memset(&qs[0].r.id, 0, sizeof qs[0].r.id);
+        qs[0].r.id.idiag_cookie[0] = qs[0].r.id.idiag_cookie[1] = ~0u;
+        send(nl, &qs[0], sizeof qs[0], 0);
+        for (int done = 0; !done;) {
+            ssize_t n = recv(nl, big, sizeof big, 0);
+            if (n <= 0) break;
+            for (struct nlmsghdr *h = (struct nlmsghdr *)big; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+                if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) { done = 1; break; }
+                if (i == 0) socks++;
+            }
+        }
+    }
+    unsigned long long t4 = now();
+    printf("single: %.2f us/lookup (hits %d/%d); batch of %d: %.2f us/lookup (hits %d/%d); "
+           "full dump of %d UDP sockets: %.1f us\n",
+           (t1 - t0) / 1000.0 / iter, hits, iter, k, (t2 - t1) / 1000.0 / (iter / k * k), bhits,
+           iter / k * k, socks, (t4 - t3) / 1000.0 / dumps);
     return 0;
 }

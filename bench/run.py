@@ -646,7 +646,9 @@ def charts(res, outdir):
               series, xlog=True, xticks=[r["sockets"] for r in sc["spread"]], xfmt=kx,
               note="spread: each socket its own port\n"
                    f"{FEW_PORTS} ports: all sockets on {FEW_PORTS} ports\n"
-                   "to many remote ports")
+                   "to many remote ports\n"
+                   "kernel alone at 50k: its autobind\n"
+                   "searches the few free ports left")
     sp = [(r["sockets"], r["with_connect_ns"] / 1000) for r in sc["spread"]]
     svg_chart(os.path.join(outdir, "cost_vs_sockets_spread.svg"),
               "UDP connect() cost vs sockets open (spread, zoom)",
@@ -657,10 +659,8 @@ def charts(res, outdir):
               ("connectx, mean", "#9ecae1", [(b[0], b[2] / 1000 if b[2] else None) for b in fl["with"]["bins"]]),
               ("kernel alone, median", "#999999", [(b[0], b[1] / 1000 if b[1] else None) for b in fl["without"]["bins"]])]
     if "others" in fl:
-        series.append(("connectx, another process", "#ff7f0e",
+        series.append(("connectx, other process", "#ff7f0e",
                        [(int(p), v["median"] / 1000) for p, v in fl["others"].items()]))
-        series.append(("  (first connect of a process)", "#d62728",
-                       [(int(p), v["first_median"] / 1000) for p, v in fl["others"].items()]))
     svg_chart(os.path.join(outdir, "cost_vs_fullness.svg"),
               f"UDP connect() cost as one destination fills (R = {fl['R']})",
               "4-tuples to the destination already taken (%)", "µs per connect() (2% bins)",
@@ -938,7 +938,18 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small smoke run; writes into bench/quick/")
     ap.add_argument("--only", help="comma-separated subset: capacity,cost,scale,fill,start (debugging; "
                                    "reuses the other sections from the last results.json)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite BENCHMARKS.md and the charts from the saved results.json")
     args = ap.parse_args()
+    if args.report_only:
+        outdir = os.path.join(HERE, "quick") if args.quick else HERE
+        with open(os.path.join(outdir, "results.json")) as f:
+            res = json.load(f)
+        charts(res, outdir)
+        mdpath = os.path.join(outdir, "BENCHMARKS.md") if args.quick else os.path.join(ROOT, "BENCHMARKS.md")
+        with open(mdpath, "w") as f:
+            f.write(report(res, args, res["elapsed_s"]))
+        return
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates network namespaces)")
     for tool in ("ip", "ss", "strace", "cc", "cargo"):

@@ -146,6 +146,12 @@ pub fn store(c: Config) {
     CURRENT.store(bits, Ordering::Release);
 }
 
+/// The log level in force (0 = off, also before the configuration is read).
+#[inline]
+pub fn log_level() -> u32 {
+    (CURRENT.load(Ordering::Relaxed) >> 4) & 7
+}
+
 /// The configuration, or None before it has been read (the library then stays out of the way).
 pub fn get() -> Option<Config> {
     let b = CURRENT.load(Ordering::Acquire);

@@ -19,6 +19,7 @@ thread_local! {
 }
 
 /// Runs `policy`; on `Pass` (logged at debug unless `quiet`) or panic, runs `real`.
+#[inline]
 fn run(
     call: &str,
     fd: c_int,
@@ -26,40 +27,46 @@ fn run(
     real: impl FnOnce() -> isize,
     policy: impl FnOnce() -> Verdict,
 ) -> isize {
-    if !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
+    if vfork::in_child() || !crate::ensure_init() {
         return real();
     }
-    let saved = errno();
-    let verdict = catch_unwind(AssertUnwindSafe(policy));
-    INSIDE.with(|i| i.set(false));
-    match verdict {
-        Ok(Verdict::Done(ret, e)) => {
-            set_errno(if ret < 0 { e } else { saved });
-            ret
+    INSIDE.with(|inside| {
+        if inside.replace(true) {
+            return real();
         }
-        Ok(Verdict::Pass(why)) => {
-            if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
-                crate::debug!("{call}(fd {fd}): passed through: {why:?}");
+        let saved = errno();
+        let verdict = catch_unwind(AssertUnwindSafe(policy));
+        inside.set(false);
+        match verdict {
+            Ok(Verdict::Done(ret, e)) => {
+                set_errno(if ret < 0 { e } else { saved });
+                ret
             }
-            set_errno(saved);
-            real()
+            Ok(Verdict::Pass(why)) => {
+                if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
+                    crate::debug!("{call}(fd {fd}): passed through: {why:?}");
+                }
+                set_errno(saved);
+                real()
+            }
+            Err(_) => {
+                set_errno(saved);
+                real()
+            }
         }
-        Err(_) => {
-            set_errno(saved);
-            real()
-        }
-    }
+    })
 }
 
-/// Bookkeeping after (or before) a real call: errno kept, panics caught, never re-entered.
+/// Bookkeeping after (or before) a real call: errno kept, panics caught. It only touches our own
+/// tables (no call that could come back into a hook), so it needs no re-entry guard.
+#[inline]
 fn after(f: impl FnOnce()) {
-    if vfork::in_child() || !crate::ensure_init() || INSIDE.with(|i| i.replace(true)) {
+    if vfork::in_child() || !crate::ensure_init() {
         return;
     }
     let saved = errno();
     let _ = catch_unwind(AssertUnwindSafe(f));
     set_errno(saved);
-    INSIDE.with(|i| i.set(false));
 }
 
 /// The program is closing (or replacing) `fd`: whatever we knew about that number goes.

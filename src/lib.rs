@@ -38,21 +38,20 @@ static INIT: AtomicU8 = AtomicU8::new(NOT_STARTED);
 /// True once the configuration is read. A hook that runs before our constructor (another
 /// library's constructor calling socket) initialises here; a hook that runs *while* we
 /// initialise (re-entry) gets false and passes through.
+#[inline]
 pub fn ensure_init() -> bool {
-    match INIT.load(Ordering::Acquire) {
-        READY => true,
-        STARTING => false,
-        _ => {
-            if INIT
-                .compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                return INIT.load(Ordering::Acquire) == READY;
-            }
+    INIT.load(Ordering::Acquire) == READY || init_now()
+}
+
+#[cold]
+fn init_now() -> bool {
+    match INIT.compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
             init();
             INIT.store(READY, Ordering::Release);
             true
         }
+        Err(state) => state == READY,
     }
 }
 

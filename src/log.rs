@@ -29,8 +29,9 @@ impl Write for Line {
     }
 }
 
+#[inline]
 pub fn enabled(level: Level) -> bool {
-    config::get().is_some_and(|c| level <= c.log)
+    (level as u32) <= config::log_level()
 }
 
 /// Writes one line if `level` is enabled. Keeps errno.
@@ -109,7 +110,7 @@ pub unsafe fn open_file(path: *const libc::c_char) -> Result<(), c_int> {
 /// The program is closing `fd`: if it is our log file, go back to stderr rather than write into
 /// whatever the number is used for next.
 pub fn forget_fd(fd: c_int) {
-    if fd != 2 {
+    if fd != 2 && FD.load(Ordering::Relaxed) == fd {
         let _ = FD.compare_exchange(fd, 2, Ordering::Relaxed, Ordering::Relaxed);
     }
 }

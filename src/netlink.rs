@@ -108,7 +108,10 @@ impl Pool {
 
     fn forget_fd(&self, fd: c_int) {
         for s in &self.slots {
-            let _ = s.fd_plus_one.compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+            // A plain load first: every close of the program comes through here.
+            if s.fd_plus_one.load(Relaxed) == fd + 1 {
+                let _ = s.fd_plus_one.compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+            }
         }
     }
 }

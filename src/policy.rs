@@ -46,7 +46,7 @@ unsafe fn own_family_addr(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Op
 /// # Safety
 /// `addr`/`len` as given to bind(2).
 pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict {
-    let Some(r) = state::get(fd) else {
+    let Some(r) = state::get_or_create(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
     if r.any(LISTENING) {
@@ -79,7 +79,12 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
 /// `addr`/`len` as given to connect(2).
 pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict {
     let Some(r) = state::get(fd) else {
-        return Verdict::Pass(Pass::NotOurs);
+        // A TCP socket with no record had nothing done to it: the kernel shares ports itself.
+        return Verdict::Pass(if state::is_lazy(fd) {
+            Pass::KernelSharesPorts
+        } else {
+            Pass::NotOurs
+        });
     };
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
@@ -338,13 +343,20 @@ pub unsafe fn setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> Verdict {
-    let Some(r) = state::get(fd) else {
+    let managed = managed_bits(level, name);
+    // Only the options we manage need a record for a TCP socket that has none yet.
+    let r = if managed.is_some() {
+        state::get_or_create(fd)
+    } else {
+        state::get(fd)
+    };
+    let Some(r) = r else {
         return Verdict::Pass(Pass::NotOurs);
     };
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
     }
-    if let Some((app, k)) = managed_bits(level, name) {
+    if let Some((app, k)) = managed {
         let ret;
         if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) {
             // The UDP lock must not be bypassed by SO_REUSEPORT (KERNEL.md), so a UDP socket

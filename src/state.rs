@@ -167,9 +167,12 @@ impl Sock {
         for a in self.app_addr.iter().chain(&self.local) {
             a.store(0, Relaxed);
         }
-        for o in &self.opts {
-            o.key.store(0, Relaxed);
-            o.len.store(0, Relaxed);
+        // Only a UDP socket is ever recreated from its recorded options.
+        if flags & UDP != 0 {
+            for o in &self.opts {
+                o.key.store(0, Relaxed);
+                o.len.store(0, Relaxed);
+            }
         }
         self.flags.store(flags, Release);
     }
@@ -185,6 +188,11 @@ fn store_addr(w: &[AtomicU64; 4], a: &crate::addr::SockAddr) {
     }
 }
 
+/// An fd-map value with this bit is a managed socket that has no record yet: its other bits are
+/// the socket's kind (TCP/UDP, V6). A TCP socket gets a record only when a call needs one (bind,
+/// our options): socket + connect + close of a plain TCP client touch nothing else.
+const LAZY: u32 = 1 << 31;
+
 type FdChunk = [AtomicU32; CHUNK];
 type RecChunk = [Sock; CHUNK];
 
@@ -195,6 +203,7 @@ static RECORDS: [AtomicPtr<RecChunk>; CHUNKS] =
 
 /// The chunk at `i`, mapped on first use when `create`. Zeroed memory is a valid chunk (all
 /// atomics 0). Two threads racing to create one: the loser unmaps its copy.
+#[inline]
 fn chunk<T>(table: &[AtomicPtr<T>; CHUNKS], i: usize, create: bool) -> Option<&'static T> {
     let slot = table.get(i)?;
     let p = slot.load(Acquire);
@@ -232,18 +241,23 @@ fn chunk<T>(table: &[AtomicPtr<T>; CHUNKS], i: usize, create: bool) -> Option<&'
     }
 }
 
+#[inline]
 fn fd_slot(fd: i32, create: bool) -> Option<&'static AtomicU32> {
     let fd = usize::try_from(fd).ok().filter(|&f| f < MAX_FDS)?;
     chunk(&FD_MAP, fd / CHUNK, create).map(|c| &c[fd % CHUNK])
 }
 
+#[inline]
 fn record(index: u32) -> Option<&'static Sock> {
     let i = index as usize;
     chunk(&RECORDS, i / CHUNK, false).map(|c| &c[i % CHUNK])
 }
 
-fn release(index_plus_one: u32) {
-    if let Some(r) = index_plus_one.checked_sub(1).and_then(record)
+fn release(value: u32) {
+    if value & LAZY != 0 {
+        return;
+    }
+    if let Some(r) = value.checked_sub(1).and_then(record)
         && r.refs.fetch_sub(1, AcqRel) == 1
     {
         // The last fd of the socket is gone: so is its flow.
@@ -267,21 +281,62 @@ fn claim(hint: usize) -> Option<u32> {
     None
 }
 
-/// The record of `fd`, if the library manages it.
+/// The record of `fd`, if the library manages it and it has one.
+#[inline]
 pub fn get(fd: i32) -> Option<&'static Sock> {
     let v = fd_slot(fd, false)?.load(Acquire);
+    if v & LAZY != 0 {
+        return None;
+    }
     record(v.checked_sub(1)?)
 }
 
-/// `fd` is a new TCP or UDP socket: give it a fresh record with `flags`.
-pub fn track(fd: i32, flags: u32) -> Option<&'static Sock> {
-    let slot = fd_slot(fd, true)?;
-    release(slot.swap(0, AcqRel));
+/// True for a managed socket that has no record yet (a TCP socket nothing happened to).
+pub fn is_lazy(fd: i32) -> bool {
+    fd_slot(fd, false).is_some_and(|s| s.load(Acquire) & LAZY != 0)
+}
+
+/// The record of `fd`, made now if the socket is managed but has none yet.
+pub fn get_or_create(fd: i32) -> Option<&'static Sock> {
+    let slot = fd_slot(fd, false)?;
+    let v = slot.load(Acquire);
+    if v & LAZY == 0 {
+        return record(v.checked_sub(1)?);
+    }
     let idx = claim(fd as usize)?;
     let r = record(idx)?;
+    r.reset(v & !LAZY);
+    match slot.compare_exchange(v, idx + 1, AcqRel, Acquire) {
+        Ok(_) => Some(r),
+        Err(now) => {
+            // Another thread changed the number meanwhile: give the record back.
+            release(idx + 1);
+            if now & LAZY == 0 {
+                now.checked_sub(1).and_then(record)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// `fd` is a new TCP or UDP socket: a UDP socket gets a fresh record with `flags` at once, a TCP
+/// socket when it first needs one (`get_or_create`).
+pub fn track(fd: i32, flags: u32) {
+    let Some(slot) = fd_slot(fd, true) else {
+        return;
+    };
+    if flags & TCP != 0 {
+        release(slot.swap(LAZY | flags, AcqRel));
+        return;
+    }
+    release(slot.swap(0, AcqRel));
+    let Some(idx) = claim(fd as usize) else {
+        return;
+    };
+    let Some(r) = record(idx) else { return };
     r.reset(flags);
     release(slot.swap(idx + 1, AcqRel));
-    Some(r)
 }
 
 /// `fd` is closed, or now refers to something we do not manage.
@@ -297,6 +352,12 @@ pub fn dup(old: i32, new: i32) {
         return;
     }
     let v = fd_slot(old, false).map_or(0, |s| s.load(Acquire));
+    if v & LAZY != 0 {
+        if let Some(slot) = fd_slot(new, true) {
+            release(slot.swap(v, AcqRel));
+        }
+        return;
+    }
     match v.checked_sub(1).and_then(record) {
         Some(r) => {
             r.refs.fetch_add(1, AcqRel);
@@ -332,8 +393,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tcp_socket_gets_its_record_when_first_needed() {
+        track(100_050, TCP | V6);
+        assert!(get(100_050).is_none() && is_lazy(100_050));
+        dup(100_050, 100_051);
+        assert!(is_lazy(100_051));
+        let r = get_or_create(100_050).unwrap();
+        assert!(r.has(TCP | V6));
+        assert!(std::ptr::eq(get(100_050).unwrap(), r));
+        forget(100_050);
+        forget(100_051);
+        assert!(get(100_050).is_none() && !is_lazy(100_050) && !is_lazy(100_051));
+    }
+
+    #[test]
     fn dup_shares_one_record_and_close_keeps_the_other() {
-        let r = track(100_001, UDP).unwrap();
+        track(100_001, UDP);
+        let r = get(100_001).unwrap();
         r.set(APP_REUSEPORT);
         dup(100_001, 100_002);
         assert!(get(100_002).unwrap().has(UDP | APP_REUSEPORT));
@@ -346,10 +422,11 @@ mod tests {
 
     #[test]
     fn a_reused_fd_never_sees_stale_state() {
-        let r = track(100_010, UDP).unwrap();
-        r.set(DEFERRED);
+        track(100_010, UDP);
+        get(100_010).unwrap().set(DEFERRED);
         // closed behind our back, then a new TCP socket gets the same number
-        let r2 = track(100_010, TCP).unwrap();
+        track(100_010, TCP);
+        let r2 = get_or_create(100_010).unwrap();
         assert!(r2.is_tcp() && !r2.any(DEFERRED | UDP));
         forget(100_010);
     }
@@ -357,7 +434,7 @@ mod tests {
     #[test]
     fn close_range_forgets_only_the_range() {
         for fd in 100_020..100_030 {
-            track(fd, TCP);
+            track(fd, UDP);
         }
         forget_range(100_022, 100_027);
         assert!(get(100_021).is_some() && get(100_028).is_some());
@@ -368,7 +445,8 @@ mod tests {
 
     #[test]
     fn options_are_recorded_replaced_and_overflow_is_marked() {
-        let r = track(100_040, UDP).unwrap();
+        track(100_040, UDP);
+        let r = get(100_040).unwrap();
         assert!(r.record_opt(0, 10, &2i32.to_ne_bytes()));
         assert!(r.record_opt(0, 10, &3i32.to_ne_bytes()));
         let mut seen = vec![];
@@ -381,7 +459,8 @@ mod tests {
 
     #[test]
     fn fds_out_of_range_are_not_managed() {
-        assert!(track(-1, TCP).is_none());
-        assert!(track(MAX_FDS as i32, TCP).is_none());
+        track(-1, UDP);
+        track(MAX_FDS as i32, UDP);
+        assert!(get(-1).is_none() && get(MAX_FDS as i32).is_none());
     }
 }

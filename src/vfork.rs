@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static IN_VFORK_CHILD: AtomicBool = AtomicBool::new(false);
 
 /// True while a vfork child of this process runs on our memory.
+#[inline]
 pub fn in_child() -> bool {
     IN_VFORK_CHILD.load(Ordering::Relaxed)
 }

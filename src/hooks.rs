@@ -199,7 +199,9 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+    // Forget only what the kernel will close: a call it refuses (EINVAL) closes nothing.
+    let known = (libc::CLOSE_RANGE_CLOEXEC | libc::CLOSE_RANGE_UNSHARE) as c_int;
+    if flags & !known == 0 && first <= last && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
         after(|| {
             state::forget_range(first, last);
             netlink::forget_range(first, last);

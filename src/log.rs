@@ -97,7 +97,10 @@ pub unsafe fn open_file(path: *const libc::c_char) -> Result<(), c_int> {
         | libc::O_CREAT
         | libc::O_CLOEXEC
         | libc::O_NOFOLLOW
-        | libc::O_NOCTTY;
+        | libc::O_NOCTTY
+        // A FIFO nobody reads would block the program at load (and a full pipe on every line):
+        // non-blocking, so such a file fails with ENXIO and lines that do not fit are dropped.
+        | libc::O_NONBLOCK;
     // SAFETY: path is NUL-terminated (caller); open is not hooked.
     let fd = unsafe { libc::open(path, flags, 0o600 as libc::c_uint) };
     if fd < 0 {

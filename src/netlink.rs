@@ -149,6 +149,20 @@ impl Drop for Lease {
     }
 }
 
+static DIAG_CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// Opens (once per process) the pooled SOCK_DIAG socket, to learn early whether this process may
+/// use SOCK_DIAG at all (a seccomp filter or an LSM may forbid AF_NETLINK).
+pub fn check_diag() -> Result<(), c_int> {
+    if DIAG_CHECKED.load(Relaxed) {
+        return Ok(());
+    }
+    let _keep = KeepErrno::new();
+    drop(DIAG.take()?);
+    DIAG_CHECKED.store(true, Relaxed);
+    Ok(())
+}
+
 /// Called in the child after fork (pthread_atfork).
 pub fn after_fork_in_child() {
     DIAG.after_fork_in_child();

@@ -353,12 +353,9 @@ pub unsafe fn setsockopt(
     let Some(r) = r else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if r.any(LISTENING) {
-        return Verdict::Pass(Pass::Server);
-    }
     if let Some((app, k)) = managed {
         let ret;
-        if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) {
+        if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) && udp::lock_available() {
             // The UDP lock must not be bypassed by SO_REUSEPORT (KERNEL.md), so a UDP socket
             // without a port gets the program's SO_REUSEPORT only if it binds a port itself
             // (restore_app_reuse). We still let the kernel check the arguments, through

@@ -92,6 +92,10 @@ impl Sock {
     pub fn put(&self, bits: u32, on: bool) {
         if on { self.set(bits) } else { self.clear(bits) }
     }
+    /// More than one fd names this socket (dup).
+    pub fn is_shared(&self) -> bool {
+        self.refs.load(Acquire) > 1
+    }
     pub fn is_tcp(&self) -> bool {
         self.any(TCP)
     }

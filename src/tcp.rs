@@ -25,10 +25,14 @@ pub unsafe fn bind(
     len: socklen_t,
 ) -> Verdict {
     if a.port() != 0 {
-        // Share only a port whose holders are connections or TIME_WAIT and none listens: a port
-        // held by sockets that merely bound it (a server before listen) shows nothing in a dump.
+        // Share only a port whose holders are connections or TIME_WAIT: none listens and none
+        // merely bound it (a server before listen; Linux 6.5+ dumps bound-only sockets).
         // SAFETY: forwarded caller contract.
-        return unsafe { bind_fixed(fd, r, a, addr, len, |h| h.flows > 0 && h.listening == 0) };
+        return unsafe {
+            bind_fixed(fd, r, a, addr, len, |h| {
+                h.flows > 0 && h.listening == 0 && h.unconnected == 0
+            })
+        };
     }
     if r.any(APP_NOPORT) {
         return Verdict::Pass(Pass::ProgramDefers);

@@ -38,6 +38,9 @@ pub unsafe fn bind(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
+    if !lock_available() {
+        return Verdict::Pass(Pass::LockUnavailable);
+    }
     if a.port() != 0 {
         // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
         // Shared only with connected sockets: an unconnected holder is a server, or a socket
@@ -59,6 +62,29 @@ static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
 static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
 static WARNED_ROUTE: AtomicBool = AtomicBool::new(false);
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
+
+/// False when SOCK_DIAG cannot be used by this process (asked once, at the first UDP bind or
+/// connect, by opening the pooled netlink socket): UDP sockets then get the kernel's behaviour
+/// throughout, from bind on, and one warning is logged.
+pub fn lock_available() -> bool {
+    if DIAG_BROKEN.load(Relaxed) {
+        return false;
+    }
+    match netlink::check_diag() {
+        Err(e) if diag_unavailable_for_good(e) => {
+            DIAG_BROKEN.store(true, Relaxed);
+            lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e);
+            false
+        }
+        _ => true,
+    }
+}
+
+/// A socket can be replaced by a fresh one (`recreate`) only if every option the program set was
+/// recorded and no other fd (a dup) still names it.
+fn swappable(r: &Sock) -> bool {
+    !r.any(OPTS_OVERFLOW) && !r.is_shared()
+}
 
 /// Errors that mean SOCK_DIAG is not available to this process at all (seccomp, LSM, kernel
 /// without inet_diag): stop trying rather than bind ports we cannot check.
@@ -94,8 +120,27 @@ pub unsafe fn connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if DIAG_BROKEN.load(Relaxed) {
+    if !lock_available() {
         return Verdict::Pass(Pass::LockUnavailable);
+    }
+    if r.any(OUR_PORT) && swappable(r) {
+        if r.any(CONNECTED)
+            && let Some(v) = reconnect_same_port(fd, r, dst, addr, len)
+        {
+            return v;
+        }
+        // The lock chose this socket's port for another connect (or a connect that failed): like
+        // the kernel's autobound port it is not the program's, so run the lock afresh on a fresh
+        // socket bound as the program asked.
+        if r.app_addr().is_some() {
+            r.set(DEFERRED);
+        }
+        if let Err(e) = recreate(fd, r) {
+            r.clear(DEFERRED);
+            return Verdict::fail(e);
+        }
+        r.clear(OUR_PORT);
+        flows::unmark(r.flow.swap(0, AcqRel));
     }
     if r.any(HAS_PORT) {
         return connect_fixed(fd, r, dst, addr, len);
@@ -126,7 +171,7 @@ pub unsafe fn connect(
     let mut search = Search {
         // Ask before binding when a lost race could not be retried on a fresh socket, and for a
         // destination that just lost a race (its 4-tuples are filling up).
-        ask_first: r.any(OPTS_OVERFLOW) || flows::busy(slot, now),
+        ask_first: !swappable(r) || flows::busy(slot, now),
         slot,
         use_marks: true,
         skipped: 0,
@@ -217,7 +262,7 @@ fn try_port(
     }
     // Another socket owns (local, dst). This socket is bound: swap in a fresh one.
     search.slot = flows::lost_race(dst, search.now).or(search.slot);
-    if search.swaps == MAX_SWAPS || r.any(OPTS_OVERFLOW) {
+    if search.swaps == MAX_SWAPS || !swappable(r) {
         crate::debug!(
             "connect(fd {fd}): UDP lock gave up after {} lost races",
             search.swaps
@@ -275,8 +320,11 @@ fn check_and_connect(
         Err(e) => return Checked::DiagFailed(e),
     };
     match netlink::udp_exact(local, dst) {
+        // Nobody would receive (e.g. a destination the kernel cannot route): no conflict; the
+        // kernel answers the connect.
         Ok(Some(f)) if f.cookie == me => {}
-        Ok(_) => return Checked::Lost,
+        Ok(None) => {}
+        Ok(Some(_)) => return Checked::Lost,
         Err(e) => return Checked::DiagFailed(e),
     }
     // SAFETY: the program's own arguments, unchanged.
@@ -318,6 +366,49 @@ fn connect_fixed(
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         }
     }
+    match connect_on(fd, r, &local, &dst, addr, len) {
+        Checked::Connected(v) => v,
+        // Another socket owns this 4-tuple: like TCP, it is not available.
+        Checked::Lost => Verdict::fail(libc::EADDRNOTAVAIL),
+        Checked::DiagFailed(e) => lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e),
+    }
+}
+
+/// A second connect on a socket whose port the lock chose: the kernel keeps an autobound port
+/// when the source address stays, and so do we, unless another socket owns the new 4-tuple.
+/// None: use a fresh socket and search (another source address, or the 4-tuple is taken).
+fn reconnect_same_port(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Option<Verdict> {
+    let local = r.local()?;
+    let src = match r.app_addr().filter(|a| !a.is_unspecified()) {
+        Some(a) => a,
+        None => route::source_for(&dst).ok()?,
+    };
+    if src.with_port(local.port()) != local {
+        return None;
+    }
+    match connect_on(fd, r, &local, &dst, addr, len) {
+        Checked::Connected(v) => Some(v),
+        Checked::Lost => None,
+        Checked::DiagFailed(e) => Some(lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)),
+    }
+}
+
+/// The lock on the port the socket already has: disconnect first (so the check can see this
+/// socket), then check and connect.
+fn connect_on(
+    fd: c_int,
+    r: &Sock,
+    local: &SockAddr,
+    dst: &SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Checked {
     if r.any(CONNECTED) {
         let unspec = libc::sockaddr {
             sa_family: libc::AF_UNSPEC as libc::sa_family_t,
@@ -332,19 +423,16 @@ fn connect_fixed(
             )
         };
         r.clear(CONNECTED);
+        flows::unmark(r.flow.swap(0, AcqRel));
     }
     if set_reuseport(fd, r, false).is_err() {
-        return Verdict::Pass(Pass::InternalError);
+        return Checked::DiagFailed(libc::EIO);
     }
-    match check_and_connect(fd, r, &local, &dst, addr, len) {
-        Checked::Connected(v) => {
-            track_flow(r, flows::find(&dst), local.port());
-            v
-        }
-        // Another socket owns this 4-tuple: like TCP, it is not available.
-        Checked::Lost => Verdict::fail(libc::EADDRNOTAVAIL),
-        Checked::DiagFailed(e) => lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e),
+    let checked = check_and_connect(fd, r, local, dst, addr, len);
+    if let Checked::Connected(_) = checked {
+        track_flow(r, flows::find(dst), local.port());
     }
+    checked
 }
 
 /// A successful disconnect (connect AF_UNSPEC) of a socket whose port the lock chose: the kernel
@@ -357,7 +445,13 @@ pub fn disconnected(fd: c_int, r: &Sock) {
         // The kernel would have released the port it autobound at bind(ip, 0).
         r.set(RELEASED);
     }
-    if !r.any(OUR_PORT) || r.any(OPTS_OVERFLOW) {
+    if !r.any(OUR_PORT) {
+        // The program's own port: it stays bound, exclusive again as it was before connect.
+        let _keep = KeepErrno::new();
+        restore_app_reuse(fd, r);
+        return;
+    }
+    if !swappable(r) {
         return;
     }
     if r.app_addr().is_some() {
@@ -381,7 +475,7 @@ fn diag_failed(fd: c_int, r: &Sock, e: c_int, bound: Option<&SockAddr>) -> Verdi
         DIAG_BROKEN.store(true, Relaxed);
     }
     match bound {
-        Some(local) if r.any(OPTS_OVERFLOW) || recreate(fd, r).is_err() => bound_to(r, local),
+        Some(local) if !swappable(r) || recreate(fd, r).is_err() => bound_to(r, local),
         Some(_) => {}
         None => restore_app_reuse(fd, r),
     }

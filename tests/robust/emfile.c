@@ -6,7 +6,10 @@
  * port) or fails with EMFILE; the fd count is the same before and after; after EMFILE, once fds
  * are available again, a second connect on the same socket must succeed (as it would without
  * the library, where the failed connect leaves the socket usable).
- * Phase "one": exactly one spare fd: every connect succeeds. */
+ * Phase "one": exactly one spare fd: every connect succeeds.
+ * Each attempt runs in a fresh process (fork + exec of this program, "attempt MODE SRVFD"): the
+ * library's per-destination hints, which let a process that lost a race avoid the next swap,
+ * start empty there, so the first bind is blind and a swap is needed 9 times in 10. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -19,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int count_fds(int *maxfd) {
@@ -76,14 +80,75 @@ static void unsqueeze(void) {
     nfill = 0;
 }
 
+/* One attempt in this (fresh) process: prints "r errno leaks retry_ok echo_ok". */
+static int attempt(int spare) {
+    struct timeval tv = {2, 0};
+    /* Warm up: one connect elsewhere opens the library's netlink sockets (kept for the life of
+     * the process), so the only fd the attempt below can need is the fresh socket of a swap. */
+    struct sockaddr_in d2 = D;
+    inet_pton(AF_INET, "127.0.0.3", &d2.sin_addr);
+    int w = socket(AF_INET, SOCK_DGRAM, 0);
+    connect(w, (struct sockaddr *)&d2, sizeof d2);
+    close(w);
+    int base = count_fds(NULL);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    squeeze(spare);
+    int r = connect(s, (struct sockaddr *)&D, sizeof D);
+    int e = errno;
+    unsqueeze();
+    int leaks = count_fds(NULL) != base + 1;
+    int retry_ok = 0, echo = 0;
+    if (r == 0)
+        echo = echo_ok(s);
+    else if (e == EMFILE) {
+        int r2 = connect(s, (struct sockaddr *)&D, sizeof D);
+        retry_ok = r2 == 0 && echo_ok(s);
+    }
+    close(s);
+    leaks += count_fds(NULL) != base;
+    printf("%d %d %d %d %d\n", r, r ? e : 0, leaks, retry_ok, echo);
+    return 0;
+}
+
+/* Runs one attempt in a fresh process and reads its line. */
+static void run_attempt(const char *self, int spare, int *r, int *e, int *leaks, int *retry_ok, int *echo) {
+    int p[2];
+    if (pipe(p) < 0) { printf("harness_error=pipe\n"); exit(2); }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        char sp[8], sf[8];
+        snprintf(sp, sizeof sp, "%d", spare);
+        snprintf(sf, sizeof sf, "%d", srv);
+        execl("/proc/self/exe", self, "attempt", sp, sf, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char buf[128] = {0};
+    ssize_t n = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    waitpid(pid, NULL, 0);
+    if (n <= 0 || sscanf(buf, "%d %d %d %d %d", r, e, leaks, retry_ok, echo) != 5) {
+        printf("harness_error=attempt output '%s'\n", buf);
+        exit(2);
+    }
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int attempts = argc > 1 ? atoi(argv[1]) : 40;
     getrlimit(RLIMIT_NOFILE, &orig);
     memset(&D, 0, sizeof D);
     D.sin_family = AF_INET;
     D.sin_port = htons(7);
     inet_pton(AF_INET, "127.0.0.2", &D.sin_addr);
+    if (argc > 3 && !strcmp(argv[1], "attempt")) {
+        srv = atoi(argv[3]);
+        return attempt(atoi(argv[2]));
+    }
+    int attempts = argc > 1 ? atoi(argv[1]) : 40;
     srv = socket(AF_INET, SOCK_DGRAM, 0);
     if (bind(srv, (struct sockaddr *)&D, sizeof D) < 0) { printf("harness_error=server\n"); return 2; }
     struct timeval tv = {2, 0};
@@ -97,52 +162,29 @@ int main(int argc, char **argv) {
         }
         setsockopt(held[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     }
-    int emfile = 0, success = 0, other = 0, leaks = 0, retry_ok = 0, echo_bad = 0;
-    int base = count_fds(NULL);
+    int emfile = 0, success = 0, other = 0, leaks = 0, retry_ok = 0, echo_bad = 0, one_ok = 0;
     for (int a = 0; a < attempts; a++) {
-        int s = socket(AF_INET, SOCK_DGRAM, 0);
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        squeeze(0);
-        int r = connect(s, (struct sockaddr *)&D, sizeof D);
-        int e = errno;
-        unsqueeze();
-        if (count_fds(NULL) != base + 1) {
-            leaks++;
-            printf("leak attempt=%d fds=%d expected=%d r=%d errno=%d\n", a, count_fds(NULL), base + 1, r, e);
-        }
+        int r, e, lk, rok, echo;
+        run_attempt(argv[0], 0, &r, &e, &lk, &rok, &echo);
+        leaks += lk;
         if (r == 0) {
             success++;
-            if (!echo_ok(s)) echo_bad++;
+            echo_bad += !echo;
         } else if (e == EMFILE) {
             emfile++;
-            int r2 = connect(s, (struct sockaddr *)&D, sizeof D);
-            if (r2 == 0 && echo_ok(s)) retry_ok++;
-            else printf("retry_after_emfile attempt=%d r=%d errno=%d\n", a, r2, errno);
+            retry_ok += rok;
+            if (!rok) printf("retry_after_emfile attempt=%d failed\n", a);
         } else {
             other++;
             printf("unexpected attempt=%d errno=%d\n", a, e);
         }
-        close(s);
-        if (count_fds(NULL) != base) {
-            leaks++;
-            printf("leak_after_close attempt=%d fds=%d base=%d\n", a, count_fds(NULL), base);
-        }
     }
-    int one_ok = 0;
     for (int a = 0; a < attempts; a++) {
-        int s = socket(AF_INET, SOCK_DGRAM, 0);
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        squeeze(1);
-        int r = connect(s, (struct sockaddr *)&D, sizeof D);
-        int e = errno;
-        unsqueeze();
-        if (r == 0 && echo_ok(s)) one_ok++;
+        int r, e, lk, rok, echo;
+        run_attempt(argv[0], 1, &r, &e, &lk, &rok, &echo);
+        leaks += lk;
+        if (r == 0 && echo) one_ok++;
         else printf("one_spare attempt=%d r=%d errno=%d\n", a, r, e);
-        close(s);
-        if (count_fds(NULL) != base) {
-            leaks++;
-            printf("leak_one_spare attempt=%d fds=%d base=%d\n", a, count_fds(NULL), base);
-        }
     }
     int held_ok = 0;
     for (int i = 0; i < 9; i++) held_ok += echo_ok(held[i]);

@@ -52,7 +52,11 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
     }
-    if r.any(DEFERRED) {
+    if r.has(DEFERRED | RELEASED) {
+        // After a disconnect released its port the socket may bind again (the kernel allows it
+        // while the socket has no port): a new bind, as on a fresh socket.
+        r.clear(DEFERRED | RELEASED);
+    } else if r.any(DEFERRED) {
         // A second bind: the kernel would refuse it (EINVAL) once the first had a port, so give
         // the socket its port first and let the kernel answer exactly.
         materialize(fd, r);
@@ -167,7 +171,8 @@ pub fn before_send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_i
 }
 
 pub fn before_recv(fd: c_int) -> Verdict {
-    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(DEFERRED)) {
+    // A port released by a disconnect stays released: the kernel does not autobind on receive.
+    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(DEFERRED) && !r.any(RELEASED)) {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)

@@ -355,14 +355,12 @@ pub fn dup(old: i32, new: i32) {
     if old == new {
         return;
     }
-    let v = fd_slot(old, false).map_or(0, |s| s.load(Acquire));
-    if v & LAZY != 0 {
-        if let Some(slot) = fd_slot(new, true) {
-            release(slot.swap(v, AcqRel));
-        }
-        return;
+    // Two fds must share one record: a socket that has none yet gets it now.
+    if is_lazy(old) {
+        get_or_create(old);
     }
-    match v.checked_sub(1).and_then(record) {
+    let v = fd_slot(old, false).map_or(0, |s| s.load(Acquire));
+    match v.checked_sub(1).filter(|_| v & LAZY == 0).and_then(record) {
         Some(r) => {
             r.refs.fetch_add(1, AcqRel);
             match fd_slot(new, true) {
@@ -371,6 +369,31 @@ pub fn dup(old: i32, new: i32) {
             }
         }
         None => forget(new),
+    }
+}
+
+/// Calls `f` for every other fd that names the same socket as `fd` (its dups). Walks the mapped
+/// part of the fd map: for the rare paths that replace a socket (UDP lock retry, disconnect).
+pub fn each_dup_of(fd: i32, mut f: impl FnMut(i32)) {
+    let Some(v) = fd_slot(fd, false)
+        .map(|s| s.load(Acquire))
+        .filter(|&v| v != 0 && v & LAZY == 0)
+    else {
+        return;
+    };
+    for (c, slot) in FD_MAP.iter().enumerate() {
+        let p = slot.load(Acquire);
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: published chunks are never unmapped.
+        let chunk = unsafe { &*p };
+        for (i, e) in chunk.iter().enumerate() {
+            let other = (c * CHUNK + i) as i32;
+            if other != fd && e.load(Relaxed) == v {
+                f(other);
+            }
+        }
     }
 }
 
@@ -400,11 +423,14 @@ mod tests {
     fn a_tcp_socket_gets_its_record_when_first_needed() {
         track(100_050, TCP | V6);
         assert!(get(100_050).is_none() && is_lazy(100_050));
-        dup(100_050, 100_051);
-        assert!(is_lazy(100_051));
         let r = get_or_create(100_050).unwrap();
         assert!(r.has(TCP | V6));
         assert!(std::ptr::eq(get(100_050).unwrap(), r));
+        // a dup shares the record, made at the dup if need be
+        track(100_052, TCP);
+        dup(100_052, 100_051);
+        assert!(std::ptr::eq(get(100_051).unwrap(), get(100_052).unwrap()));
+        forget(100_052);
         forget(100_050);
         forget(100_051);
         assert!(get(100_050).is_none() && !is_lazy(100_050) && !is_lazy(100_051));

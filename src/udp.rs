@@ -81,9 +81,9 @@ pub fn lock_available() -> bool {
 }
 
 /// A socket can be replaced by a fresh one (`recreate`) only if every option the program set was
-/// recorded and no other fd (a dup) still names it.
+/// recorded.
 fn swappable(r: &Sock) -> bool {
-    !r.any(OPTS_OVERFLOW) && !r.is_shared()
+    !r.any(OPTS_OVERFLOW)
 }
 
 /// Errors that mean SOCK_DIAG is not available to this process at all (seccomp, LSM, kernel
@@ -333,6 +333,9 @@ fn check_and_connect(
     bound_to(r, local);
     if ret == 0 {
         r.set(CONNECTED);
+    }
+    // Unlock a connected socket (a failed reconnect keeps its old peer, as the kernel does).
+    if r.any(CONNECTED) {
         let _ = set_reuseaddr(fd, r, true);
     }
     Checked::Connected(result)
@@ -349,7 +352,8 @@ fn cookie(fd: c_int, r: &Sock) -> Result<u64, c_int> {
 }
 
 /// connect on a socket that already has a port (bound to a fixed port, or connected before):
-/// the same check on that port; a disconnect first so the check can see this socket.
+/// the same check on that port. A connected socket is not returned by the lookup for another
+/// destination: then any other socket answering is a conflict, and nobody answering means none.
 fn connect_fixed(
     fd: c_int,
     r: &Sock,
@@ -374,9 +378,10 @@ fn connect_fixed(
     }
 }
 
-/// A second connect on a socket whose port the lock chose: the kernel keeps an autobound port
-/// when the source address stays, and so do we, unless another socket owns the new 4-tuple.
-/// None: use a fresh socket and search (another source address, or the 4-tuple is taken).
+/// A second connect on a socket whose port the lock chose: the kernel keeps the source address
+/// and port of an autobound socket (and answers itself if the new destination does not suit
+/// them); so do we, unless another socket owns the new 4-tuple. None: use a fresh socket and
+/// search (a duplicate 4-tuple is never created).
 fn reconnect_same_port(
     fd: c_int,
     r: &Sock,
@@ -385,13 +390,6 @@ fn reconnect_same_port(
     len: socklen_t,
 ) -> Option<Verdict> {
     let local = r.local()?;
-    let src = match r.app_addr().filter(|a| !a.is_unspecified()) {
-        Some(a) => a,
-        None => route::source_for(&dst).ok()?,
-    };
-    if src.with_port(local.port()) != local {
-        return None;
-    }
     match connect_on(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => Some(v),
         Checked::Lost => None,
@@ -399,8 +397,7 @@ fn reconnect_same_port(
     }
 }
 
-/// The lock on the port the socket already has: disconnect first (so the check can see this
-/// socket), then check and connect.
+/// The lock on the port the socket already has: check and connect.
 fn connect_on(
     fd: c_int,
     r: &Sock,
@@ -409,22 +406,6 @@ fn connect_on(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Checked {
-    if r.any(CONNECTED) {
-        let unspec = libc::sockaddr {
-            sa_family: libc::AF_UNSPEC as libc::sa_family_t,
-            sa_data: [0; 14],
-        };
-        // SAFETY: a valid AF_UNSPEC sockaddr.
-        unsafe {
-            real::connect(
-                fd,
-                &unspec,
-                std::mem::size_of::<libc::sockaddr>() as socklen_t,
-            )
-        };
-        r.clear(CONNECTED);
-        flows::unmark(r.flow.swap(0, AcqRel));
-    }
     if set_reuseport(fd, r, false).is_err() {
         return Checked::DiagFailed(libc::EIO);
     }
@@ -542,6 +523,21 @@ fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
         // SAFETY: dup3 of our new socket over the program's fd (atomically closes the old one).
         if unsafe { real::dup3(new, fd, cloexec) } < 0 {
             return Err(errno());
+        }
+        if r.is_shared() {
+            // The program's dups of this socket must name the new one too.
+            crate::state::each_dup_of(fd, |other| {
+                // SAFETY: fcntl and dup3 on the program's own fds, through the real functions.
+                unsafe {
+                    let flags = real::fcntl(other, libc::F_GETFD, 0);
+                    let cloexec = if flags > 0 && flags & libc::FD_CLOEXEC != 0 {
+                        libc::O_CLOEXEC
+                    } else {
+                        0
+                    };
+                    real::dup3(new, other, cloexec);
+                }
+            });
         }
         Ok(())
     })();

@@ -15,6 +15,7 @@ declare -A need=(
     [python3]=python3
     [cc]=gcc
     [strace]=strace
+    [setcap]=libcap2-bin
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -107,9 +107,14 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
         return result;
     }
     // SAFETY: caller contract.
-    let Some(dst) = (unsafe { SockAddr::from_raw(addr, len) }) else {
+    let Some(mut dst) = (unsafe { SockAddr::from_raw(addr, len) }) else {
         return Verdict::Pass(Pass::KernelAnswers);
     };
+    if let (true, SockAddr::V4 { ip, port }) = (r.is_udp() && r.any(V6), dst) {
+        // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
+        // ip6_datagram_connect does the same); the real connect gets the program's address.
+        dst = SockAddr::mapped(ip, port);
+    }
     if dst.is_v6() != r.any(V6) {
         return Verdict::Pass(Pass::KernelAnswers);
     }

@@ -390,6 +390,11 @@ fn reconnect_same_port(
     len: socklen_t,
 ) -> Option<Verdict> {
     let local = r.local()?;
+    // From an IPv6 source to an IPv4 (mapped) destination the kernel picks a new, IPv4 source
+    // (an autobound socket has none yet): a fresh socket does the same.
+    if local.v4_mapped().is_none() && local.is_v6() && dst.v4_mapped().is_some() {
+        return None;
+    }
     match connect_on(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => Some(v),
         Checked::Lost => None,

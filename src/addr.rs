@@ -43,7 +43,8 @@ impl SockAddr {
     /// # Safety
     /// `p` must be NULL or readable for `len` bytes.
     pub unsafe fn from_raw(p: *const sockaddr, len: socklen_t) -> Option<SockAddr> {
-        if p.is_null() || len < 2 {
+        // The kernel refuses lengths beyond sockaddr_storage (EINVAL) before reading anything.
+        if p.is_null() || len < 2 || len as usize > std::mem::size_of::<libc::sockaddr_storage>() {
             return None;
         }
         // SAFETY: at least 2 readable bytes; read_unaligned copes with any alignment.

@@ -335,6 +335,27 @@ pub fn set_noport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
     )
 }
 
+/// The value the kernel just accepted for an int option, read as the kernel reads it: an int
+/// when `len` holds one; for IPPROTO_IP options also a single byte, and 0 when `len` is 0.
+///
+/// # Safety
+/// The kernel has just accepted `val`/`len` for this option (so it read those bytes).
+unsafe fn option_value(level: c_int, val: *const c_void, len: socklen_t) -> c_int {
+    if val.is_null() {
+        return 0;
+    }
+    // SAFETY: per the contract, the kernel read these bytes.
+    unsafe {
+        if len as usize >= std::mem::size_of::<c_int>() {
+            val.cast::<c_int>().read_unaligned()
+        } else if level == libc::IPPROTO_IP && len >= 1 {
+            val.cast::<u8>().read() as c_int
+        } else {
+            0
+        }
+    }
+}
+
 fn managed_bits(level: c_int, name: c_int) -> Option<(u32, u32)> {
     match (level, name) {
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => Some((APP_REUSEADDR, K_REUSEADDR)),
@@ -374,8 +395,8 @@ pub unsafe fn setsockopt(
             // SAFETY: caller's arguments, unchanged.
             ret = unsafe { real::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, val, len) };
             if ret == 0 {
-                // SAFETY: the kernel just read an int from val.
-                let on = unsafe { val.cast::<c_int>().read_unaligned() } != 0;
+                // SAFETY: the kernel just accepted val/len for this option.
+                let on = unsafe { option_value(level, val, len) } != 0;
                 r.put(app, on);
                 r.put(K_REUSEADDR, on);
             }
@@ -383,8 +404,8 @@ pub unsafe fn setsockopt(
             // SAFETY: caller's arguments, unchanged.
             ret = unsafe { real::setsockopt(fd, level, name, val, len) };
             if ret == 0 {
-                // SAFETY: the kernel just read an int from val.
-                let on = unsafe { val.cast::<c_int>().read_unaligned() } != 0;
+                // SAFETY: the kernel just accepted val/len for this option.
+                let on = unsafe { option_value(level, val, len) } != 0;
                 r.put(app, on);
                 r.put(k, on);
             }
@@ -399,16 +420,14 @@ pub unsafe fn setsockopt(
         let n = (len as usize).min(17);
         let bytes = unsafe { std::slice::from_raw_parts(val.cast::<u8>(), n) };
         r.record_opt(level, name, bytes);
-        if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) && n >= 4 {
-            r.port_range.store(
-                u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-                std::sync::atomic::Ordering::Release,
-            );
+        if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {
+            // The lock chooses UDP ports itself, so it applies the socket's range (the kernel
+            // applies it to TCP).
+            // SAFETY: the kernel just accepted val/len for this option.
+            let range = unsafe { option_value(level, val, len) } as u32;
+            r.port_range
+                .store(range, std::sync::atomic::Ordering::Release);
         }
-    } else if ret == 0 && (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {
-        // SAFETY: as above (TCP sockets only need the range, not the replay).
-        let v = unsafe { val.cast::<u32>().read_unaligned() };
-        r.port_range.store(v, std::sync::atomic::Ordering::Release);
     }
     Verdict::done(ret)
 }

@@ -250,6 +250,12 @@ fn try_port(
     match check_and_connect(fd, r, &local, dst, addr, len) {
         Checked::Connected(v) => {
             r.set(OUR_PORT);
+            if let Verdict::Done(ret, _) = v
+                && ret < 0
+            {
+                autobind_like_kernel(fd, r);
+                return Some(v);
+            }
             track_flow(r, search.slot, port);
             crate::debug!(
                 "connect(fd {fd}): UDP lock: {local} -> {dst} after {} lost races",
@@ -287,6 +293,38 @@ fn try_port(
 /// Remembers (for a busy destination) that this socket holds a flow from `port`.
 fn track_flow(r: &Sock, slot: Option<flows::Slot>, port: u16) {
     flows::unmark(r.flow.swap(flows::mark(slot, port), AcqRel));
+}
+
+/// The kernel refused the destination of a connect through the lock (EACCES, ENETUNREACH…):
+/// leave the socket as the kernel's own connect would have, autobound on the program's address
+/// (or the wildcard), rather than on the source and port the lock chose.
+fn autobind_like_kernel(fd: c_int, r: &Sock) {
+    if !swappable(r) {
+        return;
+    }
+    r.clear(DEFERRED | RELEASED);
+    if recreate(fd, r).is_err() {
+        return;
+    }
+    r.clear(OUR_PORT);
+    let any = if r.any(V6) {
+        SockAddr::V6 {
+            ip: [0; 16],
+            port: 0,
+            flowinfo: 0,
+            scope: 0,
+        }
+    } else {
+        SockAddr::V4 {
+            ip: [0; 4],
+            port: 0,
+        }
+    };
+    let a = r.app_addr().unwrap_or(any).with_port(0);
+    if sys::bind(fd, &a).is_ok() {
+        r.set_local(&sys::getsockname(fd).unwrap_or(a));
+        r.set(HAS_PORT);
+    }
 }
 
 /// The socket now owns `local` (whatever happens to its connect).
@@ -390,11 +428,6 @@ fn reconnect_same_port(
     len: socklen_t,
 ) -> Option<Verdict> {
     let local = r.local()?;
-    // From an IPv6 source to an IPv4 (mapped) destination the kernel picks a new, IPv4 source
-    // (an autobound socket has none yet): a fresh socket does the same.
-    if local.v4_mapped().is_none() && local.is_v6() && dst.v4_mapped().is_some() {
-        return None;
-    }
     match connect_on(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => Some(v),
         Checked::Lost => None,
@@ -472,6 +505,7 @@ fn diag_failed(fd: c_int, r: &Sock, e: c_int, bound: Option<&SockAddr>) -> Verdi
 /// status flags (O_NONBLOCK, also from ioctl FIONBIO) and close-on-exec flag, via dup3.
 /// A deferred bind is carried over. Errors (EMFILE…) are returned; no fd is leaked.
 fn recreate(fd: c_int, r: &Sock) -> Result<(), c_int> {
+    crate::debug!("fd {fd}: swapping in a fresh socket");
     let _keep = KeepErrno::new();
     // SAFETY: fcntl F_GETFD/F_GETFL on the program's fd, through the real function.
     let (fd_flags, fl_flags) = unsafe {

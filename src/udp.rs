@@ -159,6 +159,22 @@ pub unsafe fn connect(
             Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
         },
     };
+    // Bind only the port when the program did not choose an address: the kernel then sets the
+    // source at connect as for its own autobound sockets (and, like them, an IPv6 socket keeps
+    // its IPv4 side free). SOCK_DIAG is still asked about the source the route gives.
+    let bind_at = match bound {
+        Some(a) => a.with_port(0),
+        None if r.any(V6) => SockAddr::V6 {
+            ip: [0; 16],
+            port: 0,
+            flowinfo: 0,
+            scope: 0,
+        },
+        None => SockAddr::V4 {
+            ip: [0; 4],
+            port: 0,
+        },
+    };
     let Some(ns) = ports::namespace_range() else {
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
@@ -173,6 +189,7 @@ pub unsafe fn connect(
         // destination that just lost a race (its 4-tuples are filling up).
         ask_first: !swappable(r) || flows::busy(slot, now),
         slot,
+        bind_at,
         use_marks: true,
         skipped: 0,
         swaps: 0,
@@ -204,6 +221,8 @@ pub unsafe fn connect(
 /// Where one connect's search over the ports stands.
 struct Search {
     slot: Option<flows::Slot>,
+    /// The address to bind with the candidate port (the program's, or the wildcard).
+    bind_at: SockAddr,
     ask_first: bool,
     use_marks: bool,
     skipped: u32,
@@ -237,7 +256,7 @@ fn try_port(
     if set_reuseaddr(fd, r, true).is_err() {
         return Some(Verdict::Pass(Pass::InternalError));
     }
-    match sys::bind(fd, &local) {
+    match sys::bind(fd, &search.bind_at.with_port(port)) {
         Ok(()) => {}
         Err(libc::EADDRINUSE) => return None,
         Err(e) => {

@@ -119,7 +119,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
         return Verdict::Pass(Pass::KernelAnswers);
     }
     if r.is_tcp() {
-        tcp::connect(fd, r)
+        tcp::connect(fd, r, Some((addr, len)))
     } else {
         // SAFETY: caller contract, forwarded.
         unsafe { udp::connect(fd, r, dst, addr, len) }
@@ -165,7 +165,7 @@ pub fn before_send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_i
     };
     if r.is_tcp() {
         if flags & libc::MSG_FASTOPEN != 0 {
-            return tcp::connect(fd, r);
+            return tcp::connect(fd, r, None);
         }
         return Verdict::Pass(Pass::NothingToDo);
     }

@@ -13,6 +13,7 @@ use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::policy::{bind_deferred, bind_fixed, set_reuseaddr};
 use crate::state::*;
+use crate::{real, sys};
 use libc::{c_int, sockaddr, socklen_t};
 
 /// # Safety
@@ -41,11 +42,30 @@ pub unsafe fn bind(
     unsafe { bind_deferred(fd, r, a, addr, len) }
 }
 
-/// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect).
-pub fn connect(fd: c_int, r: &Sock) -> Verdict {
+/// connect (with the program's arguments for the real call), or sendto/sendmsg with
+/// MSG_FASTOPEN (an implicit connect, `None`).
+pub fn connect(fd: c_int, r: &Sock, real_connect: Option<(*const sockaddr, socklen_t)>) -> Verdict {
     if r.any(DEFERRED) {
-        r.clear(DEFERRED);
-        return Verdict::Pass(Pass::KernelPicksPort);
+        let Some((addr, len)) = real_connect else {
+            // MSG_FASTOPEN: the kernel picks the port in this send.
+            r.clear(DEFERRED);
+            return Verdict::Pass(Pass::KernelPicksPort);
+        };
+        // The kernel picks the port now. Only a connect that gets going ends the deferral: after
+        // one refused at once the socket is as before, bound without a port (a later bind or
+        // getsockname then gets the kernel's answer for a socket that has its port).
+        // SAFETY: the program's own arguments, unchanged.
+        let ret = unsafe { real::connect(fd, addr, len) };
+        let result = Verdict::done(ret);
+        if ret == 0
+            || matches!(
+                sys::errno(),
+                libc::EINPROGRESS | libc::EALREADY | libc::EISCONN
+            )
+        {
+            r.clear(DEFERRED);
+        }
+        return result;
     }
     if !r.any(HAS_PORT) || r.any(CONNECTED) {
         return Verdict::Pass(Pass::KernelSharesPorts);

@@ -384,6 +384,14 @@ pub unsafe fn setsockopt(
     let Some(r) = r else {
         return Verdict::Pass(Pass::NotOurs);
     };
+    if (level, name) == (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
+        && r.any(DEFERRED)
+        && !r.any(RELEASED)
+    {
+        // The kernel refuses to change IPV6_V6ONLY once the socket has its port (EINVAL), which
+        // after bind(ip, 0) it would have: give it the port, then the kernel answers.
+        materialize(fd, r);
+    }
     if let Some((app, k)) = managed {
         let ret;
         if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) && udp::lock_available() {

@@ -6,6 +6,7 @@
 //!
 //! Every program runs in a fresh network namespace (tests/robust/nsrun.c) with a 10-port range.
 
+mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
 

@@ -8,6 +8,7 @@
 //!
 //! Every program runs in a fresh network namespace (tests/robust/nsrun.c).
 
+mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
 

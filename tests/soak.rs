@@ -4,6 +4,7 @@
 //! in /proc/net/udp or /proc/net/tcp; at the end: as many fds as after the first batch and flat
 //! VmRSS. The long version (1,000,000 connects) is scripts/soak.sh.
 
+mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
 

@@ -11,18 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// target/debug/libconnectx.so, next to the connectx command cargo built for the tests.
+/// The library, built first if it is missing or stale (shared with the other tests).
 pub fn lib_path() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_connectx"));
-    let lib = bin
-        .parent()
-        .expect("CARGO_BIN_EXE_connectx has a parent directory")
-        .join("libconnectx.so");
-    assert!(
-        lib.is_file(),
-        "libconnectx.so not found at {} (run `cargo build` first; the tests need the library)",
-        lib.display()
-    );
-    lib
+    crate::cxtest::lib()
 }
 
 pub fn require_root() {

@@ -6,9 +6,9 @@
 //!
 //! Every program runs in a fresh network namespace (tests/robust/nsrun.c) with a 10-port range.
 
-mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
+mod cxtest;
 
 use common::*;
 use std::time::Duration;

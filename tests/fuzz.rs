@@ -8,9 +8,9 @@
 //! addresses and option values) must be identical, and the library run must not crash.
 //! The long version is scripts/fuzz.sh.
 
-mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
+mod cxtest;
 
 use common::*;
 use std::time::Duration;

@@ -8,9 +8,9 @@
 //!
 //! Every program runs in a fresh network namespace (tests/robust/nsrun.c).
 
-mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
+mod cxtest;
 
 use common::*;
 use std::collections::BTreeMap;

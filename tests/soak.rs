@@ -4,9 +4,9 @@
 //! in /proc/net/udp or /proc/net/tcp; at the end: as many fds as after the first batch and flat
 //! VmRSS. The long version (1,000,000 connects) is scripts/soak.sh.
 
-mod cxtest;
 #[path = "robust/common.rs"]
 mod common;
+mod cxtest;
 
 use common::*;
 use std::time::Duration;

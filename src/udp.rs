@@ -1,13 +1,15 @@
 //! UDP: "SO_REUSEADDR as a lock" (SPEC "UDP: the REUSEADDR lock"; lab/connectx_udp.py).
 //!
 //! For connect(dst): source address = the bound one, else the route's preferred source; for a
-//! port from a random start over the range: bind(src, port) with SO_REUSEADDR set, clear it (the
-//! lock: nobody can bind the port now), ask SOCK_DIAG which socket would receive from dst on
-//! (src, port) — it must be this one (SO_COOKIE) —, connect, set SO_REUSEADDR again (the unlock:
-//! the port is open to flows to other destinations). A lost check means another socket owns
-//! that 4-tuple: the port is bound and cannot be unbound, so a fresh socket with the program's
-//! options is swapped in over its fd and the search goes on, now asking SOCK_DIAG before each
-//! bind. Every port taken: EAGAIN, as the kernel says for UDP exhaustion.
+//! port from a random start over the range (`ports::shuffled`): bind the port (on the program's
+//! address, else the wildcard, so the kernel sets the source at connect as for its own sockets)
+//! with SO_REUSEADDR set, clear it (the lock: nobody can bind the port now), ask SOCK_DIAG which
+//! socket would receive from dst on (src, port) — it must be this one (SO_COOKIE) —, connect,
+//! set SO_REUSEADDR again (the unlock: the port is open to flows to other destinations). A lost
+//! check means another socket owns that 4-tuple: the port is bound and cannot be unbound, so a
+//! fresh socket with the program's options is swapped in over its fd (and its dups) and the
+//! search goes on, now asking SOCK_DIAG before each bind (`flows` keeps that hint a second).
+//! Every port taken: EAGAIN, as the kernel says for UDP exhaustion.
 //!
 //! bind(ip, 0) is deferred with IP_BIND_ADDRESS_NO_PORT: the kernel checks and keeps the address;
 //! the port comes from the lock at connect (or from `policy::materialize` if the program needs

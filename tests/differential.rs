@@ -23,14 +23,6 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding the built `connectx` command and `libconnectx.so`.
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_connectx"))
-        .parent()
-        .expect("connectx binary has a parent directory")
-        .to_path_buf()
-}
-
 /// The library, built first (shared helper: a clean clone or a changed library must not run
 /// against a missing or stale build).
 fn library() -> PathBuf {
@@ -38,7 +30,7 @@ fn library() -> PathBuf {
 }
 
 fn build_scenarios() -> PathBuf {
-    let out_dir = target_dir().join("cxdiff");
+    let out_dir = cxtest::target_dir().join("cxdiff");
     fs::create_dir_all(&out_dir).expect("create output directory");
     let out = out_dir.join("scenarios");
     let src = manifest_dir().join("tests/diff/scenarios.c");
@@ -181,7 +173,7 @@ fn step_diff(without: &str, with: &str) -> String {
 fn differential_scenarios() {
     let lib = library();
     let bin = build_scenarios();
-    let out_dir = target_dir().join("cxdiff");
+    let out_dir = cxtest::target_dir().join("cxdiff");
 
     let t0 = Instant::now();
     let without = run(&bin, None);

@@ -17,13 +17,6 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(150);
 
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_connectx"))
-        .parent()
-        .expect("connectx binary has a parent directory")
-        .to_path_buf()
-}
-
 /// The library, built first (shared helper: a clean clone or a changed library must not run
 /// against a missing or stale build).
 fn library() -> PathBuf {
@@ -33,7 +26,7 @@ fn library() -> PathBuf {
 fn life_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = target_dir().join("cxdiff");
+        let dir = cxtest::target_dir().join("cxdiff");
         std::fs::create_dir_all(&dir).expect("create output directory");
         let out = dir.join("life");
         let tmp = dir.join(format!("life.{}", std::process::id()));

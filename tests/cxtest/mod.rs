@@ -20,6 +20,14 @@ pub fn cx() -> PathBuf {
     bin()
 }
 
+/// The build directory of the `connectx` command (target/<profile>), where the library lands.
+pub fn target_dir() -> PathBuf {
+    bin()
+        .parent()
+        .expect("connectx binary has a parent directory")
+        .to_path_buf()
+}
+
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_connectx"))
 }

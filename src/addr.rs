@@ -36,7 +36,53 @@ impl RawAddr {
 const V4_LEN: socklen_t = std::mem::size_of::<sockaddr_in>() as socklen_t;
 const V6_LEN: socklen_t = std::mem::size_of::<sockaddr_in6>() as socklen_t;
 
+/// The program's address argument, copied with `sys::copy_from_program` before the kernel has
+/// seen it (so a bad pointer gives the kernel's EFAULT, not a crash).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProgramAddr {
+    Inet(SockAddr),
+    /// AF_UNSPEC: a disconnect for connect(2).
+    Unspec,
+    /// Anything the kernel answers by itself: NULL, a bad length, an unreadable buffer, a
+    /// short or foreign address.
+    KernelAnswers,
+}
+
+/// The kernel accepts an AF_INET6 address without sin6_scope_id (RFC 2133 length).
+const V6_LEN_RFC2133: socklen_t = 24;
+
 impl SockAddr {
+    /// Reads the program's address safely: only the bytes the kernel would read (at most a
+    /// sockaddr_in6), through `sys::copy_from_program`.
+    pub fn read_program(p: *const sockaddr, len: socklen_t) -> ProgramAddr {
+        if p.is_null() || len < 2 || len as usize > std::mem::size_of::<libc::sockaddr_storage>()
+        {
+            return ProgramAddr::KernelAnswers;
+        }
+        // SAFETY: all-zero is a valid sockaddr_in6.
+        let mut buf: sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let n = (len as usize).min(std::mem::size_of::<sockaddr_in6>());
+        // SAFETY: buf is n <= size_of::<sockaddr_in6>() bytes of plain data.
+        let bytes = unsafe { std::slice::from_raw_parts_mut((&mut buf as *mut sockaddr_in6).cast::<u8>(), n) };
+        if crate::sys::copy_from_program(p.cast(), bytes).is_err() {
+            return ProgramAddr::KernelAnswers;
+        }
+        if buf.sin6_family as i32 == libc::AF_UNSPEC {
+            return ProgramAddr::Unspec;
+        }
+        // A v6 address of the RFC 2133 length has no scope: it stays 0 in buf.
+        let parse_len = if buf.sin6_family as i32 == libc::AF_INET6 && len >= V6_LEN_RFC2133 {
+            V6_LEN
+        } else {
+            n as socklen_t
+        };
+        // SAFETY: buf is a whole sockaddr_in6 and parse_len <= its size.
+        match unsafe { SockAddr::from_raw((&buf as *const sockaddr_in6).cast(), parse_len) } {
+            Some(a) => ProgramAddr::Inet(a),
+            None => ProgramAddr::KernelAnswers,
+        }
+    }
+
     /// Parses an AF_INET or AF_INET6 address of at least the full structure size.
     /// Anything else (NULL, short, other families) is `None`: the kernel answers those.
     ///

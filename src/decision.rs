@@ -13,23 +13,17 @@ pub enum Pass {
     Server,
     /// The socket already has its address; the kernel handles a second bind or its port.
     AlreadyBound,
-    /// The program set IP_BIND_ADDRESS_NO_PORT itself (curl): nothing to add.
-    ProgramDefers,
     /// TCP connect on an unbound socket: the kernel already shares ports per 4-tuple.
     KernelSharesPorts,
-    /// TCP connect after a deferred bind: the kernel picks the port per 4-tuple now.
-    KernelPicksPort,
-    /// The fixed source port was opened to other destinations (SO_REUSEADDR) before connect.
-    OpenedFixedPort,
     /// Not one of the options we manage.
     OtherOption,
     /// Nothing deferred or changed on this socket for this call.
     NothingToDo,
-    /// AF_UNSPEC: a disconnect.
-    Disconnect,
     /// The UDP lock could not run (no SOCK_DIAG, no route, no port range, bind refused):
     /// the kernel's own behaviour for this call.
     LockUnavailable,
+    /// No route to the destination: the kernel's own connect answers the program.
+    NoRoute,
     /// An internal error: the real call with the original arguments.
     InternalError,
 }

@@ -108,7 +108,7 @@ pub unsafe extern "C" fn socketpair(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    // SAFETY: forwarded arguments (policy reads addr only within len).
+    // SAFETY: forwarded arguments (the policy reads addr only after the kernel did).
     run(
         "bind",
         fd,
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    // SAFETY: forwarded arguments (policy reads addr only within len).
+    // SAFETY: forwarded arguments (the policy reads addr safely, or after the kernel did).
     run(
         "connect",
         fd,
@@ -307,50 +307,29 @@ pub unsafe extern "C" fn sendto(
     alen: socklen_t,
 ) -> ssize_t {
     // SAFETY: forwarded arguments.
-    run(
-        "sendto",
-        fd,
-        true,
-        || unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
-        || policy::before_send(fd, || !addr.is_null(), flags),
-    )
+    let real = || unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
+    run("sendto", fd, true, real, || {
+        policy::send(fd, || !addr.is_null(), flags, real)
+    })
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    // SAFETY: forwarded arguments; msg is read only for a deferred UDP socket, when non-NULL.
-    run(
-        "sendmsg",
-        fd,
-        true,
-        || unsafe { real::sendmsg(fd, msg, flags) },
-        || {
-            policy::before_send(
-                fd,
-                || !msg.is_null() && unsafe { !(*msg).msg_name.is_null() },
-                flags,
-            )
-        },
-    )
+    // SAFETY: forwarded arguments; msg is read (safely) only for a deferred UDP socket.
+    let real = || unsafe { real::sendmsg(fd, msg, flags) };
+    run("sendmsg", fd, true, real, || {
+        policy::send(fd, || policy::names_destination(msg), flags, real)
+    })
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int {
-    // SAFETY: forwarded arguments; msgs[0] is read only for a deferred UDP socket, when n > 0
-    // and msgs is non-NULL.
-    run(
-        "sendmmsg",
-        fd,
-        true,
-        || unsafe { real::sendmmsg(fd, msgs, n, flags) } as isize,
-        || {
-            policy::before_send(
-                fd,
-                || n > 0 && !msgs.is_null() && unsafe { !(*msgs).msg_hdr.msg_name.is_null() },
-                flags,
-            )
-        },
-    ) as c_int
+    // SAFETY: forwarded arguments; msgs[0] is read (safely) only for a deferred UDP socket.
+    let real = || unsafe { real::sendmmsg(fd, msgs, n, flags) } as isize;
+    run("sendmmsg", fd, true, real, || {
+        let first = msgs.cast::<msghdr>().cast_const();
+        policy::send(fd, || n > 0 && policy::names_destination(first), flags, real)
+    }) as c_int
 }
 
 #[unsafe(no_mangle)]

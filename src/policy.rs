@@ -2,7 +2,7 @@
 //! options we change, and carrying out a deferred bind when the program needs its port.
 //! Plain Rust over the state table and the real functions; the C symbols are in `hooks`.
 
-use crate::addr::SockAddr;
+use crate::addr::{ProgramAddr, SockAddr};
 use crate::config::{self, GetsocknameMode};
 use crate::decision::{Pass, Verdict};
 use crate::state::{self, *};
@@ -33,16 +33,12 @@ pub fn socket_created(fd: c_int, domain: c_int, ty: c_int, protocol: c_int) {
     state::track(fd, kind | family);
 }
 
-/// The program's arguments as an address of the socket's own family, or None (kernel answers).
+/// bind(2), kernel first: the program's buffer is read only after the kernel has read it, so a
+/// bad one gets the kernel's EFAULT, never a crash. With IP_BIND_ADDRESS_NO_PORT on, the kernel
+/// binds bind(ip or wildcard, 0) without a port, chosen later per 4-tuple (TCP: by the kernel at
+/// connect; UDP: by the lock), and ignores the option for bind(ip, P), which it does as asked.
+/// One extra system call (two when the bind fails: the option is put back).
 ///
-/// # Safety
-/// `addr` must be NULL or readable for `len` bytes (the caller's contract with libc).
-unsafe fn own_family_addr(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Option<SockAddr> {
-    // SAFETY: forwarded caller contract.
-    let a = unsafe { SockAddr::from_raw(addr, len) }?;
-    (a.is_v6() == r.any(V6)).then_some(a)
-}
-
 /// # Safety
 /// `addr`/`len` as given to bind(2).
 pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict {
@@ -62,20 +58,63 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
+    if r.is_udp() && r.any(OUR_PORT) && !r.any(CONNECTED) && udp::release_kept_port(fd, r).is_err() {
+        return Verdict::Pass(Pass::AlreadyBound);
+    }
     if r.any(HAS_PORT | CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    // SAFETY: caller contract.
-    let Some(a) = (unsafe { own_family_addr(r, addr, len) }) else {
-        return Verdict::Pass(Pass::KernelAnswers);
-    };
-    // SAFETY: caller contract, forwarded.
-    unsafe {
-        if r.is_tcp() {
-            tcp::bind(fd, r, a, addr, len)
-        } else {
-            udp::bind(fd, r, a, addr, len)
+    if r.is_udp() && !udp::lock_available() {
+        return Verdict::Pass(Pass::LockUnavailable);
+    }
+    let program_defers = r.any(APP_NOPORT);
+    if r.is_udp() {
+        // A fixed port is bound with exactly the program's options, so a server is exactly as
+        // exclusive (its SO_REUSEPORT is held back until the socket has a port).
+        restore_app_reuse(fd, r);
+    }
+    if set_noport(fd, r, true).is_err() {
+        return Verdict::Pass(Pass::InternalError);
+    }
+    // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let e = sys::errno();
+    // SAFETY: after a bind that succeeded or found the port in use, the kernel has read `len`
+    // bytes at `addr`.
+    let bound = (ret == 0 || e == libc::EADDRINUSE)
+        .then(|| unsafe { SockAddr::from_raw(addr, len) })
+        .flatten();
+    if ret == 0 {
+        // AF_UNSPEC (accepted for 0.0.0.0 by IPv4) or an RFC 2133 IPv6 length: ask the kernel.
+        match bound.or_else(|| sys::getsockname(fd).ok()) {
+            Some(a) if a.port() == 0 && r.is_tcp() && program_defers => {
+                crate::debug!("bind(fd {fd}): {a}: the program deferred the port itself");
+            }
+            Some(a) if a.port() == 0 => {
+                r.set_app_addr(&a);
+                r.set(DEFERRED);
+                r.put(PROGRAM_DEFERRED, r.is_udp() && program_defers);
+                crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
+            }
+            // The option stays on: the kernel ignores it on a socket with a port.
+            Some(a) => bound_fixed(r, &a),
+            None => r.set(HAS_PORT),
         }
+        return Verdict::Done(0, e);
+    }
+    if !program_defers {
+        let _ = set_noport(fd, r, false);
+    }
+    match bound {
+        Some(a) if a.port() != 0 && e == libc::EADDRINUSE => {
+            let may_share = if r.is_tcp() {
+                tcp::may_share
+            } else {
+                udp::may_share
+            };
+            share_fixed(fd, r, a, may_share)
+        }
+        _ => Verdict::Done(ret as isize, e),
     }
 }
 
@@ -93,24 +132,33 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
     }
-    // SAFETY: caller contract.
-    if unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC) {
-        if !r.is_udp() {
-            return Verdict::Pass(Pass::Disconnect);
-        }
-        // SAFETY: the program's own arguments, unchanged.
-        let ret = unsafe { real::connect(fd, addr, len) };
-        let result = Verdict::done(ret);
-        if ret == 0 {
-            udp::disconnected(fd, r);
-        }
-        return result;
+    if r.is_tcp() {
+        // TCP needs nothing from the address before the call, and reads its family only after
+        // the kernel has read it (AF_UNSPEC is a disconnect, not a connect).
+        // SAFETY: the program's own arguments, unchanged; after the call the kernel has read
+        // `len` bytes at `addr` unless it answered EFAULT (or EINVAL for a bad length).
+        return tcp::connect(
+            fd,
+            r,
+            || unsafe { real::connect(fd, addr, len) } as isize,
+            || unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC),
+        );
     }
-    // SAFETY: caller contract.
-    let Some(mut dst) = (unsafe { SockAddr::from_raw(addr, len) }) else {
-        return Verdict::Pass(Pass::KernelAnswers);
+    // The UDP lock needs the destination before the call: read it safely.
+    let mut dst = match SockAddr::read_program(addr, len) {
+        ProgramAddr::Inet(a) => a,
+        ProgramAddr::Unspec => {
+            // SAFETY: the program's own arguments, unchanged.
+            let ret = unsafe { real::connect(fd, addr, len) };
+            let result = Verdict::done(ret);
+            if ret == 0 {
+                udp::disconnected(fd, r);
+            }
+            return result;
+        }
+        ProgramAddr::KernelAnswers => return Verdict::Pass(Pass::KernelAnswers),
     };
-    if let (true, SockAddr::V4 { ip, port }) = (r.is_udp() && r.any(V6), dst) {
+    if let (true, SockAddr::V4 { ip, port }) = (r.any(V6), dst) {
         // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
         // ip6_datagram_connect does the same); the real connect gets the program's address.
         dst = SockAddr::mapped(ip, port);
@@ -118,12 +166,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     if dst.is_v6() != r.any(V6) {
         return Verdict::Pass(Pass::KernelAnswers);
     }
-    if r.is_tcp() {
-        tcp::connect(fd, r, Some((addr, len)))
-    } else {
-        // SAFETY: caller contract, forwarded.
-        unsafe { udp::connect(fd, r, dst, addr, len) }
-    }
+    // SAFETY: caller contract, forwarded.
+    unsafe { udp::connect(fd, r, dst, addr, len) }
 }
 
 pub fn listen(fd: c_int) -> Verdict {
@@ -135,6 +179,9 @@ pub fn listen(fd: c_int) -> Verdict {
         // The server keeps exactly the exclusivity it asked for: listen() re-checks conflicts with
         // the socket's current SO_REUSEADDR, so it must be the program's own value.
         restore_app_reuse(fd, r);
+        // Accepted sockets inherit the listener's options: no IP_BIND_ADDRESS_NO_PORT of ours
+        // (policy::bind leaves it on after a fixed port) may reach them.
+        let _ = set_noport(fd, r, r.any(APP_NOPORT));
         r.set(LISTENING);
     }
     Verdict::Pass(Pass::Server)
@@ -157,15 +204,20 @@ pub fn getsockname(fd: c_int) -> Verdict {
 
 /// A send with a destination (sendto, sendmsg, sendmmsg) or a receive on a socket whose bind we
 /// deferred: the kernel would autobind without the program's options, so bind as it asked first.
-/// TCP Fast Open (MSG_FASTOPEN) is an implicit connect.
+/// TCP Fast Open (MSG_FASTOPEN) is an implicit connect; `real` makes the program's own send.
 /// `has_destination` is asked only for a deferred UDP socket (it reads the caller's msghdr).
-pub fn before_send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_int) -> Verdict {
+pub fn send(
+    fd: c_int,
+    has_destination: impl FnOnce() -> bool,
+    flags: c_int,
+    real: impl FnOnce() -> isize,
+) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
     if r.is_tcp() {
         if flags & libc::MSG_FASTOPEN != 0 {
-            return tcp::connect(fd, r, None);
+            return tcp::connect(fd, r, real, || false);
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
@@ -173,6 +225,18 @@ pub fn before_send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_i
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
+}
+
+/// Whether the program's msghdr names a destination (msg_name not NULL), read safely: an
+/// unreadable msghdr is the kernel's EFAULT to give.
+pub fn names_destination(msg: *const libc::msghdr) -> bool {
+    if msg.is_null() {
+        return false;
+    }
+    let mut name = [0u8; std::mem::size_of::<*mut c_void>()];
+    let at = std::mem::offset_of!(libc::msghdr, msg_name);
+    sys::copy_from_program(msg.cast::<u8>().wrapping_add(at), &mut name).is_ok()
+        && name != [0; std::mem::size_of::<*mut c_void>()]
 }
 
 pub fn before_recv(fd: c_int) -> Verdict {
@@ -209,66 +273,24 @@ pub fn materialize(fd: c_int, r: &Sock) {
     }
 }
 
-/// bind(ip or wildcard, 0): bind with IP_BIND_ADDRESS_NO_PORT, so the kernel checks and keeps
-/// the address and the port is chosen later (TCP: by the kernel at connect, per 4-tuple; UDP: by
-/// the lock). One extra system call.
-///
-/// # Safety
-/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
-pub unsafe fn bind_deferred(
+/// bind(ip, P) failed with EADDRINUSE: only if `may_share` accepts the port's current holders
+/// (SOCK_DIAG dump), bind again with SO_REUSEADDR, then clear it at once, so nobody else may
+/// join until this socket connects.
+fn share_fixed(
     fd: c_int,
     r: &Sock,
     a: SockAddr,
-    addr: *const sockaddr,
-    len: socklen_t,
+    may_share: fn(&netlink::Holders) -> bool,
 ) -> Verdict {
-    let program_defers = r.any(APP_NOPORT);
-    if set_noport(fd, r, true).is_err() {
-        return Verdict::Pass(Pass::InternalError);
-    }
-    // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
-    let ret = unsafe { real::bind(fd, addr, len) };
-    let result = Verdict::done(ret);
-    if ret == 0 {
-        r.set_app_addr(&a);
-        r.set(DEFERRED);
-        crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
-    } else if !program_defers {
-        let _ = set_noport(fd, r, false);
-    }
-    result
-}
-
-/// bind(ip, P) as the program asked. Only if that fails with EADDRINUSE and `may_share` accepts
-/// the port's current holders (SOCK_DIAG dump): bind again with SO_REUSEADDR, then clear it at
-/// once, so nobody else may join until this socket connects.
-///
-/// # Safety
-/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
-pub unsafe fn bind_fixed(
-    fd: c_int,
-    r: &Sock,
-    a: SockAddr,
-    addr: *const sockaddr,
-    len: socklen_t,
-    may_share: impl FnOnce(&netlink::Holders) -> bool,
-) -> Verdict {
-    // SAFETY: the program's own arguments, unchanged.
-    let ret = unsafe { real::bind(fd, addr, len) };
-    let result = Verdict::done(ret);
-    if ret == 0 {
-        bound_fixed(r, &a);
-        return result;
-    }
     let protocol = if r.is_tcp() {
         libc::IPPROTO_TCP
     } else {
         libc::IPPROTO_UDP
     };
-    if sys::errno() == libc::EADDRINUSE
-        && !r.any(APP_REUSEADDR | APP_REUSEPORT | K_REUSEADDR)
+    if !r.any(APP_REUSEADDR | APP_REUSEPORT | K_REUSEADDR)
         && netlink::port_holders(protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
     {
+        let _keep = KeepErrno::new();
         let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
         let _ = set_reuseaddr(fd, r, false);
         if shared {
@@ -277,7 +299,7 @@ pub unsafe fn bind_fixed(
             return Verdict::done(0);
         }
     }
-    result
+    Verdict::fail(libc::EADDRINUSE)
 }
 
 fn bound_fixed(r: &Sock, a: &SockAddr) {
@@ -423,11 +445,16 @@ pub unsafe fn setsockopt(
     // SAFETY: caller's arguments, unchanged.
     let ret = unsafe { real::setsockopt(fd, level, name, val, len) };
     if ret == 0 && r.is_udp() && !val.is_null() {
-        // Remember it for a socket recreated after a lost race (udp::recreate).
-        // SAFETY: the kernel accepted val for len bytes; we read at most 16 of them.
-        let n = (len as usize).min(17);
-        let bytes = unsafe { std::slice::from_raw_parts(val.cast::<u8>(), n) };
-        r.record_opt(level, name, bytes);
+        // Remember it for a socket recreated after a lost race (udp::recreate). The kernel may
+        // have read fewer than `len` bytes (an int out of a longer buffer), so copy safely: all
+        // of it (at most 17 bytes; longer values make the socket unswappable), else the int.
+        let mut buf = [0u8; 17];
+        let n = (len as usize).min(buf.len());
+        let n = [n, n.min(std::mem::size_of::<c_int>())]
+            .into_iter()
+            .find(|&k| sys::copy_from_program(val.cast(), &mut buf[..k]).is_ok())
+            .unwrap_or(0);
+        r.record_opt(level, name, &buf[..n]);
         if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {
             // The lock chooses UDP ports itself, so it applies the socket's range (the kernel
             // applies it to TCP).

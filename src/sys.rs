@@ -4,6 +4,7 @@
 
 use crate::real;
 use libc::{c_int, c_void, sockaddr, socklen_t};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
 
 pub fn errno() -> c_int {
     // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
@@ -29,6 +30,52 @@ impl Drop for KeepErrno {
     fn drop(&mut self) {
         set_errno(self.0)
     }
+}
+
+/// This process's id, for process_vm_readv: set at load and in the child after fork (lib.rs).
+/// glibc no longer caches getpid, and this saves a system call per read.
+static PID: AtomicI32 = AtomicI32::new(0);
+/// process_vm_readv is not allowed here (seccomp, e.g. a container without CAP_SYS_PTRACE).
+static VM_READ_REFUSED: AtomicBool = AtomicBool::new(false);
+
+pub fn remember_pid() {
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Relaxed);
+}
+
+/// Copies `dst.len()` bytes of the program's memory at `src` without trusting the pointer:
+/// Err(EFAULT) where the kernel would answer EFAULT, instead of a crash in the program
+/// (issue 5, guard mode). process_vm_readv on our own pid is always permitted (ptrace access
+/// to one's own thread group) and copies nothing on a bad address. Where a seccomp filter
+/// forbids it, the bytes are read directly, which is the C contract of the call anyway.
+pub fn copy_from_program(src: *const u8, dst: &mut [u8]) -> Result<(), c_int> {
+    if dst.is_empty() {
+        return Ok(());
+    }
+    if !VM_READ_REFUSED.load(Relaxed) {
+        let _e = KeepErrno::new();
+        let local = libc::iovec {
+            iov_base: dst.as_mut_ptr().cast(),
+            iov_len: dst.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: src as *mut c_void,
+            iov_len: dst.len(),
+        };
+        // SAFETY: `local` is our own buffer of iov_len bytes; the kernel checks `remote`.
+        let n = unsafe { libc::process_vm_readv(PID.load(Relaxed), &local, 1, &remote, 1, 0) };
+        if n == dst.len() as isize {
+            return Ok(());
+        }
+        if n >= 0 || errno() == libc::EFAULT {
+            return Err(libc::EFAULT);
+        }
+        VM_READ_REFUSED.store(true, Relaxed);
+        crate::debug!("process_vm_readv refused (errno {}): addresses are read directly", errno());
+    }
+    // SAFETY: the program promised `src` readable for these bytes (its call's contract).
+    unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+    Ok(())
 }
 
 fn check(r: c_int) -> Result<(), c_int> {
@@ -90,6 +137,20 @@ pub fn getsockname(fd: c_int) -> Result<crate::addr::SockAddr, c_int> {
     // SAFETY: the kernel filled len bytes of st.
     unsafe { crate::addr::SockAddr::from_raw((&st as *const libc::sockaddr_storage).cast(), len) }
         .ok_or(libc::EAFNOSUPPORT)
+}
+
+/// Is anything waiting on the socket: a datagram, or an error (sk_err or the error queue)?
+/// poll(2) only looks; reading SO_ERROR or receiving would consume the error.
+pub fn has_pending(fd: c_int) -> bool {
+    let _e = KeepErrno::new();
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLIN | libc::POLLERR) != 0
 }
 
 pub fn close(fd: c_int) {

@@ -19,7 +19,7 @@ use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::netlink::{self, TCP_ESTABLISHED};
 use crate::policy::{
-    IP_BIND_ADDRESS_NO_PORT, bind_deferred, bind_fixed, restore_app_reuse, set_reuseaddr,
+    IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_reuseaddr,
     set_reuseport,
 };
 use crate::state::*;
@@ -31,38 +31,14 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 /// Lost races retried on fresh sockets before giving up with EAGAIN.
 const MAX_SWAPS: u32 = 32;
 
-/// # Safety
-/// `addr`/`len` are the program's arguments to bind(2), already parsed into `a`.
-pub unsafe fn bind(
-    fd: c_int,
-    r: &Sock,
-    a: SockAddr,
-    addr: *const sockaddr,
-    len: socklen_t,
-) -> Verdict {
-    if !lock_available() {
-        return Verdict::Pass(Pass::LockUnavailable);
-    }
-    if a.port() != 0 {
-        // A fixed port: exactly the program's own options, so a server is exactly as exclusive.
-        // Shared only with connected sockets: an unconnected holder is a server, or a socket
-        // between bind and connect.
-        restore_app_reuse(fd, r);
-        // SAFETY: forwarded caller contract.
-        return unsafe { bind_fixed(fd, r, a, addr, len, |h| h.flows > 0 && h.unconnected == 0) };
-    }
-    let program_defers = r.any(APP_NOPORT);
-    // SAFETY: forwarded caller contract.
-    let result = unsafe { bind_deferred(fd, r, a, addr, len) };
-    if r.any(DEFERRED) {
-        r.put(PROGRAM_DEFERRED, program_defers);
-    }
-    result
+/// A fixed port held by others may be shared only with connected sockets: an unconnected
+/// holder is a server, or a socket between bind and connect.
+pub fn may_share(h: &netlink::Holders) -> bool {
+    h.flows > 0 && h.unconnected == 0
 }
 
 static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
 static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
-static WARNED_ROUTE: AtomicBool = AtomicBool::new(false);
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
 
 /// False when SOCK_DIAG cannot be used by this process (asked once, at the first UDP bind or
@@ -113,6 +89,14 @@ fn lock_unavailable(flag: &AtomicBool, what: &str, e: c_int) -> Verdict {
     Verdict::Pass(Pass::LockUnavailable)
 }
 
+/// The kernel has no route to `dst` (RTM_GETROUTE failed): its own connect gives the program
+/// the error (ENETUNREACH, or EINVAL for a link-local address without a scope), so this is not
+/// worth a warning.
+fn no_route(fd: c_int, dst: &SockAddr, e: c_int) -> Verdict {
+    crate::debug!("connect(fd {fd}): no route to {dst} (errno {e})");
+    Verdict::Pass(Pass::NoRoute)
+}
+
 /// # Safety
 /// `addr`/`len` are the program's arguments to connect(2), already parsed into `dst`.
 pub unsafe fn connect(
@@ -128,6 +112,12 @@ pub unsafe fn connect(
     if r.any(OUR_PORT) && swappable(r) {
         if r.any(CONNECTED)
             && let Some(v) = reconnect_same_port(fd, r, dst, addr, len)
+        {
+            return v;
+        }
+        if !r.any(CONNECTED)
+            && sys::has_pending(fd)
+            && let Some(v) = reconnect_kept_port(fd, r, dst, addr, len)
         {
             return v;
         }
@@ -158,7 +148,7 @@ pub unsafe fn connect(
         Some(a) => a.with_port(0),
         None => match route::source_for(&dst) {
             Ok(s) => s,
-            Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
+            Err(e) => return no_route(fd, &dst, e),
         },
     };
     // Bind only the port when the program did not choose an address: the kernel then sets the
@@ -426,7 +416,7 @@ fn connect_fixed(
     if local.is_unspecified() {
         match route::source_for(&dst) {
             Ok(s) => local = s.with_port(local.port()),
-            Err(e) => return lock_unavailable(&WARNED_ROUTE, "no route source", e),
+            Err(e) => return no_route(fd, &dst, e),
         }
     }
     match connect_on(fd, r, &local, &dst, addr, len) {
@@ -451,6 +441,35 @@ fn reconnect_same_port(
     let local = r.local()?;
     match connect_on(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => Some(v),
+        Checked::Lost => None,
+        Checked::DiagFailed(e) => Some(lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)),
+    }
+}
+
+/// A socket that was disconnected with data or an error still queued kept its port (see
+/// `disconnected`): connect it from that port again when the 4-tuple is free, so what is queued
+/// stays readable, as the kernel keeps it. The source is the program's address or the route's,
+/// as after the kernel's own disconnect. None: a fresh socket and a search, as for any other.
+fn reconnect_kept_port(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Option<Verdict> {
+    let port = r.local()?.port();
+    let src = match r.app_addr().filter(|a| !a.is_unspecified()) {
+        Some(a) => a,
+        None => match route::source_for(&dst) {
+            Ok(s) => s,
+            Err(e) => return Some(no_route(fd, &dst, e)),
+        },
+    };
+    match connect_on(fd, r, &src.with_port(port), &dst, addr, len) {
+        Checked::Connected(v) => {
+            r.clear(DEFERRED | RELEASED);
+            Some(v)
+        }
         Checked::Lost => None,
         Checked::DiagFailed(e) => Some(lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)),
     }
@@ -494,6 +513,13 @@ pub fn disconnected(fd: c_int, r: &Sock) {
     if !swappable(r) {
         return;
     }
+    if sys::has_pending(fd) {
+        // The kernel keeps queued datagrams and a pending error (an ICMP refusal) across a
+        // disconnect; a fresh socket would lose them. Keep this one and its port: the next
+        // connect re-locks it like any socket that already has a port.
+        crate::debug!("fd {fd}: disconnected with data or an error queued: the port stays bound");
+        return;
+    }
     if r.app_addr().is_some() {
         r.set(DEFERRED | RELEASED);
     }
@@ -506,6 +532,19 @@ pub fn disconnected(fd: c_int, r: &Sock) {
             );
         }
     }
+}
+
+/// A bind on a socket that kept the lock's port after a disconnect (data or an error was queued,
+/// see `disconnected`): the kernel's socket has no port by now and may bind, so put a fresh one
+/// in its place first (what was still queued is lost; README "Limits").
+pub fn release_kept_port(fd: c_int, r: &Sock) -> Result<(), c_int> {
+    if !swappable(r) {
+        return Err(libc::EINVAL);
+    }
+    r.clear(DEFERRED | RELEASED);
+    recreate(fd, r)?;
+    r.clear(OUR_PORT);
+    Ok(())
 }
 
 /// SOCK_DIAG did not answer: do not guess. If this socket already took a port, put a fresh one

@@ -72,10 +72,14 @@ static char *gpage; /* a page followed by an unmapped page */
 /* ---------- model ---------- */
 #define NPORTS 64
 static int fixed_port[NSLOT];    /* fixed port bound by the slot's socket (0 = none) */
-static int port_holders[NPORTS]; /* pool ports 20000+i: sockets bound (successful binds) */
-static int port_tainted[NPORTS]; /* a holder connected or sent: never bind it again */
+/* index NPORTS and NPORTS+1: the harness ports 7000 and 7001, which binds may also ask for */
+static int port_holders[NPORTS + 2]; /* pool ports 20000+i: sockets bound (successful binds) */
+static int port_tainted[NPORTS + 2]; /* a holder connected or sent: never bind it again */
 static int pool_port(int i) { return 20000 + i; }
-static int pool_index(int port) { return port >= 20000 && port < 20000 + NPORTS ? port - 20000 : -1; }
+static int pool_index(int port) {
+    if (port == 7000 || port == 7001) return NPORTS + port - 7000;
+    return port >= 20000 && port < 20000 + NPORTS ? port - 20000 : -1;
+}
 static int slot_of(int fd) { return fd >= SLOT0 && fd < SLOT0 + NSLOT ? fd - SLOT0 : -1; }
 
 static void slot_forget(int fd) {
@@ -89,6 +93,7 @@ static int port_shared(int s) {
     return i >= 0 && port_holders[i] > 1;
 }
 static void taint(int fd) {
+    if (fd == HARN0 + 2 || fd == HARN0 + 3) port_tainted[NPORTS + 1] = 1; /* a UDP sink on 7001 */
     int s = slot_of(fd);
     if (s < 0) return;
     int i = pool_index(fixed_port[s]);
@@ -110,8 +115,16 @@ static void res(long r, int e) {
     if (r < 0) out(" -> %ld %s", r, strerrorname_np(e) ? strerrorname_np(e) : "E?");
     else out(" -> %ld", r);
 }
-static void norm_addr(const struct sockaddr *a, socklen_t len) {
-    if (len < 2) { out(" addr(len %u)", len); return; }
+/* `len`: the length the kernel returned; `cap`: the buffer length the program gave it (the
+ * kernel copied min(len, cap) bytes). Bytes it did not copy are shown as zero, and a port cut
+ * short by `cap` is still normalised by its high byte (ports 40000-40999 are 0x9c40-0xa027). */
+static void norm_addr(const struct sockaddr *got, socklen_t len, socklen_t cap) {
+    if (len < 2 || cap < 2) { out(" addr(len %u)", len); return; }
+    struct sockaddr_storage copy;
+    memset(&copy, 0, sizeof copy);
+    if (len > sizeof copy) len = sizeof copy;
+    memcpy(&copy, got, len < cap ? len : cap);
+    const struct sockaddr *a = (const void *)&copy;
     char ip[64] = "?";
     int port = -1;
     if (a->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
@@ -126,7 +139,8 @@ static void norm_addr(const struct sockaddr *a, socklen_t len) {
         out(" addr(fam %d len %u)", a->sa_family, len);
         return;
     }
-    if (port >= 40000 && port <= 40999) out(" %s:E", ip);
+    int cut = cap < 4 && (port >> 8) >= 0x9c && (port >> 8) <= 0xa0;
+    if ((port >= 40000 && port <= 40999) || cut) out(" %s:E", ip);
     else out(" %s:%d", ip, port);
 }
 
@@ -178,8 +192,10 @@ static void gen_addr(int for_bind, int v6hint) {
             int i = R(NPORTS), tries = 0;
             while (port_tainted[i] && tries++ < NPORTS) i = (i + 1) % NPORTS;
             port = port_tainted[i] ? 0 : pool_port(i);
-        } else if (pr < 88) port = 7000 + R(2);
-        else if (pr < 95) port = 1 + R(1023);
+        } else if (pr < 88) {
+            port = 7000 + R(2);
+            if (port_tainted[pool_index(port)]) port = 0;
+        } else if (pr < 95) port = 1 + R(1023);
         else port = 9;
     } else {
         if (pr < 40) port = 7000;
@@ -490,7 +506,7 @@ static void do_getsockname(void) {
     struct sockaddr_storage a;
     memset(&a, 0, sizeof a);
     static const socklen_t lens[] = {sizeof a, sizeof a, 16, 28, 0, 1, 8};
-    socklen_t len = lens[R(7)];
+    socklen_t len = lens[R(7)], cap = len;
     int nulla = P(4), nulll = P(3);
     out("getsockname(%d, %s, %d)", fd, nulla ? "NULL" : "a", nulll ? -1 : (int)len);
     errno = 0;
@@ -498,7 +514,7 @@ static void do_getsockname(void) {
     res(r, errno);
     if (r == 0) {
         out(" len %u", len);
-        if (!nulla && len >= 2) norm_addr((struct sockaddr *)&a, len < sizeof a ? len : sizeof a);
+        if (!nulla) norm_addr((struct sockaddr *)&a, len, cap);
     }
 }
 
@@ -595,7 +611,7 @@ static void do_accept(void) {
         }
     }
     struct sockaddr_storage a;
-    socklen_t len = P(80) ? sizeof a : R(20);
+    socklen_t len = P(80) ? sizeof a : R(20), cap = len;
     int nulla = P(10);
     int f = use4 ? (P(50) ? SOCK_NONBLOCK : 0) | (P(30) ? SOCK_CLOEXEC : 0) | (P(3) ? 0x1000 : 0) : 0;
     out("%s(%d, %s, %u, %#x) to %d", use4 ? "accept4" : "accept", fd, nulla ? "NULL" : "a", len, f, to);
@@ -606,7 +622,7 @@ static void do_accept(void) {
     if (r >= 0) {
         if (!nulla) {
             out(" len %u", len);
-            norm_addr((struct sockaddr *)&a, len < sizeof a ? len : sizeof a);
+            norm_addr((struct sockaddr *)&a, len, cap);
         }
         relocate(r, to);
     }
@@ -687,7 +703,7 @@ static void do_recv(void) {
     void *bp = P(4) ? NULL : buf;
     struct sockaddr_storage a;
     memset(&a, 0, sizeof a);
-    socklen_t al = P(70) ? sizeof a : R(30);
+    socklen_t al = P(70) ? sizeof a : R(30), cap = al;
     int nulla = P(10);
     long r;
     errno = 0;
@@ -701,7 +717,7 @@ static void do_recv(void) {
         res(r, errno);
         if (r >= 0 && !nulla) {
             out(" alen %u", al);
-            norm_addr((struct sockaddr *)&a, al < sizeof a ? al : sizeof a);
+            norm_addr((struct sockaddr *)&a, al, cap);
         }
     } else {
         struct iovec iov = {bp, n};
@@ -720,7 +736,7 @@ static void do_recv(void) {
             res(r, errno);
             if (r >= 0) {
                 out(" flags %#x namelen %u", m.msg_flags, m.msg_namelen);
-                if (!nulla) norm_addr((struct sockaddr *)&a, m.msg_namelen < sizeof a ? m.msg_namelen : sizeof a);
+                if (!nulla) norm_addr((struct sockaddr *)&a, m.msg_namelen, cap);
             }
         } else {
             struct mmsghdr mm[2];

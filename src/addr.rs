@@ -55,15 +55,16 @@ impl SockAddr {
     /// Reads the program's address safely: only the bytes the kernel would read (at most a
     /// sockaddr_in6), through `sys::copy_from_program`.
     pub fn read_program(p: *const sockaddr, len: socklen_t) -> ProgramAddr {
-        if p.is_null() || len < 2 || len as usize > std::mem::size_of::<libc::sockaddr_storage>()
-        {
+        if p.is_null() || len < 2 || len as usize > std::mem::size_of::<libc::sockaddr_storage>() {
             return ProgramAddr::KernelAnswers;
         }
         // SAFETY: all-zero is a valid sockaddr_in6.
         let mut buf: sockaddr_in6 = unsafe { std::mem::zeroed() };
         let n = (len as usize).min(std::mem::size_of::<sockaddr_in6>());
         // SAFETY: buf is n <= size_of::<sockaddr_in6>() bytes of plain data.
-        let bytes = unsafe { std::slice::from_raw_parts_mut((&mut buf as *mut sockaddr_in6).cast::<u8>(), n) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut((&mut buf as *mut sockaddr_in6).cast::<u8>(), n)
+        };
         if crate::sys::copy_from_program(p.cast(), bytes).is_err() {
             return ProgramAddr::KernelAnswers;
         }

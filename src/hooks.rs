@@ -328,7 +328,12 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flag
     let real = || unsafe { real::sendmmsg(fd, msgs, n, flags) } as isize;
     run("sendmmsg", fd, true, real, || {
         let first = msgs.cast::<msghdr>().cast_const();
-        policy::send(fd, || n > 0 && policy::names_destination(first), flags, real)
+        policy::send(
+            fd,
+            || n > 0 && policy::names_destination(first),
+            flags,
+            real,
+        )
     }) as c_int
 }
 

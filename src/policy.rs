@@ -58,8 +58,15 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.is_udp() && r.any(OUR_PORT) && !r.any(CONNECTED) && udp::release_kept_port(fd, r).is_err() {
-        return Verdict::Pass(Pass::AlreadyBound);
+    if r.is_udp() && r.any(KEPT) {
+        // It kept the lock's port after a disconnect (udp::disconnected); the kernel's socket has
+        // none by now. Where the kernel would take the address (right family and length), bind
+        // a fresh socket; otherwise its answer (EAFNOSUPPORT, EINVAL, EFAULT) is the same.
+        let valid = matches!(SockAddr::read_program(addr, len),
+            ProgramAddr::Inet(a) if a.is_v6() == r.any(V6));
+        if valid && udp::release_kept_port(fd, r).is_err() {
+            return Verdict::Pass(Pass::AlreadyBound);
+        }
     }
     if r.any(HAS_PORT | CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
@@ -94,7 +101,9 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
                 r.set_app_addr(&a);
                 r.set(DEFERRED);
                 r.put(PROGRAM_DEFERRED, r.is_udp() && program_defers);
-                crate::debug!("bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)");
+                crate::debug!(
+                    "bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)"
+                );
             }
             // The option stays on: the kernel ignores it on a socket with a port.
             Some(a) => bound_fixed(r, &a),
@@ -156,7 +165,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             }
             return result;
         }
-        ProgramAddr::KernelAnswers => return Verdict::Pass(Pass::KernelAnswers),
+        ProgramAddr::KernelAnswers => return kernel_answers_udp_connect(r, len),
     };
     if let (true, SockAddr::V4 { ip, port }) = (r.any(V6), dst) {
         // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
@@ -164,10 +173,20 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
         dst = SockAddr::mapped(ip, port);
     }
     if dst.is_v6() != r.any(V6) {
-        return Verdict::Pass(Pass::KernelAnswers);
+        return kernel_answers_udp_connect(r, len);
     }
     // SAFETY: caller contract, forwarded.
     unsafe { udp::connect(fd, r, dst, addr, len) }
+}
+
+/// A UDP connect the kernel answers by itself. It autobinds before it checks more than the
+/// family (inet_dgram_connect), so from here its socket has a port even if the connect fails:
+/// a port kept after a disconnect (udp::disconnected) is now just the socket's port.
+fn kernel_answers_udp_connect(r: &Sock, len: socklen_t) -> Verdict {
+    if len >= 2 {
+        r.clear(KEPT);
+    }
+    Verdict::Pass(Pass::KernelAnswers)
 }
 
 pub fn listen(fd: c_int) -> Verdict {
@@ -221,7 +240,9 @@ pub fn send(
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if r.any(DEFERRED) && has_destination() {
+    if r.any(DEFERRED | KEPT) && has_destination() {
+        // The kernel autobinds on a send with a destination: a kept port is now just the port.
+        r.clear(KEPT);
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)

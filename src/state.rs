@@ -47,6 +47,9 @@ pub const RELEASED: u32 = 1 << 15;
 /// UDP: the program set IP_BIND_ADDRESS_NO_PORT itself before bind(ip, 0): its own deferral,
 /// which the kernel keeps until connect or send (nothing to carry out for getsockname).
 pub const PROGRAM_DEFERRED: u32 = 1 << 16;
+/// UDP: disconnected with data or an error queued, the socket kept the lock's port where the
+/// kernel's would have none (udp::disconnected), until it is used again.
+pub const KEPT: u32 = 1 << 17;
 
 #[repr(C)]
 struct Opt {

@@ -71,7 +71,10 @@ pub fn copy_from_program(src: *const u8, dst: &mut [u8]) -> Result<(), c_int> {
             return Err(libc::EFAULT);
         }
         VM_READ_REFUSED.store(true, Relaxed);
-        crate::debug!("process_vm_readv refused (errno {}): addresses are read directly", errno());
+        crate::debug!(
+            "process_vm_readv refused (errno {}): addresses are read directly",
+            errno()
+        );
     }
     // SAFETY: the program promised `src` readable for these bytes (its call's contract).
     unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };

@@ -13,8 +13,8 @@
 
 use crate::decision::{Pass, Verdict};
 use crate::policy::{restore_app_reuse, set_reuseaddr};
-use crate::sys::KeepErrno;
 use crate::state::*;
+use crate::sys::KeepErrno;
 use crate::{netlink, sys};
 use libc::c_int;
 

@@ -18,10 +18,7 @@
 use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
 use crate::netlink::{self, TCP_ESTABLISHED};
-use crate::policy::{
-    IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_reuseaddr,
-    set_reuseport,
-};
+use crate::policy::{IP_BIND_ADDRESS_NO_PORT, restore_app_reuse, set_reuseaddr, set_reuseport};
 use crate::state::*;
 use crate::sys::{self, KeepErrno, errno};
 use crate::{flows, log, ports, real, route};
@@ -109,6 +106,8 @@ pub unsafe fn connect(
     if !lock_available() {
         return Verdict::Pass(Pass::LockUnavailable);
     }
+    // A port kept after a disconnect (see `disconnected`) is settled by this connect.
+    r.clear(KEPT);
     if r.any(OUR_PORT) && swappable(r) {
         if r.any(CONNECTED)
             && let Some(v) = reconnect_same_port(fd, r, dst, addr, len)
@@ -116,14 +115,13 @@ pub unsafe fn connect(
             return v;
         }
         if !r.any(CONNECTED)
-            && sys::has_pending(fd)
-            && let Some(v) = reconnect_kept_port(fd, r, dst, addr, len)
+            && let Some(v) = reconnect_from_port(fd, r, dst, addr, len)
         {
             return v;
         }
-        // The lock chose this socket's port for another connect (or a connect that failed): like
-        // the kernel's autobound port it is not the program's, so run the lock afresh on a fresh
-        // socket bound as the program asked.
+        // The lock chose this socket's port for another destination, and (local, dst) is taken:
+        // like the kernel's autobound port it is not the program's, so run the lock afresh on a
+        // fresh socket bound as the program asked.
         if r.app_addr().is_some() {
             r.set(DEFERRED);
         }
@@ -446,11 +444,12 @@ fn reconnect_same_port(
     }
 }
 
-/// A socket that was disconnected with data or an error still queued kept its port (see
-/// `disconnected`): connect it from that port again when the 4-tuple is free, so what is queued
-/// stays readable, as the kernel keeps it. The source is the program's address or the route's,
-/// as after the kernel's own disconnect. None: a fresh socket and a search, as for any other.
-fn reconnect_kept_port(
+/// An unconnected socket on a port the lock chose (a connect that failed, or a disconnect with
+/// data or an error still queued, see `disconnected`): connect it from that port again when the
+/// 4-tuple is free, as the kernel keeps an autobound port across connects (and what is queued
+/// stays readable). The source is the program's address or the route's, as the kernel's
+/// connect sets it. None: a fresh socket and a search.
+fn reconnect_from_port(
     fd: c_int,
     r: &Sock,
     dst: SockAddr,
@@ -518,6 +517,7 @@ pub fn disconnected(fd: c_int, r: &Sock) {
         // disconnect; a fresh socket would lose them. Keep this one and its port: the next
         // connect re-locks it like any socket that already has a port.
         crate::debug!("fd {fd}: disconnected with data or an error queued: the port stays bound");
+        r.set(KEPT);
         return;
     }
     if r.app_addr().is_some() {
@@ -543,7 +543,7 @@ pub fn release_kept_port(fd: c_int, r: &Sock) -> Result<(), c_int> {
     }
     r.clear(DEFERRED | RELEASED);
     recreate(fd, r)?;
-    r.clear(OUR_PORT);
+    r.clear(OUR_PORT | KEPT);
     Ok(())
 }
 

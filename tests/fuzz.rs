@@ -3,10 +3,10 @@
 //! close_range, dup, dup2, dup3, fcntl, fcntl64, accept, accept4, sendto, sendmsg, sendmmsg,
 //! recv, recvfrom, recvmsg, recvmmsg) with random arguments from a fixed-seed xorshift: random
 //! fds (closed, never opened, not sockets, AF_UNIX/netlink/raw/packet sockets), families,
-//! lengths, NULL pointers, levels, options and values. The same sequence runs without and with
-//! the library, each in a fresh network namespace; every line (return value, errno, normalised
-//! addresses and option values) must be identical, and the library run must not crash.
-//! The long version is scripts/fuzz.sh.
+//! lengths, NULL pointers, levels, options and values, and in guard mode buffers that end before
+//! an unmapped page. The same sequence runs without and with the library, each in a fresh network
+//! namespace; every line (return value, errno, normalised addresses and option values) must be
+//! identical, and the library run must not crash. The long version is scripts/fuzz.sh.
 
 #[path = "robust/common.rs"]
 mod common;
@@ -69,7 +69,8 @@ fn first_difference(kernel: &str, with: &str) -> Option<String> {
     ))
 }
 
-fn check(seed: u64, calls: u32, guard: bool) {
+/// What went wrong in one pair of runs, or None when the library run matched the kernel's.
+fn compare(seed: u64, calls: u32, guard: bool) -> Option<String> {
     let (kernel, with) = both(seed, calls, guard);
     kernel.assert_ok();
     assert!(
@@ -79,8 +80,10 @@ fn check(seed: u64, calls: u32, guard: bool) {
     );
     let crashed = with.code != Some(0) || !with.stdout.ends_with(&format!("done {calls}\n"));
     let diff = first_difference(&kernel.stdout, &with.stdout);
-    assert!(
-        !crashed && diff.is_none(),
+    if !crashed && diff.is_none() {
+        return None;
+    }
+    Some(format!(
         "seed {seed}, {calls} calls{}: {}\n{}",
         if guard { ", guard buffers" } else { "" },
         if crashed {
@@ -94,49 +97,42 @@ fn check(seed: u64, calls: u32, guard: bool) {
             "results differ".into()
         },
         diff.unwrap_or_default()
-    );
+    ))
+}
+
+/// The library run must finish every call and print exactly the kernel's lines. A few kernel
+/// answers depend on timing (whether a TIME_WAIT is a second old, whether a delayed ACK has gone
+/// out), so a difference must show up again in a second pair of runs to count; a crash counts
+/// at once.
+fn check(seed: u64, calls: u32, guard: bool) {
+    let Some(first) = compare(seed, calls, guard) else {
+        return;
+    };
+    assert!(!first.contains("did not finish"), "{first}");
+    if let Some(again) = compare(seed, calls, guard) {
+        panic!("{again}\n(the first pair of runs differed too:\n{first})");
+    }
+    eprintln!("note: a difference that did not come back (kernel timing):\n{first}");
 }
 
 /// 20,000 random calls on each of four seeds: the library never crashes or hangs the program,
-/// and every run finishes all its calls.
+/// and every answer is the kernel's own (the fuzzer's model keeps out the intended difference it
+/// could reach: fixed ports shared with connected flows; README "Intended differences").
 #[test]
-fn random_calls_never_crash_or_hang_the_program() {
+fn random_calls_give_the_kernels_answers() {
     for seed in 1..=4 {
-        let (kernel, with) = both(seed, 20_000, false);
-        kernel.assert_ok();
-        assert!(
-            with.code == Some(0) && with.stdout.ends_with("done 20000\n"),
-            "seed {seed}: the library run did not finish (exit {:?}, signal {:?}) after {} lines",
-            with.code,
-            with.signal,
-            with.stdout.lines().count()
-        );
+        check(seed, 20_000, false);
     }
 }
 
-/// 20,000 random calls: identical results with and without the library.
-///
-/// Not true for every sequence: the fuzzer reaches the differences listed in the README
-/// ("Intended differences": fixed ports shared with connected flows, which ephemeral port a
-/// socket gets, dual-stack and error-path corners of sockets the lock bound). About half of 20
-/// seeds run identical to the end; which ones varies with the ports chosen. Run with
-/// `--ignored` or scripts/fuzz.sh.
-#[test]
-#[ignore = "reaches the README's intended differences; see scripts/fuzz.sh"]
-fn random_calls_give_the_kernels_answers() {
-    check(1, 20_000, false);
-}
-
 /// The same with address and option buffers that end right before an unmapped page while the
-/// length says more (the kernel answers EFAULT): the library must not crash the program.
-///
-/// Not yet true: connectx reads the address a program passes to bind/connect on a socket it
-/// manages, so a buffer shorter than the length passed (undefined behaviour in C) faults where
-/// the kernel alone answers EFAULT. README "Limits".
+/// length says more: where the kernel alone answers EFAULT the library must not crash the
+/// program, and every answer is still the kernel's.
 #[test]
-#[ignore = "connectx reads bind/connect addresses itself; see README limits"]
 fn short_buffers_before_an_unmapped_page_do_not_crash() {
-    check(2, 20_000, true);
+    for seed in 1..=2 {
+        check(seed, 20_000, true);
+    }
 }
 
 /// The harness itself is deterministic: two runs without the library agree line for line.

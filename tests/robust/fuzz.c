@@ -166,6 +166,8 @@ static void relocate(int fd, int to) {
      * in both runs alike. Set with the raw system call: the library does not see it. */
     struct timeval tv = {0, 200000};
     syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1; /* see do_setsockopt: no segment waits for a delayed ACK */
+    syscall(SYS_setsockopt, fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (fd == to) return;
     slot_forget(to);
     if (dup2(fd, to) < 0) { printf("harness_error relocate %d->%d %s\n", fd, to, strerror(errno)); exit(3); }
@@ -356,6 +358,12 @@ static void do_setsockopt(void) {
     int lr = R(100);
     if (lr < 6) len = R(4);
     else if (lr < 10) len = 8 + R(9);
+    if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK)) {
+        /* Segments held back (Nagle, cork) go out when a delayed ACK comes back, which is a
+         * matter of timing: every TCP socket has TCP_NODELAY (relocate) and keeps it. */
+        int v = name == TCP_NODELAY;
+        memcpy(vbuf, &v, 4);
+    }
     const void *vp = vbuf;
     if (P(4)) vp = NULL;
     else if (guard && P(30)) {
@@ -777,6 +785,11 @@ static void setup(void) {
     fd = socket(AF_INET6, SOCK_STREAM, 0); must(fd >= 0, "tcp6"); relocate(fd, SPEC0 + 9);
     fd = socket(AF_INET6, SOCK_DGRAM, 0); must(fd >= 0, "udp6"); relocate(fd, SPEC0 + 10);
     fd = socket(AF_PACKET, SOCK_DGRAM, 0); must(fd >= 0, "packet"); relocate(fd, SPEC0 + 11);
+    /* Whether a TIME_WAIT 4-tuple may be reused depends on its age (tcp_tw_reuse waits a
+     * second): never, in this namespace, so the answer does not depend on timing. */
+    int tw = open("/proc/sys/net/ipv4/tcp_tw_reuse", O_WRONLY);
+    must(tw >= 0 && write(tw, "0\n", 2) == 2, "tcp_tw_reuse");
+    close(tw);
     /* harness servers 650..653: TCP listeners and UDP sinks on 127.0.0.1 and ::1, port 7000/7001 */
     struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(7000)};
     inet_pton(AF_INET, "127.0.0.1", &a4.sin_addr);

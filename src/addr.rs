@@ -54,7 +54,10 @@ const V6_LEN_RFC2133: socklen_t = 24;
 impl SockAddr {
     /// Reads the program's address safely: only the bytes the kernel would read (at most a
     /// sockaddr_in6), through `sys::copy_from_program`.
-    pub fn read_program(p: *const sockaddr, len: socklen_t) -> ProgramAddr {
+    ///
+    /// # Safety
+    /// `p`/`len` are the program's own arguments (see `sys::copy_from_program`).
+    pub unsafe fn read_program(p: *const sockaddr, len: socklen_t) -> ProgramAddr {
         if p.is_null() || len < 2 || len as usize > std::mem::size_of::<libc::sockaddr_storage>() {
             return ProgramAddr::KernelAnswers;
         }
@@ -65,7 +68,8 @@ impl SockAddr {
         let bytes = unsafe {
             std::slice::from_raw_parts_mut((&mut buf as *mut sockaddr_in6).cast::<u8>(), n)
         };
-        if crate::sys::copy_from_program(p.cast(), bytes).is_err() {
+        // SAFETY: the program's own address argument of `len` >= n bytes.
+        if unsafe { crate::sys::copy_from_program(p.cast(), bytes) }.is_err() {
             return ProgramAddr::KernelAnswers;
         }
         if buf.sin6_family as i32 == libc::AF_UNSPEC {

@@ -318,7 +318,12 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
     // SAFETY: forwarded arguments; msg is read (safely) only for a deferred UDP socket.
     let real = || unsafe { real::sendmsg(fd, msg, flags) };
     run("sendmsg", fd, true, real, || {
-        policy::send(fd, || policy::names_destination(msg), flags, real)
+        policy::send(
+            fd,
+            || unsafe { policy::names_destination(msg) },
+            flags,
+            real,
+        )
     })
 }
 

@@ -62,7 +62,8 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         // It kept the lock's port after a disconnect (udp::disconnected); the kernel's socket has
         // none by now. Where the kernel would take the address (right family and length), bind
         // a fresh socket; otherwise its answer (EAFNOSUPPORT, EINVAL, EFAULT) is the same.
-        let valid = matches!(SockAddr::read_program(addr, len),
+        // SAFETY: the program's own arguments.
+        let valid = matches!(unsafe { SockAddr::read_program(addr, len) },
             ProgramAddr::Inet(a) if a.is_v6() == r.any(V6));
         if valid && udp::release_kept_port(fd, r).is_err() {
             return Verdict::Pass(Pass::AlreadyBound);
@@ -154,7 +155,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
         );
     }
     // The UDP lock needs the destination before the call: read it safely.
-    let mut dst = match SockAddr::read_program(addr, len) {
+    // SAFETY: the program's own arguments.
+    let mut dst = match unsafe { SockAddr::read_program(addr, len) } {
         ProgramAddr::Inet(a) => a,
         ProgramAddr::Unspec => {
             // SAFETY: the program's own arguments, unchanged.
@@ -250,13 +252,17 @@ pub fn send(
 
 /// Whether the program's msghdr names a destination (msg_name not NULL), read safely: an
 /// unreadable msghdr is the kernel's EFAULT to give.
-pub fn names_destination(msg: *const libc::msghdr) -> bool {
+///
+/// # Safety
+/// `msg` is the program's own argument (see `sys::copy_from_program`).
+pub unsafe fn names_destination(msg: *const libc::msghdr) -> bool {
     if msg.is_null() {
         return false;
     }
     let mut name = [0u8; std::mem::size_of::<*mut c_void>()];
     let at = std::mem::offset_of!(libc::msghdr, msg_name);
-    sys::copy_from_program(msg.cast::<u8>().wrapping_add(at), &mut name).is_ok()
+    // SAFETY: the program's own msghdr argument.
+    unsafe { sys::copy_from_program(msg.cast::<u8>().wrapping_add(at), &mut name) }.is_ok()
         && name != [0; std::mem::size_of::<*mut c_void>()]
 }
 
@@ -473,7 +479,8 @@ pub unsafe fn setsockopt(
         let n = (len as usize).min(buf.len());
         let n = [n, n.min(std::mem::size_of::<c_int>())]
             .into_iter()
-            .find(|&k| sys::copy_from_program(val.cast(), &mut buf[..k]).is_ok())
+            // SAFETY: the program's own option value, which the kernel just accepted.
+            .find(|&k| unsafe { sys::copy_from_program(val.cast(), &mut buf[..k]) }.is_ok())
             .unwrap_or(0);
         r.record_opt(level, name, &buf[..n]);
         if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {

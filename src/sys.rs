@@ -48,7 +48,11 @@ pub fn remember_pid() {
 /// (issue 5, guard mode). process_vm_readv on our own pid is always permitted (ptrace access
 /// to one's own thread group) and copies nothing on a bad address. Where a seccomp filter
 /// forbids it, the bytes are read directly, which is the C contract of the call anyway.
-pub fn copy_from_program(src: *const u8, dst: &mut [u8]) -> Result<(), c_int> {
+///
+/// # Safety
+/// `src` is what the program passed for these bytes: readable by the contract of its call. Only
+/// the fallback (process_vm_readv refused) relies on that.
+pub unsafe fn copy_from_program(src: *const u8, dst: &mut [u8]) -> Result<(), c_int> {
     if dst.is_empty() {
         return Ok(());
     }

@@ -335,7 +335,7 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flag
         let first = msgs.cast::<msghdr>().cast_const();
         policy::send(
             fd,
-            || n > 0 && policy::names_destination(first),
+            || n > 0 && unsafe { policy::names_destination(first) },
             flags,
             real,
         )

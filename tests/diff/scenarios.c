@@ -891,6 +891,83 @@ static void disconnect(int tcp, int fam, int bm)
 	close_rst(s);
 }
 
+/* Found by the fuzzer (tests/fuzz.rs). A connect refused after bind(ip,0): the kernel dropped
+ * the port again, so the socket may bind anew. */
+static void tcp_refused_then_rebind(int fam)
+{
+	int s = DOFD("socket", socket(fdomain(fam), SOCK_STREAM, 0));
+	addr_t b = src_ip(fam, 0);
+	DO("bind", bind(s, SA(b), b.len));
+	addr_t d = dst(fam, PORT_CLOSED);
+	DO("connect", connect(s, SA(d), d.len));
+	gsn("sn", s);
+	DO("bind2", bind(s, SA(b), b.len));
+	anon_eph = 1; /* a released port may or may not be picked again */
+	gsn("sn2", s);
+	close_rst(s);
+}
+
+/* MSG_FASTOPEN refused at once (an IPv4 address on an IPv6 socket): the socket keeps the
+ * port bind(ip,0) gave it, and a second bind is refused. */
+static void tfo_refused_keeps_port(void)
+{
+	int s = DOFD("socket", socket(AF_INET6, SOCK_STREAM, 0));
+	addr_t b = src_ip(F6, 0);
+	DO("bind", bind(s, SA(b), b.len));
+	addr_t d = dst(F4, PORT_TFO);
+	DO("sendto_fo_v4", sendto(s, "x", 1, MSG_FASTOPEN | MSG_DONTWAIT, SA(d), d.len));
+	gsn("sn", s);
+	DO("bind2", bind(s, SA(b), b.len));
+	close_rst(s);
+}
+
+/* MSG_FASTOPEN on a listener changes none of its options: sockets it accepts inherit them. */
+static void tfo_on_listener(void)
+{
+	int l = DOFD("socket", socket(AF_INET, SOCK_STREAM, 0));
+	addr_t b = src_ip(F4, P(0));
+	DO("bind", bind(l, SA(b), b.len));
+	DO("listen", listen(l, 16));
+	addr_t d = dst(F4, PORT_TFO);
+	DO("sendto_fo_listener", sendto(l, "x", 1, MSG_FASTOPEN | MSG_DONTWAIT, SA(d), d.len));
+	int c = DOFD("csocket", socket(AF_INET, SOCK_STREAM, 0));
+	DO("cconnect", connect(c, SA(b), b.len));
+	wait_in(l, 2000);
+	int a = DOFD("accept", accept(l, NULL, NULL));
+	opts3("a_", a);
+	close_rst(c);
+	close_rst(a);
+	close_rst(l);
+}
+
+/* A datagram and an ICMP refusal queued before a disconnect stay readable after it, as the
+ * kernel keeps them; the socket may then bind again. */
+static void udp_disconnect_keeps_queue(int fam)
+{
+	char buf[8];
+	struct sockaddr un = {.sa_family = AF_UNSPEC};
+	int s = DOFD("socket", socket(fdomain(fam), SOCK_DGRAM, 0));
+	addr_t d = dst(fam, PORT_CLOSED);
+	DO("connect", connect(s, SA(d), d.len));
+	DO("send", send(s, "x", 1, 0));
+	wait_in(s, 2000);
+	DO("unspec", connect(s, &un, sizeof un));
+	DO("recv_refused", recv(s, buf, sizeof buf, MSG_DONTWAIT));
+	addr_t d2 = dst(fam, PORT_UDP);
+	DO("connect2", connect(s, SA(d2), d2.len));
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+	getsockname(s, (struct sockaddr *)&me, &ml);
+	add(" peer_sent=%d", (int)sendto(udp_srv(fam), "hi", 2, 0, (struct sockaddr *)&me, ml));
+	wait_in(s, 2000);
+	DO("unspec2", connect(s, &un, sizeof un));
+	DO("recv_data", recv(s, buf, sizeof buf, MSG_DONTWAIT));
+	DO("recv_again", recv(s, buf, sizeof buf, MSG_DONTWAIT));
+	addr_t b = src_ip(fam, 0);
+	DO("bind", bind(s, SA(b), b.len));
+	close(s);
+}
+
 static void unspec_unconnected(int tcp)
 {
 	int s = DOFD("socket", socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
@@ -1932,6 +2009,12 @@ int main(int argc, char **argv)
 					 bmname[bm]);
 				RUN(name, disconnect(tcp, fam, bm));
 			}
+	RUN("tcp4_bindip0_refused_then_rebind", tcp_refused_then_rebind(F4));
+	RUN("tcp6_bindip0_refused_then_rebind", tcp_refused_then_rebind(F6));
+	RUN("tcp6_bindip0_fastopen_refused_at_once", tfo_refused_keeps_port());
+	RUN("tcp4_fastopen_on_listener", tfo_on_listener());
+	RUN("udp4_disconnect_keeps_queue", udp_disconnect_keeps_queue(F4));
+	RUN("udp6_disconnect_keeps_queue", udp_disconnect_keeps_queue(F6));
 	RUN("tcp4_unspec_unconnected", unspec_unconnected(1));
 	RUN("udp4_unspec_unconnected", unspec_unconnected(0));
 	RUN("tcp4_prog_noport_curl", prog_noport(F4, 0));

@@ -43,9 +43,30 @@ pub enum ProgramAddr {
     Inet(SockAddr),
     /// AF_UNSPEC: a disconnect for connect(2).
     Unspec,
-    /// Anything the kernel answers by itself: NULL, a bad length, an unreadable buffer, a
-    /// short or foreign address.
-    KernelAnswers,
+    /// Readable, but not an address we handle (short, another family): the kernel answers.
+    Other,
+    /// The kernel refuses it before reading the family (NULL, a length under 2 or beyond
+    /// sockaddr_storage, an unreadable buffer): nothing happens to the socket.
+    NotRead,
+}
+
+/// The program's address as read, with all `len` bytes of it: the real call gets this copy, so
+/// the kernel connects to the very address the lock checked (another thread may change the
+/// program's buffer in between), and sees exactly the bytes and length the program passed.
+pub struct ProgramCopy {
+    pub addr: ProgramAddr,
+    buf: libc::sockaddr_storage,
+    len: socklen_t,
+}
+
+impl ProgramCopy {
+    pub fn ptr(&self) -> *const sockaddr {
+        (&self.buf as *const libc::sockaddr_storage).cast()
+    }
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> socklen_t {
+        self.len
+    }
 }
 
 /// The kernel accepts an AF_INET6 address without sin6_scope_id (RFC 2133 length).
@@ -57,35 +78,47 @@ impl SockAddr {
     ///
     /// # Safety
     /// `p`/`len` are the program's own arguments (see `sys::copy_from_program`).
-    pub unsafe fn read_program(p: *const sockaddr, len: socklen_t) -> ProgramAddr {
-        if p.is_null() || len < 2 || len as usize > std::mem::size_of::<libc::sockaddr_storage>() {
-            return ProgramAddr::KernelAnswers;
+    pub unsafe fn read_program(p: *const sockaddr, len: socklen_t) -> ProgramCopy {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut copy = ProgramCopy {
+            addr: ProgramAddr::NotRead,
+            buf: unsafe { std::mem::zeroed() },
+            len: 0,
+        };
+        let size = std::mem::size_of::<libc::sockaddr_storage>();
+        if p.is_null() || len < 2 || len as usize > size {
+            return copy;
         }
-        // SAFETY: all-zero is a valid sockaddr_in6.
-        let mut buf: sockaddr_in6 = unsafe { std::mem::zeroed() };
-        let n = (len as usize).min(std::mem::size_of::<sockaddr_in6>());
-        // SAFETY: buf is n <= size_of::<sockaddr_in6>() bytes of plain data.
+        // The whole of it, as the kernel would copy it (EFAULT if any byte is unreadable).
+        // SAFETY: buf is `size` >= len bytes of plain data.
         let bytes = unsafe {
-            std::slice::from_raw_parts_mut((&mut buf as *mut sockaddr_in6).cast::<u8>(), n)
+            std::slice::from_raw_parts_mut(
+                (&mut copy.buf as *mut libc::sockaddr_storage).cast::<u8>(),
+                len as usize,
+            )
         };
-        // SAFETY: the program's own address argument of `len` >= n bytes.
+        // SAFETY: the program's own address argument of `len` bytes.
         if unsafe { crate::sys::copy_from_program(p.cast(), bytes) }.is_err() {
-            return ProgramAddr::KernelAnswers;
+            return copy;
         }
-        if buf.sin6_family as i32 == libc::AF_UNSPEC {
-            return ProgramAddr::Unspec;
-        }
+        copy.len = len;
+        let family = copy.buf.ss_family as i32;
         // A v6 address of the RFC 2133 length has no scope: it stays 0 in buf.
-        let parse_len = if buf.sin6_family as i32 == libc::AF_INET6 && len >= V6_LEN_RFC2133 {
-            V6_LEN
+        let parse_len = if family == libc::AF_INET6 && len >= V6_LEN_RFC2133 {
+            V6_LEN.max(len)
         } else {
-            n as socklen_t
+            len
         };
-        // SAFETY: buf is a whole sockaddr_in6 and parse_len <= its size.
-        match unsafe { SockAddr::from_raw((&buf as *const sockaddr_in6).cast(), parse_len) } {
-            Some(a) => ProgramAddr::Inet(a),
-            None => ProgramAddr::KernelAnswers,
-        }
+        copy.addr = if family == libc::AF_UNSPEC {
+            ProgramAddr::Unspec
+        } else {
+            // SAFETY: buf is a whole sockaddr_storage and parse_len <= its size.
+            match unsafe { SockAddr::from_raw(copy.ptr(), parse_len) } {
+                Some(a) => ProgramAddr::Inet(a),
+                None => ProgramAddr::Other,
+            }
+        };
+        copy
     }
 
     /// Parses an AF_INET or AF_INET6 address of at least the full structure size.

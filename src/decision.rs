@@ -2,6 +2,27 @@
 //! Every `Pass` is logged at debug, so `CONNECTX_LOG=debug` explains each call left alone.
 
 use libc::c_int;
+use std::cell::Cell;
+
+/// What a hook knows about its own thread's call in progress.
+pub struct InCall {
+    /// A hook is running on this thread: calls our own code makes pass straight through.
+    pub inside: Cell<bool>,
+    /// The answer the policy has for the program, once it made the program's call (or decided
+    /// its result): if the policy then panics, the hook returns this rather than make the call
+    /// a second time (a send would go out twice).
+    pub answer: Cell<Option<(isize, c_int)>>,
+}
+
+thread_local! {
+    // const-initialised and without destructor: safe in any thread, after fork, in vfork.
+    pub static IN_CALL: InCall = const {
+        InCall {
+            inside: Cell::new(false),
+            answer: Cell::new(None),
+        }
+    };
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
@@ -37,11 +58,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The program's answer: `r`, and the errno it sees if `r` < 0. Remembered (`IN_CALL`).
+    pub fn answer(r: isize, errno: c_int) -> Verdict {
+        let _ = IN_CALL.try_with(|c| c.answer.set(Some((r, errno))));
+        Verdict::Done(r, errno)
+    }
     /// The result of the call just made: `r` and the errno it left.
     pub fn done(r: c_int) -> Verdict {
-        Verdict::Done(r as isize, crate::sys::errno())
+        Verdict::answer(r as isize, crate::sys::errno())
     }
     pub fn fail(errno: c_int) -> Verdict {
-        Verdict::Done(-1, errno)
+        Verdict::answer(-1, errno)
     }
 }

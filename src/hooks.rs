@@ -1,22 +1,17 @@
 //! The exported C symbols. Each is a few lines: call the policy under the guard, or do the real
 //! call with the original arguments. The guard (`run`, `after`) gives every hook the same rules:
 //! - before the library is initialised, or when re-entered from our own code: the real call;
-//! - a panic never crosses the C boundary: it is caught and the real call is made instead;
+//! - a panic never crosses the C boundary: it is caught and the real call is made instead (or,
+//!   if the policy had made it already, its answer is returned: `decision::IN_CALL`);
 //! - errno: the program sees the real call's errno, or on success the errno it had before.
 
-use crate::decision::{Pass, Verdict};
+use crate::decision::{IN_CALL, Pass, Verdict};
 use crate::sys::{errno, set_errno};
 use crate::{log, netlink, policy, real, state, vfork};
 use libc::{
     c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
 };
-use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-
-thread_local! {
-    // const-initialised and without destructor: safe in any thread, after fork, in vfork.
-    static INSIDE: Cell<bool> = const { Cell::new(false) };
-}
 
 /// Runs `policy`; on `Pass` (logged at debug unless `quiet`) or panic, runs `real`.
 #[inline]
@@ -30,13 +25,14 @@ fn run(
     if vfork::in_child() || !crate::ensure_init() {
         return real();
     }
-    INSIDE.with(|inside| {
-        if inside.replace(true) {
+    IN_CALL.with(|c| {
+        if c.inside.replace(true) {
             return real();
         }
+        c.answer.set(None);
         let saved = errno();
         let verdict = catch_unwind(AssertUnwindSafe(policy));
-        inside.set(false);
+        c.inside.set(false);
         match verdict {
             Ok(Verdict::Done(ret, e)) => {
                 set_errno(if ret < 0 { e } else { saved });
@@ -49,10 +45,17 @@ fn run(
                 set_errno(saved);
                 real()
             }
-            Err(_) => {
-                set_errno(saved);
-                real()
-            }
+            // A panic: the real call, unless the policy had already made it.
+            Err(_) => match c.answer.take() {
+                Some((ret, e)) => {
+                    set_errno(if ret < 0 { e } else { saved });
+                    ret
+                }
+                None => {
+                    set_errno(saved);
+                    real()
+                }
+            },
         }
     })
 }
@@ -333,6 +336,12 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flag
     let real = || unsafe { real::sendmmsg(fd, msgs, n, flags) } as isize;
     run("sendmmsg", fd, true, real, || {
         let first = msgs.cast::<msghdr>().cast_const();
+        // No message, no send: MSG_FASTOPEN then connects nothing either.
+        let flags = if n == 0 {
+            flags & !libc::MSG_FASTOPEN
+        } else {
+            flags
+        };
         policy::send(
             fd,
             || n > 0 && unsafe { policy::names_destination(first) },

@@ -67,7 +67,6 @@ fn getenv(name: &'static str) -> Option<&'static [u8]> {
 
 fn init() {
     real::resolve_all();
-    sys::remember_pid();
     // SAFETY: getauxval has no preconditions.
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         // setuid/setcap program: do nothing and read nothing (PITFALLS 12).
@@ -114,7 +113,6 @@ fn init() {
 
 /// The child of a fork has one thread: undo what other threads of the parent had under way.
 extern "C" fn after_fork_in_child() {
-    sys::remember_pid();
     netlink::after_fork_in_child();
     ports::after_fork_in_child();
     route::after_fork_in_child();

@@ -63,8 +63,12 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         // none by now. Where the kernel would take the address (right family and length), bind
         // a fresh socket; otherwise its answer (EAFNOSUPPORT, EINVAL, EFAULT) is the same.
         // SAFETY: the program's own arguments.
-        let valid = matches!(unsafe { SockAddr::read_program(addr, len) },
-            ProgramAddr::Inet(a) if a.is_v6() == r.any(V6));
+        let valid = match unsafe { SockAddr::read_program(addr, len) }.addr {
+            ProgramAddr::Inet(a) => a.is_v6() == r.any(V6),
+            // IPv4 takes AF_UNSPEC for 0.0.0.0.
+            ProgramAddr::Unspec => !r.any(V6),
+            _ => false,
+        };
         if valid && udp::release_kept_port(fd, r).is_err() {
             return Verdict::Pass(Pass::AlreadyBound);
         }
@@ -87,6 +91,7 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
     let ret = unsafe { real::bind(fd, addr, len) };
     let e = sys::errno();
+    let kernels = Verdict::answer(ret as isize, e);
     // SAFETY: after a bind that succeeded or found the port in use, the kernel has read `len`
     // bytes at `addr`.
     let bound = (ret == 0 || e == libc::EADDRINUSE)
@@ -110,7 +115,7 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
             Some(a) => bound_fixed(r, &a),
             None => r.set(HAS_PORT),
         }
-        return Verdict::Done(0, e);
+        return kernels;
     }
     if !program_defers {
         let _ = set_noport(fd, r, false);
@@ -124,7 +129,7 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
             };
             share_fixed(fd, r, a, may_share)
         }
-        _ => Verdict::Done(ret as isize, e),
+        _ => kernels,
     }
 }
 
@@ -156,7 +161,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     }
     // The UDP lock needs the destination before the call: read it safely.
     // SAFETY: the program's own arguments.
-    let mut dst = match unsafe { SockAddr::read_program(addr, len) } {
+    let copy = unsafe { SockAddr::read_program(addr, len) };
+    let mut dst = match copy.addr {
         ProgramAddr::Inet(a) => a,
         ProgramAddr::Unspec => {
             // SAFETY: the program's own arguments, unchanged.
@@ -167,7 +173,9 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             }
             return result;
         }
-        ProgramAddr::KernelAnswers => return kernel_answers_udp_connect(r, len),
+        // The kernel autobinds before it checks more than the family (inet_dgram_connect).
+        ProgramAddr::Other => return kernel_answers_udp_connect(r, true),
+        ProgramAddr::NotRead => return kernel_answers_udp_connect(r, false),
     };
     if let (true, SockAddr::V4 { ip, port }) = (r.any(V6), dst) {
         // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
@@ -175,17 +183,17 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
         dst = SockAddr::mapped(ip, port);
     }
     if dst.is_v6() != r.any(V6) {
-        return kernel_answers_udp_connect(r, len);
+        return kernel_answers_udp_connect(r, true);
     }
-    // SAFETY: caller contract, forwarded.
-    unsafe { udp::connect(fd, r, dst, addr, len) }
+    // SAFETY: our copy of the program's address (see ProgramCopy).
+    unsafe { udp::connect(fd, r, dst, copy.ptr(), copy.len()) }
 }
 
-/// A UDP connect the kernel answers by itself. It autobinds before it checks more than the
-/// family (inet_dgram_connect), so from here its socket has a port even if the connect fails:
-/// a port kept after a disconnect (udp::disconnected) is now just the socket's port.
-fn kernel_answers_udp_connect(r: &Sock, len: socklen_t) -> Verdict {
-    if len >= 2 {
+/// A UDP connect the kernel answers by itself. Once it has read the family it autobinds
+/// (inet_dgram_connect), so from there its socket has a port even if the connect fails: a port
+/// kept after a disconnect (udp::disconnected) is now just the socket's port.
+fn kernel_answers_udp_connect(r: &Sock, autobinds: bool) -> Verdict {
+    if autobinds {
         r.clear(KEPT);
     }
     Verdict::Pass(Pass::KernelAnswers)
@@ -242,9 +250,9 @@ pub fn send(
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if r.any(DEFERRED | KEPT) && has_destination() {
-        // The kernel autobinds on a send with a destination: a kept port is now just the port.
-        r.clear(KEPT);
+    // The kernel autobinds on any send (inet_send_prepare): a kept port is now just the port.
+    r.clear(KEPT);
+    if r.any(DEFERRED) && has_destination() {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
@@ -441,6 +449,13 @@ pub unsafe fn setsockopt(
         // after bind(ip, 0) it would have: give it the port, then the kernel answers.
         materialize(fd, r);
     }
+    if (level, name) == (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
+        && r.any(KEPT)
+        && len as usize >= std::mem::size_of::<c_int>()
+    {
+        // A port kept after a disconnect: the kernel's socket has none and may change it.
+        let _ = udp::release_kept_port(fd, r);
+    }
     if let Some((app, k)) = managed {
         let ret;
         if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) && udp::lock_available() {
@@ -473,16 +488,18 @@ pub unsafe fn setsockopt(
     let ret = unsafe { real::setsockopt(fd, level, name, val, len) };
     if ret == 0 && r.is_udp() && !val.is_null() {
         // Remember it for a socket recreated after a lost race (udp::recreate). The kernel may
-        // have read fewer than `len` bytes (an int out of a longer buffer), so copy safely: all
-        // of it (at most 17 bytes; longer values make the socket unswappable), else the int.
+        // have read fewer than `len` bytes (an int out of a longer buffer), so copy safely (at
+        // most 17 bytes; longer values make the socket unswappable).
         let mut buf = [0u8; 17];
         let n = (len as usize).min(buf.len());
-        let n = [n, n.min(std::mem::size_of::<c_int>())]
-            .into_iter()
-            // SAFETY: the program's own option value, which the kernel just accepted.
-            .find(|&k| unsafe { sys::copy_from_program(val.cast(), &mut buf[..k]) }.is_ok())
-            .unwrap_or(0);
-        r.record_opt(level, name, &buf[..n]);
+        // SAFETY: the program's own option value, which the kernel just accepted.
+        if unsafe { sys::copy_from_program(val.cast(), &mut buf[..n]) }.is_ok() {
+            r.record_opt(level, name, &buf[..n]);
+        } else {
+            // Not all of it readable (the kernel read less than `len`): it cannot be replayed
+            // exactly, so this socket is never recreated.
+            r.set(OPTS_OVERFLOW);
+        }
         if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {
             // The lock chooses UDP ports itself, so it applies the socket's range (the kernel
             // applies it to TCP).

@@ -4,7 +4,7 @@
 
 use crate::real;
 use libc::{c_int, c_void, sockaddr, socklen_t};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 pub fn errno() -> c_int {
     // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
@@ -32,22 +32,16 @@ impl Drop for KeepErrno {
     }
 }
 
-/// This process's id, for process_vm_readv: set at load and in the child after fork (lib.rs).
-/// glibc no longer caches getpid, and this saves a system call per read.
-static PID: AtomicI32 = AtomicI32::new(0);
 /// process_vm_readv is not allowed here (seccomp, e.g. a container without CAP_SYS_PTRACE).
 static VM_READ_REFUSED: AtomicBool = AtomicBool::new(false);
-
-pub fn remember_pid() {
-    // SAFETY: getpid has no preconditions.
-    PID.store(unsafe { libc::getpid() }, Relaxed);
-}
 
 /// Copies `dst.len()` bytes of the program's memory at `src` without trusting the pointer:
 /// Err(EFAULT) where the kernel would answer EFAULT, instead of a crash in the program
 /// (issue 5, guard mode). process_vm_readv on our own pid is always permitted (ptrace access
-/// to one's own thread group) and copies nothing on a bad address. Where a seccomp filter
-/// forbids it, the bytes are read directly, which is the C contract of the call anyway.
+/// to one's own thread group) and copies nothing on a bad address. The pid is asked each time:
+/// a child made by _Fork() or a raw clone runs no fork handler, and a cached pid would read the
+/// parent's memory. Where a seccomp filter forbids the call (ENOSYS, EPERM), the bytes are read
+/// directly, which is the C contract of the call anyway.
 ///
 /// # Safety
 /// `src` is what the program passed for these bytes: readable by the contract of its call. Only
@@ -66,12 +60,13 @@ pub unsafe fn copy_from_program(src: *const u8, dst: &mut [u8]) -> Result<(), c_
             iov_base: src as *mut c_void,
             iov_len: dst.len(),
         };
-        // SAFETY: `local` is our own buffer of iov_len bytes; the kernel checks `remote`.
-        let n = unsafe { libc::process_vm_readv(PID.load(Relaxed), &local, 1, &remote, 1, 0) };
+        // SAFETY: getpid has no preconditions; `local` is our own buffer of iov_len bytes and
+        // the kernel checks `remote`.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
         if n == dst.len() as isize {
             return Ok(());
         }
-        if n >= 0 || errno() == libc::EFAULT {
+        if n >= 0 || !matches!(errno(), libc::ENOSYS | libc::EPERM) {
             return Err(libc::EFAULT);
         }
         VM_READ_REFUSED.store(true, Relaxed);

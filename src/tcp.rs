@@ -40,7 +40,7 @@ pub fn connect(
     if r.any(DEFERRED) {
         // The kernel picks the port now, per 4-tuple.
         let ret = real();
-        let result = Verdict::Done(ret, sys::errno());
+        let result = Verdict::answer(ret, sys::errno());
         // A disconnect leaves an unconnected socket as it was: still bound without a port.
         if !(ret == 0 && disconnects()) {
             attempted(fd, r, ret >= 0);
@@ -53,16 +53,25 @@ pub fn connect(
     // A fixed port: open it to other destinations before the connect.
     let _ = set_reuseaddr(fd, r, true);
     let ret = real();
-    let result = Verdict::Done(ret, sys::errno());
-    if ret == 0 && disconnects() {
-        // Still unconnected: exclusive again, as the program left it.
-        let _keep = KeepErrno::new();
-        restore_app_reuse(fd, r);
-    } else {
+    let result = Verdict::answer(ret, sys::errno());
+    if (ret == 0 && !disconnects()) || (ret < 0 && going(sys::errno())) {
         r.set(CONNECTED);
         crate::debug!("connect(fd {fd}): fixed source port opened to other destinations");
+    } else {
+        // Still unconnected (a disconnect, or a connect that failed): exclusive again, as the
+        // program left it.
+        let _keep = KeepErrno::new();
+        restore_app_reuse(fd, r);
     }
     result
+}
+
+/// A connect that failed with this errno is still under way (or done).
+fn going(e: c_int) -> bool {
+    matches!(
+        e,
+        libc::EINPROGRESS | libc::EALREADY | libc::EISCONN | libc::EINTR
+    )
 }
 
 /// After the real connect of a socket whose bind(ip, 0) we deferred: only a connect that got
@@ -75,12 +84,12 @@ pub fn connect(
 ///   again. The released port stays visible in getsockname, which is how we tell (one system
 ///   call, on failures only).
 fn attempted(fd: c_int, r: &Sock, ok: bool) {
-    if ok
-        || matches!(
-            sys::errno(),
-            libc::EINPROGRESS | libc::EALREADY | libc::EISCONN | libc::EINTR
-        )
-    {
+    if !ok && sys::errno() == libc::EISCONN {
+        // Nothing happened: the socket's state still says connected (after a reset, for one),
+        // while it is bound without a port.
+        return;
+    }
+    if ok || going(sys::errno()) {
         r.clear(DEFERRED | RELEASED);
         return;
     }

@@ -439,8 +439,9 @@ fn reconnect_same_port(
     let local = r.local()?;
     match connect_on(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => Some(v),
-        Checked::Lost => None,
-        Checked::DiagFailed(e) => Some(lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)),
+        // Unchecked, the kernel would keep the port for a 4-tuple another socket may own: a
+        // fresh socket and a search instead (which handles SOCK_DIAG failures).
+        Checked::Lost | Checked::DiagFailed(_) => None,
     }
 }
 
@@ -469,8 +470,9 @@ fn reconnect_from_port(
             r.clear(DEFERRED | RELEASED);
             Some(v)
         }
-        Checked::Lost => None,
-        Checked::DiagFailed(e) => Some(lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e)),
+        // Unchecked, the kernel might connect a 4-tuple another socket owns: a fresh socket
+        // and a search instead (which handles SOCK_DIAG failures).
+        Checked::Lost | Checked::DiagFailed(_) => None,
     }
 }
 
@@ -518,6 +520,10 @@ pub fn disconnected(fd: c_int, r: &Sock) {
         // connect re-locks it like any socket that already has a port.
         crate::debug!("fd {fd}: disconnected with data or an error queued: the port stays bound");
         r.set(KEPT);
+        // Unconnected: exclusive, as a bound socket of the program's would be (README limits:
+        // it also receives datagrams sent to the port, which the kernel's would refuse).
+        let _keep = KeepErrno::new();
+        restore_app_reuse(fd, r);
         return;
     }
     if r.app_addr().is_some() {

@@ -207,3 +207,12 @@ fn socket_handed_between_threads() {
     assert_ok("handoff", false, &[]);
     assert_ok("handoff", true, &[]);
 }
+
+/// Children made without fork handlers (`_Fork`, a raw `clone`) get their own UDP destination
+/// checked by the lock: connectx reads it with the child's own pid, not one remembered from the
+/// parent. The parent holds all 10 ports to one destination, so the only right answer for the
+/// child is EAGAIN (reading the parent's memory would connect a duplicate 4-tuple).
+#[test]
+fn raw_fork_children_read_their_own_memory() {
+    assert_ok("rawfork", true, &[]);
+}

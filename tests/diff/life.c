@@ -987,12 +987,62 @@ static int test_handoff(void)
 	return 0;
 }
 
+/* A child made without fork handlers (_Fork, raw clone) changes a destination in its own memory
+ * and connects: the UDP lock must check that destination, not what the parent's memory holds
+ * (connectx reads it with process_vm_readv, which needs the child's own pid). The parent holds
+ * every port (R = 10) to 127.0.0.1:6001 and its buffer says 6000: a lock that read the parent's
+ * memory would find 6000 free and connect a duplicate 4-tuple; the right answer is EAGAIN. */
+static struct sockaddr_in rawfork_dst;
+
+static int rawfork_child(void)
+{
+	rawfork_dst.sin_port = htons(6001);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	errno = 0;
+	int r = connect(fd, SA(rawfork_dst), sizeof rawfork_dst);
+	int e = errno;
+	struct sockaddr_in peer;
+	socklen_t pl = sizeof peer;
+	int connected = r == 0 && getpeername(fd, SA(peer), &pl) == 0;
+	printf("child: connect to 6001 -> %d errno %d%s%s\n", r, e, connected ? ", peer " : "",
+	       connected ? ipstr(peer) : "");
+	return r < 0 && e == EAGAIN ? 0 : 1;
+}
+
+static int test_rawfork(void)
+{
+	int held[10];
+	struct sockaddr_in d = {.sin_family = AF_INET, .sin_port = htons(6001)};
+	inet_pton(AF_INET, "127.0.0.1", &d.sin_addr);
+	for (int i = 0; i < 10; i++) {
+		held[i] = socket(AF_INET, SOCK_DGRAM, 0);
+		CHECK(connect(held[i], SA(d), sizeof d) == 0, "parent connect %d to 6001", i);
+	}
+	rawfork_dst = d;
+	rawfork_dst.sin_port = htons(6000);
+	for (int how = 0; how < 2; how++) {
+		pid_t pid = how == 0 ? _Fork() : (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		CHECK(pid >= 0, "%s", how == 0 ? "_Fork" : "clone");
+		if (pid == 0)
+			_exit(rawfork_child());
+		int st = 0;
+		CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "%s child: the lock did not see the child's destination (a duplicate 4-tuple)",
+		      how == 0 ? "_Fork" : "clone");
+	}
+	for (int i = 0; i < 10; i++)
+		close(held[i]);
+	printf("OK rawfork: _Fork and clone children get their own destination checked\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
-		fprintf(stderr, "usage: life threads|threads_capacity|fork|spawn|vforkclose|dup|closereuse|handoff\n");
+		fprintf(stderr, "usage: life threads|threads_capacity|fork|spawn|vforkclose|dup|closereuse|handoff|rawfork\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "child") == 0)
@@ -1018,6 +1068,8 @@ int main(int argc, char **argv)
 		return test_closereuse();
 	if (strcmp(test, "handoff") == 0)
 		return test_handoff();
+	if (strcmp(test, "rawfork") == 0)
+		return test_rawfork();
 	fprintf(stderr, "unknown test %s\n", test);
 	return 2;
 }

@@ -968,6 +968,59 @@ static void udp_disconnect_keeps_queue(int fam)
 	close(s);
 }
 
+/* A fixed-port connect refused at once (an IPv6 address on an IPv4 socket) leaves the port as
+ * exclusive as the program left it: another socket cannot bind it. */
+static void tcp_fixed_connect_refused_at_once(void)
+{
+	int s = DOFD("socket", socket(AF_INET, SOCK_STREAM, 0));
+	addr_t b = src_ip(F4, P(0));
+	DO("bind", bind(s, SA(b), b.len));
+	addr_t d6 = dst(F6, PORT_TCP);
+	DO("connect_v6", connect(s, SA(d6), d6.len));
+	opts3("", s);
+	int t = DOFD("socket2", socket(AF_INET, SOCK_STREAM, 0));
+	sopt("t_ra", t, SOL_SOCKET, SO_REUSEADDR, 1);
+	DO("bind2", bind(t, SA(b), b.len));
+	close_rst(t);
+	close_rst(s);
+}
+
+/* A UDP socket disconnected with a datagram queued (connectx keeps its port), then used in a
+ * way after which the kernel's socket has, or has not, a port again: a bind must get the
+ * kernel's answer either way. */
+static void udp_kept(int fam, int how)
+{
+	char buf[8];
+	struct sockaddr un = {.sa_family = AF_UNSPEC};
+	int s = DOFD("socket", socket(fdomain(fam), SOCK_DGRAM, 0));
+	addr_t d = dst(fam, PORT_UDP);
+	DO("connect", connect(s, SA(d), d.len));
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+	getsockname(s, (struct sockaddr *)&me, &ml);
+	add(" peer_sent=%d", (int)sendto(udp_srv(fam), "hi", 2, 0, (struct sockaddr *)&me, ml));
+	wait_in(s, 2000);
+	DO("unspec", connect(s, &un, sizeof un));
+	if (how == 0) {
+		struct sockaddr_in any = {.sin_family = AF_UNSPEC};
+		DO("bind_unspec_any", bind(s, (struct sockaddr *)&any, sizeof any));
+	} else if (how == 1) {
+		char big[256] = {0};
+		((struct sockaddr *)big)->sa_family = fdomain(fam);
+		DO("connect_len200", connect(s, (struct sockaddr *)big, 200));
+	} else if (how == 2) {
+		DO("connect_efault", connect(s, (struct sockaddr *)8, 16));
+	} else if (how == 3) {
+		DO("send_nodest", sendto(s, "x", 1, MSG_DONTWAIT, NULL, 0));
+	} else {
+		sopt("v6only", s, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+	}
+	addr_t b = src_ip(fam, 0);
+	DO("bind", bind(s, SA(b), b.len));
+	DO("recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
+	close(s);
+}
+
 static void unspec_unconnected(int tcp)
 {
 	int s = DOFD("socket", socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0));
@@ -2015,6 +2068,12 @@ int main(int argc, char **argv)
 	RUN("tcp4_fastopen_on_listener", tfo_on_listener());
 	RUN("udp4_disconnect_keeps_queue", udp_disconnect_keeps_queue(F4));
 	RUN("udp6_disconnect_keeps_queue", udp_disconnect_keeps_queue(F6));
+	RUN("tcp4_bindipP_connect_refused_at_once", tcp_fixed_connect_refused_at_once());
+	RUN("udp4_kept_then_bind_unspec_any", udp_kept(F4, 0));
+	RUN("udp4_kept_then_connect_len200", udp_kept(F4, 1));
+	RUN("udp4_kept_then_connect_efault", udp_kept(F4, 2));
+	RUN("udp4_kept_then_send_without_dest", udp_kept(F4, 3));
+	RUN("udp6_kept_then_v6only", udp_kept(F6, 4));
 	RUN("tcp4_unspec_unconnected", unspec_unconnected(1));
 	RUN("udp4_unspec_unconnected", unspec_unconnected(0));
 	RUN("tcp4_prog_noport_curl", prog_noport(F4, 0));

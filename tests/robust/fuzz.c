@@ -6,9 +6,10 @@
  * 600..611, harness 650..653) so the library's own low fds never shift them; ports the kernel or
  * connectx choose (ip_local_port_range 40000-40999) print as E; nothing blocks (MSG_DONTWAIT on
  * every send/receive, accept only when it cannot block, listen backlogs >= 1024).
- * Model rules that keep out README's intended differences: a fixed port is never bound again
- * once a socket on it has connected or sent (sharing ports held by connections), and a UDP
- * socket whose fixed port has several holders never connects (refused duplicates).
+ * Model rules that keep out README's intended differences: a fixed port is never bound or
+ * listened on again once a socket on it has connected or sent (sharing ports held by
+ * connections), and a UDP socket whose fixed port has several holders never connects (refused
+ * duplicates).
  * "guard" mode: address and option buffers may end right before an unmapped page, with lengths
  * that run past it (the kernel answers EFAULT). */
 #define _GNU_SOURCE
@@ -503,6 +504,14 @@ static void do_listen(void) {
     int fd = pick_fd();
     static const int bl[] = {-1, 1024, 4096, 2000};
     int b = bl[R(4)];
+    /* model: a port a connection went out from is never listened on again (its TIME_WAIT carries
+     * connectx's SO_REUSEADDR, so a listener with SO_REUSEADDR may take the port: README) */
+    int s = slot_of(fd), i = s >= 0 ? pool_index(fixed_port[s]) : -1;
+    if ((fd == HARN0 || fd == HARN0 + 1) && port_tainted[NPORTS]) i = NPORTS;
+    if (i >= 0 && port_tainted[i]) {
+        out("listen(%d) skipped (a connection went out from its port)", fd);
+        return;
+    }
     out("listen(%d, %d)", fd, b);
     errno = 0;
     int r = listen(fd, b);

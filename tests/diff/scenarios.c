@@ -1017,7 +1017,11 @@ static void udp_kept(int fam, int how)
 	}
 	addr_t b = src_ip(fam, 0);
 	DO("bind", bind(s, SA(b), b.len));
-	DO("recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
+	/* After a send the kept port is the socket's own and the datagram is still there; after
+	 * the others connectx put a fresh socket in place and it is gone (README limits), so only
+	 * the answers above are compared. */
+	if (how == 3)
+		DO("recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
 	close(s);
 }
 

@@ -73,8 +73,8 @@ impl ProgramCopy {
 const V6_LEN_RFC2133: socklen_t = 24;
 
 impl SockAddr {
-    /// Reads the program's address safely: only the bytes the kernel would read (at most a
-    /// sockaddr_in6), through `sys::copy_from_program`.
+    /// Reads the program's address safely, all `len` bytes of it as the kernel would copy them
+    /// (at most a sockaddr_storage), through `sys::copy_from_program`.
     ///
     /// # Safety
     /// `p`/`len` are the program's own arguments (see `sys::copy_from_program`).

@@ -109,14 +109,7 @@ pub unsafe fn connect(
     // A port kept after a disconnect (see `disconnected`) is settled by this connect.
     r.clear(KEPT);
     if r.any(OUR_PORT) && swappable(r) {
-        if r.any(CONNECTED)
-            && let Some(v) = reconnect_same_port(fd, r, dst, addr, len)
-        {
-            return v;
-        }
-        if !r.any(CONNECTED)
-            && let Some(v) = reconnect_from_port(fd, r, dst, addr, len)
-        {
+        if let Some(v) = reconnect_own_port(fd, r, dst, addr, len) {
             return v;
         }
         // The lock chose this socket's port for another destination, and (local, dst) is taken:
@@ -425,53 +418,36 @@ fn connect_fixed(
     }
 }
 
-/// A second connect on a socket whose port the lock chose: the kernel keeps the source address
-/// and port of an autobound socket (and answers itself if the new destination does not suit
-/// them); so do we, unless another socket owns the new 4-tuple. None: use a fresh socket and
-/// search (a duplicate 4-tuple is never created).
-fn reconnect_same_port(
+/// A connect on a socket whose port the lock chose, connected or not (after a connect that
+/// failed, or a disconnect with data or an error still queued, see `disconnected`): the kernel
+/// keeps an autobound port across connects (and what is queued stays readable); so do we when
+/// the new 4-tuple is free. A connected socket keeps its source address too; an unconnected one
+/// takes the program's or the route's, as the kernel's connect sets it. None: a fresh socket
+/// and a search, which never creates a duplicate 4-tuple and handles SOCK_DIAG failures (here,
+/// unchecked, the kernel might connect a 4-tuple another socket owns).
+fn reconnect_own_port(
     fd: c_int,
     r: &Sock,
     dst: SockAddr,
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Option<Verdict> {
-    let local = r.local()?;
-    match connect_on(fd, r, &local, &dst, addr, len) {
-        Checked::Connected(v) => Some(v),
-        // Unchecked, the kernel would keep the port for a 4-tuple another socket may own: a
-        // fresh socket and a search instead (which handles SOCK_DIAG failures).
-        Checked::Lost | Checked::DiagFailed(_) => None,
+    let mut local = r.local()?;
+    if !r.any(CONNECTED) {
+        let src = match r.app_addr().filter(|a| !a.is_unspecified()) {
+            Some(a) => a,
+            None => match route::source_for(&dst) {
+                Ok(s) => s,
+                Err(e) => return Some(no_route(fd, &dst, e)),
+            },
+        };
+        local = src.with_port(local.port());
     }
-}
-
-/// An unconnected socket on a port the lock chose (a connect that failed, or a disconnect with
-/// data or an error still queued, see `disconnected`): connect it from that port again when the
-/// 4-tuple is free, as the kernel keeps an autobound port across connects (and what is queued
-/// stays readable). The source is the program's address or the route's, as the kernel's
-/// connect sets it. None: a fresh socket and a search.
-fn reconnect_from_port(
-    fd: c_int,
-    r: &Sock,
-    dst: SockAddr,
-    addr: *const sockaddr,
-    len: socklen_t,
-) -> Option<Verdict> {
-    let port = r.local()?.port();
-    let src = match r.app_addr().filter(|a| !a.is_unspecified()) {
-        Some(a) => a,
-        None => match route::source_for(&dst) {
-            Ok(s) => s,
-            Err(e) => return Some(no_route(fd, &dst, e)),
-        },
-    };
-    match connect_on(fd, r, &src.with_port(port), &dst, addr, len) {
+    match connect_on(fd, r, &local, &dst, addr, len) {
         Checked::Connected(v) => {
             r.clear(DEFERRED | RELEASED);
             Some(v)
         }
-        // Unchecked, the kernel might connect a 4-tuple another socket owns: a fresh socket
-        // and a search instead (which handles SOCK_DIAG failures).
         Checked::Lost | Checked::DiagFailed(_) => None,
     }
 }

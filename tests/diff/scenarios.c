@@ -849,6 +849,16 @@ static void udp_bind0_nodest(int fam)
 	close(s);
 }
 
+/* The UDP server `srv` sends "hi" to socket s's own address; waits until s can read. */
+static void peer_sends(int s, int srv)
+{
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+	getsockname(s, (struct sockaddr *)&me, &ml);
+	add(" peer_sent=%d", (int)sendto(srv, "hi", 2, 0, (struct sockaddr *)&me, ml));
+	wait_in(s, 2000);
+}
+
 static void udp_bind0_recv_first(void)
 {
 	/* a receiver: bind(ip,0), recv (needs its port), getsockname, then a peer sends to it */
@@ -857,13 +867,8 @@ static void udp_bind0_recv_first(void)
 	DO("bind", bind(s, SA(b), b.len));
 	char buf[8];
 	DO("recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
-	struct sockaddr_storage me;
-	socklen_t ml = sizeof me;
 	gsn("sn", s);
-	getsockname(s, (struct sockaddr *)&me, &ml);
-	int n = sendto(us4a, "hi", 2, 0, (struct sockaddr *)&me, ml);
-	add(" peer_sent=%d", n);
-	wait_in(s, 2000);
+	peer_sends(s, us4a);
 	DO("recv2", recv(s, buf, sizeof buf, MSG_DONTWAIT));
 	close(s);
 }
@@ -955,11 +960,7 @@ static void udp_disconnect_keeps_queue(int fam)
 	DO("recv_refused", recv(s, buf, sizeof buf, MSG_DONTWAIT));
 	addr_t d2 = dst(fam, PORT_UDP);
 	DO("connect2", connect(s, SA(d2), d2.len));
-	struct sockaddr_storage me;
-	socklen_t ml = sizeof me;
-	getsockname(s, (struct sockaddr *)&me, &ml);
-	add(" peer_sent=%d", (int)sendto(udp_srv(fam), "hi", 2, 0, (struct sockaddr *)&me, ml));
-	wait_in(s, 2000);
+	peer_sends(s, udp_srv(fam));
 	DO("unspec2", connect(s, &un, sizeof un));
 	DO("recv_data", recv(s, buf, sizeof buf, MSG_DONTWAIT));
 	DO("recv_again", recv(s, buf, sizeof buf, MSG_DONTWAIT));
@@ -995,11 +996,7 @@ static void udp_kept(int fam, int how)
 	int s = DOFD("socket", socket(fdomain(fam), SOCK_DGRAM, 0));
 	addr_t d = dst(fam, PORT_UDP);
 	DO("connect", connect(s, SA(d), d.len));
-	struct sockaddr_storage me;
-	socklen_t ml = sizeof me;
-	getsockname(s, (struct sockaddr *)&me, &ml);
-	add(" peer_sent=%d", (int)sendto(udp_srv(fam), "hi", 2, 0, (struct sockaddr *)&me, ml));
-	wait_in(s, 2000);
+	peer_sends(s, udp_srv(fam));
 	DO("unspec", connect(s, &un, sizeof un));
 	if (how == 0) {
 		struct sockaddr_in any = {.sin_family = AF_UNSPEC};

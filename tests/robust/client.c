@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include "inet.h"
 
 #if defined(__x86_64__)
 #define MY_ARCH AUDIT_ARCH_X86_64
@@ -59,14 +60,6 @@ static void deny_netlink(void) {
     if (s >= 0) close(s);
 }
 
-static struct sockaddr_in addr(const char *ip, int port) {
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return a;
-}
 
 static void dest_ip(int i, char *buf) { sprintf(buf, "127.0.0.%d", 2 + i); }
 
@@ -89,7 +82,7 @@ static int udp(int d, int n, int bind_first) {
     for (int i = 0; i < d; i++) {
         srv[i] = socket(AF_INET, SOCK_DGRAM, 0);
         dest_ip(i, ip);
-        struct sockaddr_in a = addr(ip, 7);
+        struct sockaddr_in a = sin4(ip, 7);
         if (srv[i] < 0 || bind(srv[i], (struct sockaddr *)&a, sizeof a) < 0) fail("server bind");
         timeout(srv[i], 2000);
     }
@@ -98,7 +91,7 @@ static int udp(int d, int n, int bind_first) {
         int s = socket(AF_INET, SOCK_DGRAM, 0);
         if (s < 0) fail("socket");
         if (bind_first) {
-            struct sockaddr_in a = addr("127.0.0.1", 0);
+            struct sockaddr_in a = sin4("127.0.0.1", 0);
             if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) {
                 err = errno, where = 'b';
                 close(s);
@@ -106,7 +99,7 @@ static int udp(int d, int n, int bind_first) {
             }
         }
         dest_ip(k % d, ip);
-        struct sockaddr_in a = addr(ip, 7);
+        struct sockaddr_in a = sin4(ip, 7);
         if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
             err = errno, where = 'c';
             close(s);
@@ -146,7 +139,7 @@ static int tcp(int d, int n) {
     for (int i = 0; i < d; i++) {
         lst[i] = socket(AF_INET, SOCK_STREAM, 0);
         dest_ip(i, ip);
-        struct sockaddr_in a = addr(ip, 80);
+        struct sockaddr_in a = sin4(ip, 80);
         if (lst[i] < 0 || bind(lst[i], (struct sockaddr *)&a, sizeof a) < 0 || listen(lst[i], 4096) < 0)
             fail("listener");
     }
@@ -154,14 +147,14 @@ static int tcp(int d, int n) {
     for (; k < n; k++) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         if (s < 0) fail("socket");
-        struct sockaddr_in a = addr("127.0.0.1", 0);
+        struct sockaddr_in a = sin4("127.0.0.1", 0);
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) {
             err = errno, where = 'b';
             close(s);
             break;
         }
         dest_ip(k % d, ip);
-        a = addr(ip, 80);
+        a = sin4(ip, 80);
         if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
             err = errno, where = 'c';
             close(s);
@@ -178,7 +171,7 @@ static int gsn(void) {
     const char *names[2] = {"udp", "tcp"};
     for (int i = 0; i < 2; i++) {
         int s = socket(AF_INET, types[i], 0);
-        struct sockaddr_in a = addr("127.0.0.1", 0);
+        struct sockaddr_in a = sin4("127.0.0.1", 0);
         if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0) fail("gsn bind");
         socklen_t l = sizeof a;
         if (getsockname(s, (struct sockaddr *)&a, &l) < 0) fail("getsockname");

@@ -16,17 +16,10 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "inet.h"
 
 static const char *LIB, *SELF;
 
-static struct sockaddr_in mk(const char *ip, int port) {
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return a;
-}
 static const char *en(int r) {
     static char b[8][32];
     static int i;
@@ -54,11 +47,11 @@ static int intruder_bind(char **a, int n) {
     int s = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
     int reuse = atoi(a[3]);
     if (reuse) setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse);
-    struct sockaddr_in b = mk(a[1], atoi(a[2]));
+    struct sockaddr_in b = sin4(a[1], atoi(a[2]));
     int r = bind(s, (struct sockaddr *)&b, sizeof b) < 0 ? errno : 0;
     printf("bind=%s", en(r));
     if (r == 0 && n > 5) {
-        struct sockaddr_in d = mk(a[4], atoi(a[5]));
+        struct sockaddr_in d = sin4(a[4], atoi(a[5]));
         int c = connect(s, (struct sockaddr *)&d, sizeof d) < 0 ? errno : 0;
         printf(" connect=%s", en(c));
     }
@@ -71,7 +64,7 @@ static int intruder_bind(char **a, int n) {
 /* intruder connects N DST_IP DST_PORT: plain UDP connects until one fails; hold them. */
 static int intruder_connects(char **a) {
     int n = atoi(a[0]), k = 0, err = 0;
-    struct sockaddr_in d = mk(a[1], atoi(a[2]));
+    struct sockaddr_in d = sin4(a[1], atoi(a[2]));
     for (; k < n; k++) {
         int s = socket(AF_INET, SOCK_DGRAM, 0);
         if (connect(s, (struct sockaddr *)&d, sizeof d) < 0) {
@@ -136,7 +129,7 @@ static void finish(struct child *c) {
 static int peer; /* bound to 127.0.0.2:9: the "remote" of the UDP checks */
 /* Sends one datagram from the peer to 127.0.0.1:port; 1 if `s` got it. */
 static int delivered(int s, int port) {
-    struct sockaddr_in to = mk("127.0.0.1", port);
+    struct sockaddr_in to = sin4("127.0.0.1", port);
     sendto(peer, "hello", 5, 0, (struct sockaddr *)&to, sizeof to);
     usleep(20000);
     char buf[16];
@@ -150,7 +143,7 @@ static void tcp_cases(void) {
     for (int sr = 0; sr < 2; sr++) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         if (sr) setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &sr, sizeof sr);
-        struct sockaddr_in a = mk("127.0.0.1", port);
+        struct sockaddr_in a = sin4("127.0.0.1", port);
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("tcp server bind");
         for (int phase = 0; phase < 2; phase++) {
             if (phase == 1 && listen(s, 16) < 0) die("listen");
@@ -180,7 +173,7 @@ static void udp_cases(void) {
     for (int sr = 0; sr < 2; sr++) {
         int s = socket(AF_INET, SOCK_DGRAM, 0);
         if (sr) setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &sr, sizeof sr);
-        struct sockaddr_in a = mk("127.0.0.1", port);
+        struct sockaddr_in a = sin4("127.0.0.1", port);
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("udp server bind");
         for (int ir = 0; ir < 2; ir++)
             for (int wild = 0; wild < 2; wild++)
@@ -211,7 +204,7 @@ static void tcp_restart(void) {
         int one = 1;
         int l = socket(AF_INET, SOCK_STREAM, 0);
         setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in a = mk("127.0.0.1", port);
+        struct sockaddr_in a = sin4("127.0.0.1", port);
         if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 16) < 0) die("first life");
         int c = socket(AF_INET, SOCK_STREAM, 0);
         if (connect(c, (struct sockaddr *)&a, sizeof a) < 0) die("first life connect");
@@ -248,7 +241,7 @@ static void udp_inrange(void) {
         int one = 1;
         int s = socket(AF_INET, SOCK_DGRAM, 0);
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in a = mk("127.0.0.1", 40005);
+        struct sockaddr_in a = sin4("127.0.0.1", 40005);
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("inrange bind");
         char *args[] = {"connects", "12", "127.0.0.2", "9", NULL};
         struct child c = spawn(lib, args);
@@ -267,9 +260,9 @@ static void udp_inrange(void) {
 static void udp_disconnect(void) {
     for (int lib = 1; lib >= 0; lib--) {
         int s = socket(AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in me = mk("127.0.0.1", 40005);
+        struct sockaddr_in me = sin4("127.0.0.1", 40005);
         if (bind(s, (struct sockaddr *)&me, sizeof me) < 0) die("disconnect bind");
-        struct sockaddr_in d = mk("127.0.0.2", 9);
+        struct sockaddr_in d = sin4("127.0.0.2", 9);
         if (connect(s, (struct sockaddr *)&d, sizeof d) < 0) die("disconnect connect");
         struct sockaddr un;
         memset(&un, 0, sizeof un);
@@ -304,7 +297,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[2], "bind")) return intruder_bind(argv + 3, argc - 3);
     if (!strcmp(argv[2], "connects")) return intruder_connects(argv + 3);
     peer = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in pa = mk("127.0.0.2", 9);
+    struct sockaddr_in pa = sin4("127.0.0.2", 9);
     if (bind(peer, (struct sockaddr *)&pa, sizeof pa) < 0) die("peer bind");
     if (!strcmp(argv[2], "tcp")) tcp_cases();
     else if (!strcmp(argv[2], "udp")) udp_cases();

@@ -11,15 +11,8 @@
 #include <sys/auxv.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "inet.h"
 
-static struct sockaddr_in mk(const char *ip, int port) {
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return a;
-}
 
 static int capacity(int type, int *err) {
     int k = 0;
@@ -27,10 +20,10 @@ static int capacity(int type, int *err) {
     *err = 0;
     for (; k < 100; k++) {
         int s = socket(AF_INET, type, 0);
-        struct sockaddr_in a = mk("127.0.0.1", 0);
+        struct sockaddr_in a = sin4("127.0.0.1", 0);
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) { *err = errno; break; }
         snprintf(ip, sizeof ip, "127.0.0.%d", 2 + k % 3);
-        a = mk(ip, type == SOCK_STREAM ? 8080 : 7);
+        a = sin4(ip, type == SOCK_STREAM ? 8080 : 7);
         if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) { *err = errno; break; }
     }
     return k;
@@ -47,7 +40,7 @@ int main(void) {
     for (int i = 0; i < 3; i++) {
         char ip[32];
         snprintf(ip, sizeof ip, "127.0.0.%d", 2 + i);
-        struct sockaddr_in a = mk(ip, 8080);
+        struct sockaddr_in a = sin4(ip, 8080);
         ls[i] = socket(AF_INET, SOCK_STREAM, 0);
         if (bind(ls[i], (struct sockaddr *)&a, sizeof a) < 0 || listen(ls[i], 1000) < 0) {
             printf("harness_error=listen errno=%d\n", errno);

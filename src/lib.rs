@@ -3,25 +3,24 @@
 //! - `hooks`: the exported C symbols (guard, dispatch, errno);
 //! - `real`: the real libc functions behind them;
 //! - `state`: per-socket state; `config`: the environment; `log`: logging;
-//! - `policy`: shared per-call policy; `tcp`: the TCP policy; `udp`: the UDP lock;
-//! - `ports`: port range and choice; `flows`: hints about busy destinations;
-//! - `netlink`: SOCK_DIAG and route queries; `route`: source address;
+//! - `policy`: shared per-call policy; `sockopt`: the options we set behind the program's back;
+//! - `tcp`: the TCP policy; `udp/`: UDP kernel first and the lock (port choice, hints, source
+//!   address, the memory of a full range);
+//! - `netlink`: SOCK_DIAG and route queries;
 //! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
 //! - `vfork`: keeps a vfork child's calls off the parent's state.
 
 pub mod addr;
 pub mod config;
 pub mod decision;
-pub mod flows;
 #[cfg(not(test))]
 mod hooks;
 #[macro_use]
 pub mod log;
 pub mod netlink;
 pub mod policy;
-pub mod ports;
 pub mod real;
-pub mod route;
+pub mod sockopt;
 pub mod state;
 pub mod sys;
 pub mod tcp;
@@ -114,8 +113,8 @@ fn init() {
 /// The child of a fork has one thread: undo what other threads of the parent had under way.
 extern "C" fn after_fork_in_child() {
     netlink::after_fork_in_child();
-    ports::after_fork_in_child();
-    route::after_fork_in_child();
+    udp::ports::after_fork_in_child();
+    udp::source::after_fork_in_child();
 }
 
 #[cfg(not(test))]

@@ -25,6 +25,9 @@ const RTM_GETROUTE: u16 = 26;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_PREFSRC: u16 = 7;
+const RTA_MARK: u16 = 16;
+const RTA_IP_PROTO: u16 = 27;
+const RTA_DPORT: u16 = 29;
 pub const TCP_ESTABLISHED: u8 = 1;
 pub const TCP_CLOSE: u8 = 7;
 pub const TCP_LISTEN: u8 = 10;
@@ -290,9 +293,14 @@ fn error_of(buf: &[u8]) -> c_int {
     -(get_u32(buf, 16) as i32)
 }
 
-/// Exact lookup: the socket that would receive a datagram sent by `remote` to `local`.
-/// Ok(None) when no socket would (ENOENT).
-pub fn udp_exact(local: &SockAddr, remote: &SockAddr) -> Result<Option<Found>, c_int> {
+/// Exact lookup: the socket that would receive a datagram sent by `remote` to `local` arriving
+/// on interface `ifindex` (0: the address's scope; a socket bound to another device does not
+/// match, so give the interface replies come in by). Ok(None) when no socket would (ENOENT).
+pub fn udp_exact(
+    local: &SockAddr,
+    remote: &SockAddr,
+    ifindex: u32,
+) -> Result<Option<Found>, c_int> {
     let _keep = KeepErrno::new();
     let family = if local.as_v4().is_some() && remote.as_v4().is_some() {
         libc::AF_INET
@@ -301,7 +309,11 @@ pub fn udp_exact(local: &SockAddr, remote: &SockAddr) -> Result<Option<Found>, c
     };
     let seq = SEQ.fetch_add(1, Relaxed);
     let mut req = [0u8; DIAG_REQ_LEN];
-    let ifindex = local.scope().max(remote.scope());
+    let ifindex = if ifindex != 0 {
+        ifindex
+    } else {
+        local.scope().max(remote.scope())
+    };
     diag_request(
         &mut req,
         seq,
@@ -413,10 +425,25 @@ pub fn port_holders(protocol: c_int, v6: bool, port: u16) -> Result<Holders, c_i
     Ok(sum)
 }
 
-pub const ROUTE_REQ_MAX: usize = 16 + 12 + 20 + 8;
+/// What the kernel's route lookup for a socket's connect depends on besides the destination:
+/// the socket's bound device, mark and TOS, and the ports and protocol (policy routing by
+/// `ip rule ... dport/ipproto/fwmark/tos`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteContext {
+    pub oif: u32,
+    pub mark: u32,
+    pub tos: u8,
+}
 
-/// RTM_GETROUTE for `dst` (+ RTA_OIF for a scoped IPv6 address). Returns the message length.
-pub fn route_request(b: &mut [u8; ROUTE_REQ_MAX], seq: u32, dst: &SockAddr) -> usize {
+pub const ROUTE_REQ_MAX: usize = 16 + 12 + 20 + 8 + 8 + 8 + 8;
+
+/// RTM_GETROUTE for a UDP flow to `dst` with the socket's context. Returns the message length.
+pub fn route_request(
+    b: &mut [u8; ROUTE_REQ_MAX],
+    seq: u32,
+    dst: &SockAddr,
+    ctx: &RouteContext,
+) -> usize {
     let (family, ip, ip_len): (u8, [u8; 16], usize) = match dst.as_v4() {
         Some(v4) => {
             let mut ip = [0u8; 16];
@@ -432,16 +459,25 @@ pub fn route_request(b: &mut [u8; ROUTE_REQ_MAX], seq: u32, dst: &SockAddr) -> u
     b[16] = family;
     b[17] = (ip_len * 8) as u8;
     b[18..28].fill(0);
-    put_u16(b, len, (4 + ip_len) as u16);
-    put_u16(b, len + 2, RTA_DST);
-    b[len + 4..len + 4 + ip_len].copy_from_slice(&ip[..ip_len]);
-    len += 4 + ip_len;
-    if dst.scope() != 0 {
-        put_u16(b, len, 8);
-        put_u16(b, len + 2, RTA_OIF);
-        put_u32(b, len + 4, dst.scope());
-        len += 8;
+    b[19] = ctx.tos;
+    let mut attr = |b: &mut [u8; ROUTE_REQ_MAX], ty: u16, v: &[u8]| {
+        put_u16(b, len, (4 + v.len()) as u16);
+        put_u16(b, len + 2, ty);
+        b[len + 4..len + 4 + v.len()].copy_from_slice(v);
+        let end = len + 4 + v.len();
+        len = (end + 3) & !3;
+        b[end..len].fill(0);
+    };
+    attr(b, RTA_DST, &ip[..ip_len]);
+    let oif = if ctx.oif != 0 { ctx.oif } else { dst.scope() };
+    if oif != 0 {
+        attr(b, RTA_OIF, &oif.to_ne_bytes());
     }
+    if ctx.mark != 0 {
+        attr(b, RTA_MARK, &ctx.mark.to_ne_bytes());
+    }
+    attr(b, RTA_IP_PROTO, &[libc::IPPROTO_UDP as u8]);
+    attr(b, RTA_DPORT, &dst.port().to_be_bytes());
     nlmsghdr(b, len, RTM_GETROUTE, NLM_F_REQUEST, seq);
     len
 }
@@ -451,51 +487,60 @@ fn unreachable_v4() -> (u8, [u8; 16], usize) {
     (libc::AF_INET as u8, [0; 16], 4)
 }
 
-/// The preferred source address in an RTM_NEWROUTE reply (port 0), shaped like `dst`.
-pub fn parse_route_reply(b: &[u8], dst: &SockAddr) -> Option<SockAddr> {
+/// The preferred source address (port 0, shaped like `dst`) and the output interface in an
+/// RTM_NEWROUTE reply.
+pub fn parse_route_reply(b: &[u8], dst: &SockAddr) -> Option<(SockAddr, u32)> {
     if b.len() < 28 || get_u16(b, 4) != RTM_NEWROUTE {
         return None;
     }
     let total = (get_u32(b, 0) as usize).min(b.len());
     let mut at = 16 + 12;
+    let (mut src, mut oif) = (None, 0);
     while at + 4 <= total {
         let alen = get_u16(b, at) as usize;
-        if alen < 4 {
+        if alen < 4 || at + alen > total {
             return None;
         }
-        if get_u16(b, at + 2) == RTA_PREFSRC && at + alen <= total {
-            let v = &b[at + 4..at + alen];
-            return match (v.len(), dst) {
-                (4, SockAddr::V4 { .. }) => Some(SockAddr::V4 {
-                    ip: [v[0], v[1], v[2], v[3]],
-                    port: 0,
-                }),
-                (4, SockAddr::V6 { .. }) => Some(SockAddr::mapped([v[0], v[1], v[2], v[3]], 0)),
-                (16, SockAddr::V6 { scope, .. }) => {
-                    let mut ip = [0u8; 16];
-                    ip.copy_from_slice(v);
-                    let link_local = ip[0] == 0xfe && ip[1] & 0xc0 == 0x80;
-                    Some(SockAddr::V6 {
-                        ip,
-                        port: 0,
-                        flowinfo: 0,
-                        scope: if link_local { *scope } else { 0 },
-                    })
-                }
-                _ => None,
-            };
+        let v = &b[at + 4..at + alen];
+        match get_u16(b, at + 2) {
+            RTA_PREFSRC => src = prefsrc(v, dst),
+            RTA_OIF if v.len() == 4 => oif = get_u32(v, 0),
+            _ => {}
         }
         at += (alen + 3) & !3;
     }
-    None
+    src.map(|s| (s, oif))
 }
 
-/// The source address the kernel would use to reach `dst`.
-pub fn route_source(dst: &SockAddr) -> Result<SockAddr, c_int> {
+fn prefsrc(v: &[u8], dst: &SockAddr) -> Option<SockAddr> {
+    match (v.len(), dst) {
+        (4, SockAddr::V4 { .. }) => Some(SockAddr::V4 {
+            ip: [v[0], v[1], v[2], v[3]],
+            port: 0,
+        }),
+        (4, SockAddr::V6 { .. }) => Some(SockAddr::mapped([v[0], v[1], v[2], v[3]], 0)),
+        (16, SockAddr::V6 { scope, .. }) => {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(v);
+            let link_local = ip[0] == 0xfe && ip[1] & 0xc0 == 0x80;
+            Some(SockAddr::V6 {
+                ip,
+                port: 0,
+                flowinfo: 0,
+                scope: if link_local { *scope } else { 0 },
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The source address the kernel would use to reach `dst` from a socket with `ctx`, and the
+/// interface it would leave by (where replies come in: the ifindex of a SOCK_DIAG lookup).
+pub fn route_source(dst: &SockAddr, ctx: &RouteContext) -> Result<(SockAddr, u32), c_int> {
     let _keep = KeepErrno::new();
     let seq = SEQ.fetch_add(1, Relaxed);
     let mut req = [0u8; ROUTE_REQ_MAX];
-    let len = route_request(&mut req, seq, dst);
+    let len = route_request(&mut req, seq, dst, ctx);
     let lease = ROUTE.take()?;
     let mut buf = [0u8; 1024];
     let n = match send(lease.fd, &req[..len]).and_then(|_| reply_for(lease.fd, seq, &mut buf)) {
@@ -581,28 +626,46 @@ mod tests {
             ip: [127, 0, 0, 9],
             port: 53,
         };
-        let len = route_request(&mut b, 3, &dst);
-        assert_eq!(len, 16 + 12 + 8);
+        let ctx = RouteContext {
+            oif: 0,
+            mark: 7,
+            tos: 0x10,
+        };
+        let len = route_request(&mut b, 3, &dst, &ctx);
+        // RTA_DST, RTA_MARK, RTA_IP_PROTO, RTA_DPORT
+        assert_eq!(len, 16 + 12 + 8 + 8 + 8 + 8);
         assert_eq!(b[16], libc::AF_INET as u8);
+        assert_eq!(b[19], 0x10, "tos");
         assert_eq!(&b[32..36], &[127, 0, 0, 9]);
+        assert_eq!((get_u16(&b, 38), get_u32(&b, 40)), (RTA_MARK, 7));
+        assert_eq!((get_u16(&b, 46), b[48]), (RTA_IP_PROTO, 17));
+        assert_eq!(
+            (get_u16(&b, 54), &b[56..58]),
+            (RTA_DPORT, &53u16.to_be_bytes()[..])
+        );
         // a reply with RTA_TABLE then RTA_PREFSRC
         let mut r = vec![0u8; 16 + 12];
         put_u16(&mut r, 4, RTM_NEWROUTE);
         r.extend_from_slice(&[8, 0, 15, 0, 254, 0, 0, 0]);
         r.extend_from_slice(&[8, 0, 7, 0, 127, 0, 0, 1]);
+        r.extend_from_slice(&[8, 0, 4, 0]);
+        r.extend_from_slice(&1u32.to_ne_bytes());
         let n = r.len() as u32;
         put_u32(&mut r, 0, n);
         assert_eq!(
             parse_route_reply(&r, &dst),
-            Some(SockAddr::V4 {
-                ip: [127, 0, 0, 1],
-                port: 0
-            })
+            Some((
+                SockAddr::V4 {
+                    ip: [127, 0, 0, 1],
+                    port: 0
+                },
+                1
+            ))
         );
         let mapped = SockAddr::mapped([127, 0, 0, 9], 53);
         assert_eq!(
             parse_route_reply(&r, &mapped),
-            Some(SockAddr::mapped([127, 0, 0, 1], 0))
+            Some((SockAddr::mapped([127, 0, 0, 1], 0), 1))
         );
     }
 }

@@ -10,8 +10,11 @@ use crate::sys::{self, KeepErrno};
 use crate::{netlink, real, tcp, udp};
 use libc::{c_int, c_void, sockaddr, socklen_t};
 
-pub const IP_BIND_ADDRESS_NO_PORT: c_int = 24;
-pub const IP_LOCAL_PORT_RANGE: c_int = 51;
+// The option helpers live in `sockopt` (shared by tcp and udp); re-exported for older callers.
+pub use crate::sockopt::{
+    IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE, restore_app_reuse, set_kernel, set_noport,
+    set_reuseaddr, set_reuseport,
+};
 
 /// A socket() or socketpair() call returned `fd`: forget whatever the number meant before and
 /// start a record if it is a TCP or UDP socket over IPv4/IPv6 and that protocol is switched on.
@@ -58,26 +61,8 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.is_udp() && r.any(KEPT) {
-        // It kept the lock's port after a disconnect (udp::disconnected); the kernel's socket has
-        // none by now. Where the kernel would take the address (right family and length), bind
-        // a fresh socket; otherwise its answer (EAFNOSUPPORT, EINVAL, EFAULT) is the same.
-        // SAFETY: the program's own arguments.
-        let valid = match unsafe { SockAddr::read_program(addr, len) }.addr {
-            ProgramAddr::Inet(a) => a.is_v6() == r.any(V6),
-            // IPv4 takes AF_UNSPEC for 0.0.0.0.
-            ProgramAddr::Unspec => !r.any(V6),
-            _ => false,
-        };
-        if valid && udp::release_kept_port(fd, r).is_err() {
-            return Verdict::Pass(Pass::AlreadyBound);
-        }
-    }
     if r.any(HAS_PORT | CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
-    }
-    if r.is_udp() && !udp::lock_available() {
-        return Verdict::Pass(Pass::LockUnavailable);
     }
     let program_defers = r.any(APP_NOPORT);
     if r.is_udp() {
@@ -173,9 +158,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             }
             return result;
         }
-        // The kernel autobinds before it checks more than the family (inet_dgram_connect).
-        ProgramAddr::Other => return kernel_answers_udp_connect(r, true),
-        ProgramAddr::NotRead => return kernel_answers_udp_connect(r, false),
+        // Not an address the lock could use: the kernel answers.
+        ProgramAddr::Other | ProgramAddr::NotRead => return Verdict::Pass(Pass::KernelAnswers),
     };
     if let (true, SockAddr::V4 { ip, port }) = (r.any(V6), dst) {
         // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
@@ -183,20 +167,10 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
         dst = SockAddr::mapped(ip, port);
     }
     if dst.is_v6() != r.any(V6) {
-        return kernel_answers_udp_connect(r, true);
+        return Verdict::Pass(Pass::KernelAnswers);
     }
     // SAFETY: our copy of the program's address (see ProgramCopy).
     unsafe { udp::connect(fd, r, dst, copy.ptr(), copy.len()) }
-}
-
-/// A UDP connect the kernel answers by itself. Once it has read the family it autobinds
-/// (inet_dgram_connect), so from there its socket has a port even if the connect fails: a port
-/// kept after a disconnect (udp::disconnected) is now just the socket's port.
-fn kernel_answers_udp_connect(r: &Sock, autobinds: bool) -> Verdict {
-    if autobinds {
-        r.clear(KEPT);
-    }
-    Verdict::Pass(Pass::KernelAnswers)
 }
 
 pub fn listen(fd: c_int) -> Verdict {
@@ -250,8 +224,6 @@ pub fn send(
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    // The kernel autobinds on any send (inet_send_prepare): a kept port is now just the port.
-    r.clear(KEPT);
     if r.any(DEFERRED) && has_destination() {
         materialize(fd, r);
     }
@@ -295,7 +267,11 @@ pub fn materialize(fd: c_int, r: &Sock) {
     let _keep = KeepErrno::new();
     let _ = set_noport(fd, r, false);
     if r.is_udp() {
-        restore_app_reuse(fd, r);
+        // The program's SO_REUSEADDR, but not its SO_REUSEPORT: with it the kernel's choice of
+        // a port for bind(ip, 0) may land on a port the UDP lock shares, whose flows would then
+        // take this socket's replies (see udp::kernel_connected).
+        let _ = set_reuseaddr(fd, r, r.any(APP_REUSEADDR));
+        let _ = set_reuseport(fd, r, false);
     }
     match sys::bind(fd, &a) {
         Ok(()) => {
@@ -326,9 +302,19 @@ fn share_fixed(
         && netlink::port_holders(protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
     {
         let _keep = KeepErrno::new();
-        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
-        let _ = set_reuseaddr(fd, r, false);
+        // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
+        // kernel keeps to sockets of one user. Cleared at once: nobody may join until connect.
+        let share = if r.is_tcp() {
+            set_reuseaddr
+        } else {
+            set_reuseport
+        };
+        let shared = share(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
+        let _ = share(fd, r, false);
         if shared {
+            if r.is_udp() {
+                r.set(SHARED);
+            }
             crate::debug!("bind(fd {fd}): {a} shares a port held only by outgoing flows");
             bound_fixed(r, &a);
             return Verdict::done(0);
@@ -341,55 +327,6 @@ fn bound_fixed(r: &Sock, a: &SockAddr) {
     r.set_app_addr(a);
     r.set_local(a);
     r.set(HAS_PORT);
-}
-
-/// Puts the program's own SO_REUSEADDR and SO_REUSEPORT back into the kernel where ours differ.
-pub fn restore_app_reuse(fd: c_int, r: &Sock) {
-    for (app, k, name) in [
-        (APP_REUSEADDR, K_REUSEADDR, libc::SO_REUSEADDR),
-        (APP_REUSEPORT, K_REUSEPORT, libc::SO_REUSEPORT),
-    ] {
-        let want = r.any(app);
-        if want != r.any(k) && sys::set_int(fd, libc::SOL_SOCKET, name, want as c_int).is_ok() {
-            r.put(k, want);
-        }
-    }
-}
-
-/// Sets an option of ours in the kernel and remembers that it is set (`k` bit).
-pub fn set_kernel(
-    fd: c_int,
-    r: &Sock,
-    k: u32,
-    level: c_int,
-    name: c_int,
-    on: bool,
-) -> Result<(), c_int> {
-    if r.any(k) == on {
-        return Ok(());
-    }
-    sys::set_int(fd, level, name, on as c_int)?;
-    r.put(k, on);
-    Ok(())
-}
-
-pub fn set_reuseaddr(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
-    set_kernel(fd, r, K_REUSEADDR, libc::SOL_SOCKET, libc::SO_REUSEADDR, on)
-}
-
-pub fn set_reuseport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
-    set_kernel(fd, r, K_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT, on)
-}
-
-pub fn set_noport(fd: c_int, r: &Sock, on: bool) -> Result<(), c_int> {
-    set_kernel(
-        fd,
-        r,
-        K_NOPORT,
-        libc::IPPROTO_IP,
-        IP_BIND_ADDRESS_NO_PORT,
-        on,
-    )
 }
 
 /// The value the kernel just accepted for an int option, read as the kernel reads it: an int
@@ -449,21 +386,16 @@ pub unsafe fn setsockopt(
         // after bind(ip, 0) it would have: give it the port, then the kernel answers.
         materialize(fd, r);
     }
-    if (level, name) == (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
-        && r.any(KEPT)
-        && len as usize >= std::mem::size_of::<c_int>()
-    {
-        // A port kept after a disconnect: the kernel's socket has none and may change it.
-        let _ = udp::release_kept_port(fd, r);
-    }
     if let Some((app, k)) = managed {
         let ret;
-        if app == APP_REUSEPORT && r.is_udp() && !r.any(HAS_PORT) && udp::lock_available() {
-            // The UDP lock must not be bypassed by SO_REUSEPORT (KERNEL.md), so a UDP socket
-            // without a port gets the program's SO_REUSEPORT only if it binds a port itself
-            // (restore_app_reuse). We still let the kernel check the arguments, through
-            // SO_REUSEADDR: same checks for an inet socket (optlen >= sizeof(int), readable
-            // value), and its kernel value does not matter before a bind, where we set it anyway.
+        if app == APP_REUSEPORT && r.is_udp() && (!r.any(HAS_PORT) || r.any(OUR_PORT | SHARED)) {
+            // SO_REUSEPORT is the UDP lock's own switch: held back while the socket has no port
+            // (the kernel's autobind could then land on a port the lock shares: a duplicate
+            // 4-tuple, KERNEL.md) and while the lock manages the port; the program's value is
+            // put in when the kernel gives the socket a port of its own (restore_app_reuse).
+            // The kernel still checks the arguments, through SO_REUSEADDR (same checks for an
+            // inet socket: optlen >= sizeof(int), a readable value), whose own value is then put
+            // back at once: SO_REUSEADDR has no owner check, so it must stay the program's.
             // SAFETY: caller's arguments, unchanged.
             ret = unsafe { real::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, val, len) };
             if ret == 0 {
@@ -471,6 +403,8 @@ pub unsafe fn setsockopt(
                 let on = unsafe { option_value(level, val, len) } != 0;
                 r.put(app, on);
                 r.put(K_REUSEADDR, on);
+                let _keep = KeepErrno::new();
+                let _ = set_reuseaddr(fd, r, r.any(APP_REUSEADDR));
             }
         } else {
             // SAFETY: caller's arguments, unchanged.
@@ -486,27 +420,20 @@ pub unsafe fn setsockopt(
     }
     // SAFETY: caller's arguments, unchanged.
     let ret = unsafe { real::setsockopt(fd, level, name, val, len) };
-    if ret == 0 && r.is_udp() && !val.is_null() {
-        // Remember it for a socket recreated after a lost race (udp::recreate). The kernel may
-        // have read fewer than `len` bytes (an int out of a longer buffer), so copy safely (at
-        // most 17 bytes; longer values make the socket unswappable).
-        let mut buf = [0u8; 17];
-        let n = (len as usize).min(buf.len());
-        // SAFETY: the program's own option value, which the kernel just accepted.
-        if unsafe { sys::copy_from_program(val.cast(), &mut buf[..n]) }.is_ok() {
-            r.record_opt(level, name, &buf[..n]);
-        } else {
-            // Not all of it readable (the kernel read less than `len`): it cannot be replayed
-            // exactly, so this socket is never recreated.
-            r.set(OPTS_OVERFLOW);
-        }
-        if (level, name) == (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) {
-            // The lock chooses UDP ports itself, so it applies the socket's range (the kernel
-            // applies it to TCP).
-            // SAFETY: the kernel just accepted val/len for this option.
-            let range = unsafe { option_value(level, val, len) } as u32;
-            r.port_range
-                .store(range, std::sync::atomic::Ordering::Release);
+    if ret == 0 && r.is_udp() {
+        match (level, name) {
+            (libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE) => {
+                // The lock chooses UDP ports within the socket's range (it sets the option
+                // itself, to one port at a time, and puts this value back).
+                // SAFETY: the kernel just accepted val/len for this option.
+                let range = unsafe { option_value(level, val, len) } as u32;
+                r.port_range
+                    .store(range, std::sync::atomic::Ordering::Release);
+            }
+            (libc::SOL_SOCKET, libc::SO_MARK | libc::SO_BINDTODEVICE | libc::SO_BINDTOIFINDEX)
+            | (libc::IPPROTO_IP, libc::IP_TOS)
+            | (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => r.set(CONTEXT),
+            _ => {}
         }
     }
     Verdict::done(ret)

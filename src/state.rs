@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 256;
 pub const MAX_FDS: usize = CHUNK * CHUNKS;
-const OPTS: usize = 12;
-const OPT_BYTES: usize = 16;
 
 // Socket facts and the phase of the socket, one bit each.
 pub const TCP: u32 = 1 << 0;
@@ -37,9 +35,11 @@ pub const HAS_PORT: u32 = 1 << 10;
 pub const CONNECTED: u32 = 1 << 11;
 /// A server: from now on everything passes through.
 pub const LISTENING: u32 = 1 << 12;
-/// An option could not be recorded, so the socket cannot be recreated for a UDP retry.
-pub const OPTS_OVERFLOW: u32 = 1 << 13;
-/// UDP: the port came from the lock, not from the program.
+/// UDP: the program set an option that routing may depend on (SO_MARK, IP_TOS, IPV6_TCLASS,
+/// SO_BINDTODEVICE): the lock asks the route with the socket's own values.
+pub const CONTEXT: u32 = 1 << 13;
+/// UDP: the port came from the lock (bound with port 0 in a one-port IP_LOCAL_PORT_RANGE, so
+/// the kernel releases it at a disconnect exactly as it releases an autobound port).
 pub const OUR_PORT: u32 = 1 << 14;
 /// UDP: a disconnect released the port the lock had chosen (the kernel shows port 0 until the
 /// socket is used again, so getsockname does not bind it).
@@ -47,16 +47,9 @@ pub const RELEASED: u32 = 1 << 15;
 /// UDP: the program set IP_BIND_ADDRESS_NO_PORT itself before bind(ip, 0): its own deferral,
 /// which the kernel keeps until connect or send (nothing to carry out for getsockname).
 pub const PROGRAM_DEFERRED: u32 = 1 << 16;
-/// UDP: disconnected with data or an error queued, the socket kept the lock's port where the
-/// kernel's would have none (udp::disconnected), until it is used again.
-pub const KEPT: u32 = 1 << 17;
-
-#[repr(C)]
-struct Opt {
-    key: AtomicU64,
-    len: AtomicU32,
-    val: [AtomicU64; 2],
-}
+/// UDP: a fixed port the program bound that another socket's flows hold too (policy's
+/// share_fixed): its connect must be checked against them.
+pub const SHARED: u32 = 1 << 17;
 
 #[repr(C)]
 pub struct Sock {
@@ -66,14 +59,14 @@ pub struct Sock {
     pub port_range: AtomicU32,
     /// SO_COOKIE once known (0 = not asked yet).
     pub cookie: AtomicU64,
-    /// The UDP flow this socket holds in `flows` (0 = none), given back when it ends.
+    /// The UDP flow this socket holds in `udp::hints` (0 = none), given back when it ends.
     pub flow: AtomicU64,
+    /// UDP: the thread running the lock on this socket (0 = none; see `udp::Busy`).
+    pub busy: AtomicU64,
     /// The address the program bound (its port may be 0).
     app_addr: [AtomicU64; 4],
     /// The local address the socket owns once it has a port (HAS_PORT).
     local: [AtomicU64; 4],
-    /// Options the program set, replayed on a fresh socket when a UDP race is lost.
-    opts: [Opt; OPTS],
 }
 
 impl Sock {
@@ -119,67 +112,13 @@ impl Sock {
         store_addr(&self.local, a)
     }
 
-    /// Remembers an option the program set. Returns false (and marks the socket) when it does not
-    /// fit, which only matters if the socket must be recreated later.
-    pub fn record_opt(&self, level: i32, name: i32, val: &[u8]) -> bool {
-        let key = 1 << 63 | (level as u32 as u64) << 32 | name as u32 as u64;
-        if val.len() <= OPT_BYTES {
-            for o in &self.opts {
-                let k = o.key.load(Acquire);
-                let ours =
-                    k == key || (k == 0 && o.key.compare_exchange(0, key, AcqRel, Acquire).is_ok());
-                if ours {
-                    let mut words = [0u8; OPT_BYTES];
-                    words[..val.len()].copy_from_slice(val);
-                    o.val[0].store(
-                        u64::from_ne_bytes(words[..8].try_into().unwrap_or_default()),
-                        Release,
-                    );
-                    o.val[1].store(
-                        u64::from_ne_bytes(words[8..].try_into().unwrap_or_default()),
-                        Release,
-                    );
-                    o.len.store(val.len() as u32, Release);
-                    return true;
-                }
-            }
-        }
-        self.set(OPTS_OVERFLOW);
-        false
-    }
-
-    /// Calls `f(level, name, value)` for every recorded option.
-    pub fn each_opt(&self, mut f: impl FnMut(i32, i32, &[u8])) {
-        for o in &self.opts {
-            let k = o.key.load(Acquire);
-            if k == 0 {
-                continue;
-            }
-            let len = (o.len.load(Acquire) as usize).min(OPT_BYTES);
-            let mut bytes = [0u8; OPT_BYTES];
-            bytes[..8].copy_from_slice(&o.val[0].load(Acquire).to_ne_bytes());
-            bytes[8..].copy_from_slice(&o.val[1].load(Acquire).to_ne_bytes());
-            f(
-                ((k >> 32) as u32 & 0x7fff_ffff) as i32,
-                k as u32 as i32,
-                &bytes[..len],
-            );
-        }
-    }
-
     fn reset(&self, flags: u32) {
         self.port_range.store(0, Relaxed);
         self.cookie.store(0, Relaxed);
-        crate::flows::unmark(self.flow.swap(0, Relaxed));
+        crate::udp::hints::unmark(self.flow.swap(0, Relaxed));
+        self.busy.store(0, Relaxed);
         for a in self.app_addr.iter().chain(&self.local) {
             a.store(0, Relaxed);
-        }
-        // Only a UDP socket is ever recreated from its recorded options.
-        if flags & UDP != 0 {
-            for o in &self.opts {
-                o.key.store(0, Relaxed);
-                o.len.store(0, Relaxed);
-            }
         }
         self.flags.store(flags, Release);
     }
@@ -268,7 +207,7 @@ fn release(value: u32) {
         && r.refs.fetch_sub(1, AcqRel) == 1
     {
         // The last fd of the socket is gone: so is its flow.
-        crate::flows::unmark(r.flow.swap(0, AcqRel));
+        crate::udp::hints::unmark(r.flow.swap(0, AcqRel));
     }
 }
 
@@ -375,31 +314,6 @@ pub fn dup(old: i32, new: i32) {
     }
 }
 
-/// Calls `f` for every other fd that names the same socket as `fd` (its dups). Walks the mapped
-/// part of the fd map: for the rare paths that replace a socket (UDP lock retry, disconnect).
-pub fn each_dup_of(fd: i32, mut f: impl FnMut(i32)) {
-    let Some(v) = fd_slot(fd, false)
-        .map(|s| s.load(Acquire))
-        .filter(|&v| v != 0 && v & LAZY == 0)
-    else {
-        return;
-    };
-    for (c, slot) in FD_MAP.iter().enumerate() {
-        let p = slot.load(Acquire);
-        if p.is_null() {
-            continue;
-        }
-        // SAFETY: published chunks are never unmapped.
-        let chunk = unsafe { &*p };
-        for (i, e) in chunk.iter().enumerate() {
-            let other = (c * CHUNK + i) as i32;
-            if other != fd && e.load(Relaxed) == v {
-                f(other);
-            }
-        }
-    }
-}
-
 /// close_range(first, last): forget every fd in the range that has a mapped chunk.
 pub fn forget_range(first: u32, last: u32) {
     let last = (last as usize).min(MAX_FDS - 1);
@@ -474,20 +388,6 @@ mod tests {
         assert!((100_022..=100_027).all(|f| get(f).is_none()));
         forget_range(100_020, u32::MAX);
         assert!(get(100_029).is_none());
-    }
-
-    #[test]
-    fn options_are_recorded_replaced_and_overflow_is_marked() {
-        track(100_040, UDP);
-        let r = get(100_040).unwrap();
-        assert!(r.record_opt(0, 10, &2i32.to_ne_bytes()));
-        assert!(r.record_opt(0, 10, &3i32.to_ne_bytes()));
-        let mut seen = vec![];
-        r.each_opt(|l, n, v| seen.push((l, n, v.to_vec())));
-        assert_eq!(seen, vec![(0, 10, 3i32.to_ne_bytes().to_vec())]);
-        assert!(!r.record_opt(1, 25, &[0u8; 17]));
-        assert!(r.has(OPTS_OVERFLOW));
-        forget(100_040);
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The source address for a destination, as the kernel would choose it, without using a port:
-//! RTM_GETROUTE (netlink.rs), remembered for a second in a small lock-free cache so that a
-//! program connecting to the same resolvers over and over does not pay two system calls each
-//! time. A second is also how soon a changed route or a new namespace is seen; a stale source
-//! that is no longer local only makes the bind fail, and the kernel's own connect then runs.
+//! The source address the lock checks for a socket that did not bind one, as the kernel will
+//! choose it at connect, without using a port: RTM_GETROUTE (netlink.rs) with the socket's
+//! context (bound device, mark, TOS, protocol and destination port, for policy routing), and
+//! the interface replies come in by (the SOCK_DIAG lookup's ifindex, so a device-bound socket is
+//! seen). Only a prediction: the lock compares it with the source the kernel really gave the
+//! socket (getsockname after connect) and checks again on a mismatch. Sockets without routing
+//! options share a small lock-free cache (a second), so a program connecting to the same
+//! resolvers over and over does not pay two system calls each time.
 
 use crate::addr::SockAddr;
-use crate::netlink;
+use crate::netlink::{self, RouteContext};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 const ENTRIES: usize = 64;
@@ -17,6 +20,7 @@ struct Entry {
     seq: AtomicU32,
     dst: [AtomicU64; 4],
     src: [AtomicU64; 4],
+    oif: AtomicU32,
     at_ms: AtomicU64,
 }
 
@@ -25,6 +29,7 @@ static CACHE: [Entry; ENTRIES] = [const {
         seq: AtomicU32::new(0),
         dst: [const { AtomicU64::new(0) }; 4],
         src: [const { AtomicU64::new(0) }; 4],
+        oif: AtomicU32::new(0),
         at_ms: AtomicU64::new(0),
     }
 }; ENTRIES];
@@ -36,7 +41,7 @@ fn slot(key: &[u64; 4]) -> &'static Entry {
     &CACHE[(h >> 32) as usize % ENTRIES]
 }
 
-fn lookup(key: &[u64; 4], now: u64) -> Option<SockAddr> {
+fn lookup(key: &[u64; 4], now: u64) -> Option<(SockAddr, u32)> {
     let e = slot(key);
     let s1 = e.seq.load(Acquire);
     if s1 & 1 == 1 {
@@ -44,15 +49,16 @@ fn lookup(key: &[u64; 4], now: u64) -> Option<SockAddr> {
     }
     let dst: [u64; 4] = std::array::from_fn(|i| e.dst[i].load(Relaxed));
     let src: [u64; 4] = std::array::from_fn(|i| e.src[i].load(Relaxed));
+    let oif = e.oif.load(Relaxed);
     let at = e.at_ms.load(Relaxed);
     std::sync::atomic::fence(Acquire);
     if e.seq.load(Relaxed) != s1 || dst != *key || at == 0 || now.saturating_sub(at) > TTL_MS {
         return None;
     }
-    SockAddr::from_words(src)
+    SockAddr::from_words(src).map(|s| (s, oif))
 }
 
-fn store(key: &[u64; 4], src: &SockAddr, now: u64) {
+fn store(key: &[u64; 4], src: &SockAddr, oif: u32, now: u64) {
     let e = slot(key);
     let s = e.seq.load(Relaxed);
     if s & 1 == 1 || e.seq.compare_exchange(s, s + 1, Acquire, Relaxed).is_err() {
@@ -64,6 +70,7 @@ fn store(key: &[u64; 4], src: &SockAddr, now: u64) {
     for (w, v) in e.src.iter().zip(src.to_words()) {
         w.store(v, Relaxed);
     }
+    e.oif.store(oif, Relaxed);
     e.at_ms.store(now.max(1), Relaxed);
     e.seq.store(s + 2, Release);
 }
@@ -81,16 +88,20 @@ pub fn after_fork_in_child() {
 }
 
 /// The preferred source address (port 0) for `dst`, shaped like `dst` (v4-mapped for a
-/// dual-stack socket talking to IPv4).
-pub fn source_for(dst: &SockAddr) -> Result<SockAddr, libc::c_int> {
-    let key = dst.with_port(0).to_words();
-    let now = crate::sys::now_ms();
-    if let Some(src) = lookup(&key, now) {
-        return Ok(src);
+/// dual-stack socket talking to IPv4), and the interface the flow leaves by. The key is the
+/// destination with its port (policy routing may look at the port).
+pub fn source_for(dst: &SockAddr, ctx: &RouteContext) -> Result<(SockAddr, u32), libc::c_int> {
+    if *ctx != RouteContext::default() {
+        return netlink::route_source(dst, ctx);
     }
-    let src = netlink::route_source(dst)?;
-    store(&key, &src, now);
-    Ok(src)
+    let key = dst.to_words();
+    let now = crate::sys::now_ms();
+    if let Some(found) = lookup(&key, now) {
+        return Ok(found);
+    }
+    let (src, oif) = netlink::route_source(dst, ctx)?;
+    store(&key, &src, oif, now);
+    Ok((src, oif))
 }
 
 #[cfg(test)]
@@ -109,8 +120,8 @@ mod tests {
             port: 0,
         };
         assert_eq!(lookup(&dst, 5000), None);
-        store(&dst, &src, 5000);
-        assert_eq!(lookup(&dst, 5500), Some(src));
+        store(&dst, &src, 1, 5000);
+        assert_eq!(lookup(&dst, 5500), Some((src, 1)));
         assert_eq!(lookup(&dst, 6001), None, "expired");
         let other = SockAddr::V4 {
             ip: [198, 51, 100, 8],

@@ -1,0 +1,230 @@
+//! UDP, kernel first (SPEC "UDP: the REUSEADDR lock"; lab/connectx_udp.py).
+//!
+//! A UDP connect is the kernel's own connect: its port choice, reserved ports, the socket's
+//! IP_LOCAL_PORT_RANGE, routing, device and namespace, all exact, and the socket is then simply
+//! the kernel's. Only when the kernel answers EAGAIN (no free port for that source) does the lock
+//! (`lock`) run, on the same socket, which is still unbound then. `exhausted` remembers such an
+//! answer for a second so that a full range costs the kernel's scan once, not on every connect.
+//!
+//! The lock shares ports across destinations with SO_REUSEPORT, whose sharing the kernel limits
+//! to sockets of one uid: another user cannot bind a connectx flow's port and take its replies
+//! (KERNEL.md; tests/udp.rs `another_user_cannot_take_a_shared_port`). Sockets whose port
+//! connectx shares (the lock's, and fixed ports the program bound) are checked on every connect,
+//! one connect of a socket at a time (`Busy`).
+//!
+//! Files: `lock` (the lock: port search, check, reconnects), `ports` (range and choice), `hints`
+//! (ports this process holds to busy destinations), `source` (the source address and interface
+//! the kernel will use), `exhausted` (the memory of a full range).
+
+pub mod exhausted;
+pub mod hints;
+mod lock;
+pub mod ports;
+pub mod source;
+
+use crate::addr::SockAddr;
+use crate::decision::{Pass, Verdict};
+use crate::netlink;
+use crate::sockopt::{restore_app_reuse, set_noport, set_reuseport};
+use crate::state::*;
+use crate::sys::{KeepErrno, errno};
+use crate::{log, real};
+use libc::{c_int, sockaddr, socklen_t};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+
+/// A fixed port held by others may be shared only with connected sockets: an unconnected
+/// holder is a server, or a socket between bind and connect.
+pub fn may_share(h: &netlink::Holders) -> bool {
+    h.flows > 0 && h.unconnected == 0
+}
+
+static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
+static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
+
+/// False when SOCK_DIAG cannot be used by this process (asked once, when the lock is first
+/// needed, by opening the pooled netlink socket): the lock then never runs (the kernel's EAGAIN
+/// stands) and one warning is logged.
+pub fn lock_available() -> bool {
+    if DIAG_BROKEN.load(Relaxed) {
+        return false;
+    }
+    match netlink::check_diag() {
+        Err(e) if diag_unavailable_for_good(e) => {
+            DIAG_BROKEN.store(true, Relaxed);
+            lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e);
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Errors that mean SOCK_DIAG is not available to this process at all (seccomp, LSM, kernel
+/// without inet_diag): stop trying rather than bind ports we cannot check.
+fn diag_unavailable_for_good(e: c_int) -> bool {
+    matches!(
+        e,
+        libc::EPERM
+            | libc::EACCES
+            | libc::EAFNOSUPPORT
+            | libc::EPROTONOSUPPORT
+            | libc::ENOSYS
+            | libc::EOPNOTSUPP
+    )
+}
+
+fn lock_unavailable(flag: &AtomicBool, what: &str, e: c_int) -> Verdict {
+    log::once(
+        flag,
+        crate::config::Level::Warn,
+        format_args!(
+            "UDP lock unavailable ({what}, errno {e}): ports are not shared, the kernel's own answer stands"
+        ),
+    );
+    Verdict::Pass(Pass::LockUnavailable)
+}
+
+/// A fixed port the program bound (bind(ip, P)).
+fn fixed_port(r: &Sock) -> bool {
+    r.any(HAS_PORT) && r.app_addr().is_some_and(|a| a.port() != 0)
+}
+
+/// # Safety
+/// `addr`/`len` are our copy of the program's arguments to connect(2), parsed into `dst`.
+pub unsafe fn connect(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    if r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT) {
+        // A port connectx shares: every connect is checked, one at a time per socket.
+        if !lock_available() {
+            return Verdict::Pass(Pass::LockUnavailable);
+        }
+        let Some(_busy) = Busy::take(r) else {
+            return Verdict::fail(libc::EAGAIN);
+        };
+        // SAFETY: forwarded from our caller.
+        return unsafe {
+            if r.any(OUR_PORT) {
+                lock::reconnect(fd, r, dst, addr, len)
+            } else {
+                lock::connect_fixed(fd, r, dst, addr, len)
+            }
+        };
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { kernel_first(fd, r, dst, addr, len) }
+}
+
+/// The kernel's own connect; the lock only where it answers EAGAIN.
+///
+/// # Safety
+/// As `connect`.
+unsafe fn kernel_first(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    if !exhausted::recent(fd, r) {
+        // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
+        // with it the kernel hands out ports it shares with the lock's flows, to the same
+        // destination too (KERNEL.md).
+        if r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
+            return Verdict::Pass(Pass::InternalError);
+        }
+        // SAFETY: our copy of the program's arguments.
+        let ret = unsafe { real::connect(fd, addr, len) };
+        let e = errno();
+        if ret == 0 {
+            kernel_connected(fd, r);
+            return Verdict::done(0);
+        }
+        if e != libc::EAGAIN {
+            return Verdict::answer(ret as isize, e);
+        }
+        // No free port for this source: the socket is still unbound (KERNEL.md).
+        exhausted::note(fd, r);
+        crate::debug!("connect(fd {fd}): the kernel has no free port for {dst}: UDP lock");
+    }
+    if !lock_available() {
+        return Verdict::fail(libc::EAGAIN);
+    }
+    let Some(_busy) = Busy::take(r) else {
+        return Verdict::fail(libc::EAGAIN);
+    };
+    // SAFETY: forwarded from our caller.
+    unsafe { lock::search(fd, r, dst, addr, len) }
+}
+
+/// The kernel connected the socket with a port of its own choosing: from now on it is the
+/// kernel's socket, its port as the kernel chose it. The program's own SO_REUSEPORT stays held
+/// back (getsockopt answers it): our SO_REUSEPORT is the lock's switch on this port now.
+fn kernel_connected(fd: c_int, r: &Sock) {
+    let _keep = KeepErrno::new();
+    r.clear(DEFERRED);
+    r.set(HAS_PORT | CONNECTED);
+    // The unlock: the port is open to other flows of this user (one system call), so that the
+    // lock can share it once the range is full. From now on the socket's connects are checked.
+    if set_reuseport(fd, r, true).is_ok() {
+        r.set(OUR_PORT);
+    }
+}
+
+/// A successful disconnect (connect AF_UNSPEC).
+pub fn disconnected(fd: c_int, r: &Sock) {
+    let _keep = KeepErrno::new();
+    r.clear(CONNECTED);
+    hints::unmark(r.flow.swap(0, AcqRel));
+    if fixed_port(r) {
+        // The program's own port stays bound; exclusive again as before its connect (others
+        // may hold it meanwhile: its next connect is checked).
+        restore_app_reuse(fd, r);
+        return;
+    }
+    // The lock bound port 0 in a one-port range and the kernel autobinds its own: neither holds
+    // SOCK_BINDPORT_LOCK, so the kernel released the port (keeping a bound address).
+    r.clear(OUR_PORT | HAS_PORT);
+    restore_app_reuse(fd, r);
+    let _ = set_noport(fd, r, r.any(APP_NOPORT));
+}
+
+/// One connect at a time on a socket whose port connectx shares: two threads connecting the
+/// same socket at once must not both pass the check. Never a blocking lock: a holder that is
+/// busy for long (or a thread of the parent, seen after fork) gives EAGAIN or is taken over.
+pub struct Busy<'a>(&'a Sock);
+
+impl<'a> Busy<'a> {
+    const TRIES: u32 = 10_000;
+
+    pub fn take(r: &'a Sock) -> Option<Self> {
+        // SAFETY: plain system calls without arguments.
+        let (pid, tid) = unsafe { (libc::getpid() as u64, libc::gettid() as u64) };
+        let me = pid << 32 | tid & 0xffff_ffff;
+        for _ in 0..Self::TRIES {
+            match r.busy.compare_exchange(0, me, AcqRel, Acquire) {
+                Ok(_) => return Some(Busy(r)),
+                // Left by the parent's thread that was in a connect when the process forked.
+                Err(held) if held >> 32 != pid => {
+                    if r.busy.compare_exchange(held, me, AcqRel, Acquire).is_ok() {
+                        return Some(Busy(r));
+                    }
+                }
+                // SAFETY: no arguments.
+                Err(_) => unsafe {
+                    libc::sched_yield();
+                },
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(0, Release);
+    }
+}

@@ -64,6 +64,11 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     if r.any(HAS_PORT | CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
     }
+    if r.is_udp() && !udp::lock_available() {
+        // Without SOCK_DIAG the lock never runs: a deferred bind would only move the kernel's
+        // EADDRINUSE from bind to connect.
+        return Verdict::Pass(Pass::LockUnavailable);
+    }
     let program_defers = r.any(APP_NOPORT);
     if r.is_udp() {
         // A fixed port is bound with exactly the program's options, so a server is exactly as
@@ -149,15 +154,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     let copy = unsafe { SockAddr::read_program(addr, len) };
     let mut dst = match copy.addr {
         ProgramAddr::Inet(a) => a,
-        ProgramAddr::Unspec => {
-            // SAFETY: the program's own arguments, unchanged.
-            let ret = unsafe { real::connect(fd, addr, len) };
-            let result = Verdict::done(ret);
-            if ret == 0 {
-                udp::disconnected(fd, r);
-            }
-            return result;
-        }
+        // SAFETY: the program's own arguments.
+        ProgramAddr::Unspec => return unsafe { udp::disconnect(fd, r, addr, len) },
         // Not an address the lock could use: the kernel answers.
         ProgramAddr::Other | ProgramAddr::NotRead => return Verdict::Pass(Pass::KernelAnswers),
     };

@@ -444,11 +444,20 @@ fn locked(
         (Some(src), Ok(_)) => src.with_port(port),
         (None, Ok(l)) => l,
         (_, Err(e)) => {
-            // The kernel refuses this peer (no route…): its own connect gives the answer.
+            // The kernel refuses this peer (no route…): its real connect gives the program the
+            // answer it gives once a socket has a port. Connected all the same, it was not
+            // checked: undone, and EAGAIN.
+            crate::debug!("connect(fd {fd}): the kernel refuses {dst} at port 0 (errno {e})");
+            // SAFETY: our copy of the program's arguments, unchanged.
+            let ret = unsafe { real::connect(fd, addr, len) };
+            let e = errno();
             give_back(fd);
             restore_app_reuse(fd, r);
-            crate::debug!("connect(fd {fd}): no route to {dst} (errno {e})");
-            return Step::Done(Verdict::Pass(Pass::NoRoute));
+            return Step::Done(if ret < 0 {
+                Verdict::answer(ret as isize, e)
+            } else {
+                Verdict::fail(libc::EAGAIN)
+            });
         }
     };
     match check(&s.flow, &local, &[s.me]) {
@@ -535,7 +544,9 @@ impl Sentinel {
             }
         }
         set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 0)?;
-        connect_dummy(fd, peer)?;
+        // What the kernel refuses here (a peer of the other family after a v4-mapped connect,
+        // no route) it refuses to the program's socket too: its real connect then answers.
+        let _ = connect_dummy(fd, peer);
         s.cookie = sys::cookie(fd)?;
         Ok(s)
     }
@@ -649,11 +660,9 @@ pub unsafe fn connect_fixed(
             Err(_) => return Verdict::fail(libc::EAGAIN),
         }
     } else {
-        match connect_dummy(fd, &flow.peer) {
-            Ok(l) => (None, l),
-            // The kernel refuses this peer: its own connect answers.
-            Err(_) => return Verdict::Pass(Pass::NoRoute),
-        }
+        // A peer the kernel refuses: the check is on the bound address, the real connect
+        // answers.
+        (None, connect_dummy(fd, &flow.peer).unwrap_or(bound))
     };
     let mine = [me, sentinel.as_ref().map_or(me, |s| s.cookie)];
     match check(&flow, &local, &mine) {

@@ -97,14 +97,16 @@ pub unsafe fn connect(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
+    // One connect of a socket at a time: a second thread's kernel connect must not land on a
+    // port the first one's lock is sharing.
+    let Some(_busy) = Busy::take(r) else {
+        return Verdict::fail(libc::EAGAIN);
+    };
     if r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT) {
-        // A port connectx shares: every connect is checked, one at a time per socket.
+        // A port connectx shares: every connect is checked.
         if !lock_available() {
             return Verdict::Pass(Pass::LockUnavailable);
         }
-        let Some(_busy) = Busy::take(r) else {
-            return Verdict::fail(libc::EAGAIN);
-        };
         // SAFETY: forwarded from our caller.
         return unsafe {
             if r.any(OUR_PORT) {
@@ -153,9 +155,6 @@ unsafe fn kernel_first(
     if !lock_available() {
         return Verdict::fail(libc::EAGAIN);
     }
-    let Some(_busy) = Busy::take(r) else {
-        return Verdict::fail(libc::EAGAIN);
-    };
     // SAFETY: forwarded from our caller.
     unsafe { lock::search(fd, r, dst, addr, len) }
 }
@@ -188,30 +187,52 @@ pub fn disconnected(fd: c_int, r: &Sock) {
     // The lock bound port 0 in a one-port range and the kernel autobinds its own: neither holds
     // SOCK_BINDPORT_LOCK, so the kernel released the port (keeping a bound address).
     r.clear(OUR_PORT | HAS_PORT);
+    if r.any(DEFERRED) {
+        // The port the kernel's bind(ip, 0) would have taken is released too: getsockname
+        // shows port 0 and does not bind one.
+        r.set(RELEASED);
+    }
     restore_app_reuse(fd, r);
     let _ = set_noport(fd, r, r.any(APP_NOPORT));
 }
 
-/// One connect at a time on a socket whose port connectx shares: two threads connecting the
-/// same socket at once must not both pass the check. Never a blocking lock: a holder that is
-/// busy for long (or a thread of the parent, seen after fork) gives EAGAIN or is taken over.
+/// connect(AF_UNSPEC): the kernel's disconnect, one at a time with the socket's connects.
+///
+/// # Safety
+/// The program's arguments to connect(2).
+pub unsafe fn disconnect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
+    let _busy = Busy::take(r);
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::connect(fd, addr, len) };
+    let result = Verdict::answer(ret as isize, errno());
+    if ret == 0 {
+        disconnected(fd, r);
+    }
+    result
+}
+
+/// One connect at a time on a socket: two threads connecting the same socket at once must not
+/// both pass the check, nor one make the kernel's connect while the other shares the port.
+/// Never a blocking lock: the holder's start time is the token, and a holder busy for longer
+/// than any connect takes (a thread of the parent, seen after fork) is taken over.
 pub struct Busy<'a>(&'a Sock);
 
 impl<'a> Busy<'a> {
-    const TRIES: u32 = 10_000;
+    const STALE_MS: u64 = 2000;
 
     pub fn take(r: &'a Sock) -> Option<Self> {
-        // SAFETY: plain system calls without arguments.
-        let (pid, tid) = unsafe { (libc::getpid() as u64, libc::gettid() as u64) };
-        let me = pid << 32 | tid & 0xffff_ffff;
-        for _ in 0..Self::TRIES {
+        let start = crate::sys::now_ms();
+        let me = start << 1 | 1;
+        loop {
             match r.busy.compare_exchange(0, me, AcqRel, Acquire) {
                 Ok(_) => return Some(Busy(r)),
-                // Left by the parent's thread that was in a connect when the process forked.
-                Err(held) if held >> 32 != pid => {
+                Err(held) if start.saturating_sub(held >> 1) > Self::STALE_MS => {
                     if r.busy.compare_exchange(held, me, AcqRel, Acquire).is_ok() {
                         return Some(Busy(r));
                     }
+                }
+                Err(_) if crate::sys::now_ms().saturating_sub(start) > Self::STALE_MS => {
+                    return None;
                 }
                 // SAFETY: no arguments.
                 Err(_) => unsafe {
@@ -219,7 +240,6 @@ impl<'a> Busy<'a> {
                 },
             }
         }
-        None
     }
 }
 

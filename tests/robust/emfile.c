@@ -1,15 +1,12 @@
-/* emfile: RLIMIT_NOFILE reached while the UDP lock must swap in a fresh socket.
- * Range of 10 ports; 9 sockets already connected to D, so a new connect to D whose random
- * first port is one of those 9 loses the race and needs a fresh socket (one more fd).
+/* emfile: RLIMIT_NOFILE reached at a UDP connect.
+ * Range of 10 ports; 9 sockets already connected to D, then connects to D with no spare fd.
  *   emfile ATTEMPTS
- * Phase "zero": no fd is available at connect: each attempt succeeds (first pick was the free
- * port) or fails with EMFILE; the fd count is the same before and after; after EMFILE, once fds
- * are available again, a second connect on the same socket must succeed (as it would without
- * the library, where the failed connect leaves the socket usable).
+ * Phase "zero": no fd is available at connect: each attempt succeeds or fails with EMFILE; the
+ * fd count is the same before and after; after EMFILE, once fds are available again, a second
+ * connect on the same socket must succeed (as it would without the library).
  * Phase "one": exactly one spare fd: every connect succeeds.
- * Each attempt runs in a fresh process (fork + exec of this program, "attempt MODE SRVFD"): the
- * library's per-destination hints, which let a process that lost a race avoid the next swap,
- * start empty there, so the first bind is blind and a swap is needed 9 times in 10. */
+ * Each attempt runs in a fresh process (fork + exec of this program, "attempt MODE SRVFD"), so
+ * that nothing the library learnt in one attempt helps the next. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>

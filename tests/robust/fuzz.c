@@ -312,6 +312,10 @@ static void pick_opt(int *level, int *name, int *kind) {
             *name = SO_KEEPALIVE, *kind = K_INT;
         if (*level == IPPROTO_TCP && (*name == TCP_REPAIR || *name == TCP_REPAIR_QUEUE || *name == TCP_ULP))
             *name = TCP_NODELAY, *kind = K_INT;
+        /* README "Intended differences": a UDP socket whose port connectx shares is in a
+         * reuseport group, which these options see (ENOENT for EINVAL, a program steering it) */
+        if (*level == SOL_SOCKET && (*name == 51 || *name == 52 || *name == 68))
+            *name = SO_KEEPALIVE, *kind = K_INT;
     }
 }
 

@@ -1,0 +1,40 @@
+# Corner cases of the lock on a one-port range (races: tests/robust/udprace.c) (run under connectx). Each case prints
+# one line; the flows are checked from our own sockets (getsockname/getpeername): two sockets on
+# one 4-tuple is a duplicate.
+import socket, sys, errno
+case = sys.argv[1]
+def udp(): return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def tuples(socks):
+    out = []
+    for s in socks:
+        try: out.append((s.getsockname(), s.getpeername()))
+        except OSError: pass
+    return out
+def dups(socks):
+    t = tuples(socks); return len(t) - len(set(t))
+def err(f):
+    try: f(); return "ok"
+    except OSError as e: return errno.errorcode.get(e.errno, str(e.errno))
+if case == "anyaddr":
+    # connect(0.0.0.0:7) is a connect to 127.0.0.1:7 (the kernel's rewrite): the one port
+    # already carries that flow.
+    a = udp(); a.connect(("127.0.0.1", 7))
+    b = udp(); e = err(lambda: b.connect(("0.0.0.0", 7)))
+    print(f"anyaddr second={e} dups={dups([a, b])}")
+elif case == "device":
+    # A socket bound to the loopback device owns 127.0.0.1:P -> 127.0.0.2:7; a connect without a
+    # device to the same destination must not share it.
+    a = udp(); a.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo"); a.connect(("127.0.0.2", 7))
+    b = udp(); e = err(lambda: b.connect(("127.0.0.2", 7)))
+    print(f"device second={e} dups={dups([a, b])}")
+elif case == "share":
+    # Capacity on the one port: a flow to each of 8 destinations, all with their own replies.
+    socks = [udp() for _ in range(8)]
+    res = [err(lambda s=s, i=i: s.connect((f"127.0.0.{2 + i}", 7))) for i, s in enumerate(socks)]
+    got = 0
+    for s in socks:
+        s.settimeout(1); s.send(b"x" + str(s.getsockname()[1]).encode())
+    for s in socks:
+        try: got += s.recv(64) == b"x" + str(s.getsockname()[1]).encode()
+        except OSError: pass
+    print(f"share ok={res.count('ok')} echoed={got} dups={dups(socks)}")

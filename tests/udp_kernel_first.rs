@@ -17,9 +17,14 @@ fn echo_servers() -> String {
     )
 }
 
+/// fwmark 1, and UDP to port 8, leave for 127.0.0.2 from 127.0.0.5 (ahead of the local table).
+const POLICY_ROUTES: &str = "ip rule add pref 1000 lookup local && ip rule del pref 0 && \
+ip rule add pref 10 fwmark 1 lookup 100 && ip rule add pref 11 ipproto udp dport 8 lookup 100 && \
+ip route add local 127.0.0.2 dev lo src 127.0.0.5 table 100 || echo 'policy routes: setup failed'";
+
 fn case(name: &str) -> String {
     let script = format!(
-        "{}\ntag {name} $RUN python3 $REPO/tests/udp_cases/races.py {name}",
+        "{}\n{POLICY_ROUTES}\ntag {name} $RUN python3 $REPO/tests/udp_cases/races.py {name}",
         echo_servers()
     );
     let out = netns("40000-40000", None, true, &script);
@@ -76,6 +81,20 @@ fn two_threads_connecting_one_socket_never_make_two_owners() {
 fn connect_to_0000_is_checked_as_the_kernel_rewrites_it() {
     let l = case("anyaddr");
     assert!(l.contains("second=EAGAIN dups=0"), "{l}");
+}
+
+#[test]
+fn policy_routing_by_mark_and_port_is_checked_on_the_source_the_kernel_uses() {
+    let l = case("policy");
+    assert!(
+        l.contains("srcs=127.0.0.5,127.0.0.1,127.0.0.5"),
+        "the routes must apply: {l}"
+    );
+    assert!(
+        l.contains("first=ok by_mark=EAGAIN other_src=ok d_first=ok by_port=EAGAIN"),
+        "{l}"
+    );
+    assert!(l.contains("dups=0"), "{l}");
 }
 
 #[test]

@@ -440,14 +440,13 @@ fn locked(
         give_back(fd);
         return Step::Next;
     }
-    let local = match (s.src, connect_dummy(fd, &s.flow.peer)) {
-        (Some(src), Ok(_)) => src.with_port(port),
-        (None, Ok(l)) => l,
-        (_, Err(e)) => {
-            // The kernel refuses this peer (no route…): its real connect gives the program the
-            // answer it gives once a socket has a port. Connected all the same, it was not
-            // checked: undone, and EAGAIN.
-            crate::debug!("connect(fd {fd}): the kernel refuses {dst} at port 0 (errno {e})");
+    let local = match s.src.or(s.flow.src_hint) {
+        Some(src) => src.with_port(port),
+        None => {
+            // No route to this peer: the real connect gives the program the answer the kernel
+            // gives once a socket has a port. Connected all the same, it was not checked:
+            // undone, and EAGAIN.
+            crate::debug!("connect(fd {fd}): no route to {dst}");
             // SAFETY: our copy of the program's arguments, unchanged.
             let ret = unsafe { real::connect(fd, addr, len) };
             let e = errno();
@@ -490,8 +489,8 @@ fn locked(
     }
     let now = sys::getsockname(fd).unwrap_or(local);
     if !same_ip(&now, &local) {
-        // The kernel chose another source for the real port than for port 0 (policy routing
-        // by port): undo, and check the 4-tuple it really uses.
+        // The kernel chose another source than the route said (a rule on something the route
+        // query did not carry): undo, and check the 4-tuple it really uses.
         crate::debug!("connect(fd {fd}): the kernel took {now}, not {local}: checking again");
         give_back(fd);
         drain(fd);
@@ -660,37 +659,36 @@ pub unsafe fn connect_fixed(
             Err(_) => return Verdict::fail(libc::EAGAIN),
         }
     } else {
-        // A peer the kernel refuses: the check is on the bound address, the real connect
-        // answers.
-        (None, connect_dummy(fd, &flow.peer).unwrap_or(bound))
+        // The socket holds the lock itself: the source is the bound address or the route's.
+        (
+            None,
+            flow.src_hint
+                .map_or(bound, |src| src.with_port(bound.port())),
+        )
     };
     let mine = [me, sentinel.as_ref().map_or(me, |s| s.cookie)];
     match check(&flow, &local, &mine) {
         Check::Free => {}
-        Check::Taken => {
-            if sentinel.is_none() {
-                // Undo the port-0 connect: bound as the program left it.
-                release(fd);
-            }
-            return Verdict::fail(libc::EADDRNOTAVAIL);
-        }
-        Check::Failed(e) => {
-            if sentinel.is_none() {
-                release(fd);
-            }
-            return diag_failed(e);
-        }
+        Check::Taken => return Verdict::fail(libc::EADDRNOTAVAIL),
+        Check::Failed(e) => return diag_failed(e),
     }
     // SAFETY: our copy of the program's arguments.
     let ret = unsafe { real::connect(fd, addr, len) };
     if ret < 0 {
-        let e = errno();
-        if sentinel.is_none() {
-            release(fd);
-        }
-        return Verdict::answer(ret as isize, e);
+        return Verdict::answer(ret as isize, errno());
     }
-    opened(fd, r, sys::getsockname(fd).ok(), &dst);
+    let now = sys::getsockname(fd).ok();
+    if let Some(n) = now.filter(|n| !same_ip(n, &local)) {
+        // The kernel took another source than the check was about: check that 4-tuple.
+        if !matches!(check(&flow, &n, &mine), Check::Free) {
+            // The program's port stays bound (it bound it); the duplicate is undone.
+            release(fd);
+            drain(fd);
+            r.clear(CONNECTED);
+            return Verdict::fail(libc::EADDRNOTAVAIL);
+        }
+    }
+    opened(fd, r, now, &dst);
     Verdict::done(0)
 }
 

@@ -27,6 +27,18 @@ elif case == "device":
     a = udp(); a.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo"); a.connect(("127.0.0.2", 7))
     b = udp(); e = err(lambda: b.connect(("127.0.0.2", 7)))
     print(f"device second={e} dups={dups([a, b])}")
+elif case == "policy":
+    # Policy routing (set up by the test: fwmark 1 and UDP dport 8 to 127.0.0.2 leave from
+    # 127.0.0.5): the source the check is about must be the one the kernel uses.
+    def marked(m):
+        s = udp(); s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, m); return s
+    a = marked(1); first = err(lambda: a.connect(("127.0.0.2", 7)))
+    b = marked(1); by_mark = err(lambda: b.connect(("127.0.0.2", 7)))
+    c = udp(); other_src = err(lambda: c.connect(("127.0.0.2", 7)))
+    d = udp(); d_first = err(lambda: d.connect(("127.0.0.2", 8)))
+    e = udp(); by_port = err(lambda: e.connect(("127.0.0.2", 8)))
+    srcs = ",".join(x.getsockname()[0] for x in (a, c, d))
+    print(f"policy first={first} by_mark={by_mark} other_src={other_src} d_first={d_first} by_port={by_port} srcs={srcs} dups={dups([a, b, c, d, e])}")
 elif case == "share":
     # Capacity on the one port: a flow to each of 8 destinations, all with their own replies.
     socks = [udp() for _ in range(8)]

@@ -81,15 +81,17 @@ fn dig_b_while_every_udp_port_is_held_script() {
         without.contains("exit 9") && without.contains("address in use"),
         "without the library dig should fail with `address in use`:\n{o}"
     );
-    let held = o
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("service under connectx:"))
-        .unwrap_or("");
-    assert!(
-        held.contains(" ports=10 "),
-        "the service must hold every port:\n{o}"
-    );
+    for mode in ["without", "with"] {
+        let held = o
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("service {mode} connectx:")))
+            .unwrap_or("");
+        assert!(
+            held.contains(" ports=10 "),
+            "the service must hold every port ({mode} connectx):\n{o}"
+        );
+    }
     assert_eq!(
         o.code,
         Some(0),

@@ -243,7 +243,9 @@ fn dig(cx: &Cx, cl: &mut Cleanup, with: bool) -> Res<(String, String)> {
         ));
     }
     serve(cx, cl, "--udp", "127.0.0.2:7,127.0.0.3:7")?;
-    // A connected-UDP service under the library holding every port.
+    // A connected-UDP service holding every port, under the library when dig is (the same
+    // user's connectx processes share ports; dig without it could share with a connectx
+    // service too, through its own SO_REUSEPORT).
     let fill = [
         "_client",
         "--proto",
@@ -257,7 +259,7 @@ fn dig(cx: &Cx, cl: &mut Cleanup, with: bool) -> Res<(String, String)> {
     ];
     let mut args = fill.to_vec();
     args.extend(["--keep-going", "--hold", "60", "--bg"]);
-    start_bg(cx, cl, &args, true)?;
+    start_bg(cx, cl, &args, with)?;
     let q = [
         "@127.0.0.1",
         "-b",

@@ -29,32 +29,16 @@ use crate::state::*;
 use crate::sys::{self, KeepErrno, errno};
 use crate::{real, sys::set_int};
 use libc::{c_int, sockaddr, socklen_t};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 
 /// Lost races before giving up with EAGAIN.
 const MAX_LOST: u32 = 32;
-/// Passes over the range while ports are being locked by this process's other threads.
-const MAX_PASSES: u32 = 4;
+/// Passes: over the range (again without hints, if any was used), then over the ports that
+/// were busy a moment ago.
+const MAX_PASSES: u32 = 16;
 
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
 static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
-
-/// Ports this process is locking right now (bit per port): a bind that fails on one of them is
-/// tried again once the other thread is done, so that it never counts as a taken port.
-static LOCKING: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
-
-fn locking(port: u16, on: bool) {
-    let (w, b) = (port as usize / 64, 1u64 << (port % 64));
-    if on {
-        LOCKING[w].fetch_or(b, AcqRel);
-    } else {
-        LOCKING[w].fetch_and(!b, AcqRel);
-    }
-}
-
-fn is_locking(port: u16) -> bool {
-    LOCKING[port as usize / 64].load(Acquire) & 1 << (port % 64) != 0
-}
 
 fn wildcard(r: &Sock) -> SockAddr {
     if r.any(V6) {
@@ -274,12 +258,28 @@ struct Search {
     ask_first: bool,
     use_marks: bool,
     skipped: u32,
-    later: u32,
+    busy: Busy,
     lost: u32,
     now: u64,
     /// The source the kernel gave in the last candidate's real connect, when it differed from
     /// the one it gave for port 0 (policy routing by port): checked again with it.
     src: Option<SockAddr>,
+}
+
+/// Ports whose bind failed (EADDRINUSE) in this pass: tried again before EAGAIN.
+#[derive(Default)]
+struct Busy {
+    ports: [u16; 32],
+    n: usize,
+}
+
+impl Busy {
+    fn push(&mut self, port: u16) {
+        if self.n < self.ports.len() {
+            self.ports[self.n] = port;
+            self.n += 1;
+        }
+    }
 }
 
 enum Step {
@@ -323,13 +323,18 @@ pub unsafe fn search(
         slot,
         use_marks: true,
         skipped: 0,
-        later: 0,
+        busy: Busy::default(),
         lost: 0,
         now,
         src: None,
     };
+    let mut full = true;
     for _pass in 0..MAX_PASSES {
-        for port in ports::shuffled(range) {
+        let retry = std::mem::take(&mut s.busy);
+        let ports = ports::shuffled(range)
+            .filter(|_| full)
+            .chain(retry.ports[..retry.n].iter().copied().filter(|_| !full));
+        for port in ports {
             if ports::is_reserved(port) {
                 continue;
             }
@@ -342,15 +347,16 @@ pub unsafe fn search(
                 }
             }
         }
-        if s.skipped == 0 && s.later == 0 {
+        if s.skipped == 0 && s.busy.n == 0 {
             break;
         }
-        // Ports this process holds to the destination (a mark may be stale) and ports another
-        // thread was locking: look again before saying EAGAIN.
+        // Ports this process holds to the destination (a mark may be stale: everything again,
+        // without marks), or ports that were busy a moment ago (another connect's lock, a
+        // kernel connect about to open its port): look again before saying EAGAIN.
+        full = s.skipped > 0;
         s.use_marks = false;
         s.ask_first = true;
         s.skipped = 0;
-        s.later = 0;
         // SAFETY: no arguments.
         unsafe { libc::sched_yield() };
     }
@@ -400,9 +406,7 @@ unsafe fn try_port(
     match bound {
         Ok(()) => {}
         Err(libc::EADDRINUSE) => {
-            if is_locking(port) {
-                s.later += 1;
-            }
+            s.busy.push(port);
             return Step::Next;
         }
         Err(libc::EINVAL) => {
@@ -416,10 +420,7 @@ unsafe fn try_port(
             return Step::Done(Verdict::Pass(Pass::LockUnavailable));
         }
     }
-    locking(port, true);
-    let step = locked(fd, r, port, dst, addr, len, s);
-    locking(port, false);
-    step
+    locked(fd, r, port, dst, addr, len, s)
 }
 
 /// The socket holds `port` locked: check, connect, verify, unlock.

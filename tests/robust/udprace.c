@@ -4,7 +4,10 @@
  *                              Prints the most sockets ever found on that 4-tuple.
  *   udprace samesocket ROUNDS  one socket owns (port, 127.0.0.2:7); two threads connect one
  *                              fresh socket at once, to 127.0.0.3:7 and to 127.0.0.2:7.
- *                              Prints how many rounds ended with two sockets on one 4-tuple. */
+ *                              Prints how many rounds ended with two sockets on one 4-tuple.
+ *   udprace fill ROUNDS R      8 threads at once, each connecting sockets to its own
+ *                              destination until EAGAIN: each must get R (the range's ports).
+ *                              Prints how many fills came out short. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -41,6 +44,25 @@ static unsigned short port_of(int fd) {
     struct sockaddr_in s; socklen_t l = sizeof s;
     if (getsockname(fd, (struct sockaddr *)&s, &l) < 0) return 0;
     return ntohs(s.sin_port);
+}
+
+static int fill_r;
+static void *fill(void *p) {
+    struct job *j = p;
+    int fds[256], n = 0;
+    struct sockaddr_in a = to(j->host);
+    pthread_barrier_wait(&bar);
+    while (n < 256) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0) break;
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) { close(fd); break; }
+        fds[n++] = fd;
+    }
+    j->fd = n;
+    /* hold them until every thread is done, so that each fill competes with the others */
+    pthread_barrier_wait(&bar);
+    for (int i = 0; i < n; i++) close(fds[i]);
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -89,6 +111,26 @@ int main(int argc, char **argv) {
             close(b);
         }
         printf("samesocket rounds=%d owned=%d dups=%d\n", rounds, owned, dups);
+        return 0;
+    }
+    if (!strcmp(argv[1], "fill") && argc > 3) {
+        fill_r = atoi(argv[3]);
+        int short_fills = 0, total = 0;
+        pthread_barrier_init(&bar, NULL, 8);
+        for (int r = 0; r < rounds; r++) {
+            struct job jobs[8];
+            pthread_t t[8];
+            for (int i = 0; i < 8; i++) {
+                jobs[i] = (struct job){0, 20 + i};
+                pthread_create(&t[i], NULL, fill, &jobs[i]);
+            }
+            for (int i = 0; i < 8; i++) {
+                pthread_join(t[i], NULL);
+                short_fills += jobs[i].fd != fill_r;
+                total++;
+            }
+        }
+        printf("fill fills=%d short=%d\n", total, short_fills);
         return 0;
     }
     return 2;

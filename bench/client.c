@@ -306,8 +306,8 @@ static int cmd_serve(int argc, char **argv) {
     return 0;
 }
 
-/* hold N SRC PORTBASE NPORTS DSTIP DPORTBASE SECONDS: socket i gets SO_REUSEADDR (the state a
- * connectx-connected socket has), binds SRC:(PORTBASE + i % NPORTS), connects
+/* hold N SRC PORTBASE NPORTS DSTIP DPORTBASE SECONDS: socket i gets SO_REUSEPORT (the state a
+ * connectx-connected socket has: the lock's switch), binds SRC:(PORTBASE + i % NPORTS), connects
  * DSTIP:(DPORTBASE + i / NPORTS). Prints "ready N" and holds them. */
 static int cmd_hold(int argc, char **argv) {
     if (argc != 7) return 2;
@@ -322,7 +322,7 @@ static int cmd_hold(int argc, char **argv) {
         int fd = socket(AF_INET, SOCK_DGRAM, 0);
         if (fd < 0) die("hold socket");
         int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("hold bind");
         if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) die("hold connect");
         ok++;

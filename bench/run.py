@@ -324,7 +324,7 @@ FEW_PORTS = 10
 
 def hold_sockets(first, count, case):
     """Helper processes (<= 12,500 sockets each; a process may hold 20,000 fds) holding the
-    connected UDP sockets number first..first+count-1, each with SO_REUSEADDR on (the state of a
+    connected UDP sockets number first..first+count-1, each with SO_REUSEPORT on (the state of a
     connectx-connected socket).
     spread: socket i on its own port (10000 + i), to 127.0.0.2:7000.
     concentrated: socket i on port 40000 + i % FEW_PORTS, to 127.0.0.2:(1 + i // FEW_PORTS)."""
@@ -828,7 +828,7 @@ def report(res, args, elapsed):
 
     w("## 3. Scale: UDP connect cost with many UDP sockets open\n")
     w("Helper processes (≤ 12,500 sockets each) hold N connected UDP sockets in the namespace, each "
-      "with SO_REUSEADDR on (the state a socket connected through connectx is in). Then "
+      "with SO_REUSEPORT on (the state a socket connected through connectx is in). Then "
       "`socket` + `connect(127.0.0.3:9)` + `close` is timed, with and without the library alternating "
       "(spread case). The sockets are added in steps in one namespace and then removed again, and "
       "every size is measured on the way up and on the way down (median of all runs at that size), so "

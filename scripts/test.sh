@@ -37,5 +37,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cargo build
-cargo test "$@"
+cargo build --workspace
+cargo test --workspace "$@"

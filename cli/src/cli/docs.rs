@@ -12,7 +12,10 @@ pub fn man(dir: &Path) -> Res<i32> {
     for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("connectx-{}", sub.get_name());
         // clap_mangen titles the page by the command's name: give it the page's.
-        let cmd = sub.clone().name(&*name.clone().leak());
+        let cmd = sub
+            .clone()
+            .name(&*name.clone().leak())
+            .version(env!("CARGO_PKG_VERSION"));
         write(dir, &name, cmd)?;
     }
     Ok(0)

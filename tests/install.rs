@@ -329,3 +329,61 @@ fn walk(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `rust-version` is declared, covers every dependency's own (cargo metadata), and the README's
+/// prerequisites say it.
+#[test]
+fn rust_version_is_declared_and_covers_the_dependencies() {
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    // This machine's target only (the lock file also names other platforms' crates).
+    let rustc = cmd(Path::new("rustc"), &["-vV"], &[]);
+    let host = rustc
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or_else(|| panic!("rustc -vV:\n{rustc}"))
+        .to_string();
+    let o = cmd(
+        Path::new(cargo),
+        &[
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--filter-platform",
+            &host,
+        ],
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "cargo metadata:\n{o}");
+    let code = r#"
+import json, sys
+m = json.loads(sys.stdin.read())
+v = lambda s: tuple(int(x) for x in s.split("."))
+ours = {p["name"]: p["rust_version"] for p in m["packages"] if p["name"] in ("connectx", "connectx-cli")}
+deps = max((v(p["rust_version"]), p["name"]) for p in m["packages"] if p.get("rust_version"))
+print(ours["connectx"], ours["connectx-cli"], v(ours["connectx"]) >= deps[0], deps[1])
+"#;
+    let mut c = Command::new(need("python3", "python3"));
+    c.args(["-c", code]).stdin(std::process::Stdio::piped());
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(o.stdout.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    let w: Vec<&str> = got.split_whitespace().collect();
+    assert_eq!(w.len(), 4, "{got}");
+    assert_eq!(w[0], w[1], "both crates declare the same rust-version");
+    assert_eq!(w[2], "True", "{} needs a newer Rust than {}", w[3], w[0]);
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("**Rust {} or newer**", w[0])),
+        "README prerequisites must name Rust {}",
+        w[0]
+    );
+}

@@ -268,7 +268,7 @@ unsafe fn open_and_map() -> Option<*mut u8> {
         } else {
             libc::MAP_FAILED
         };
-        libc::close(fd);
+        crate::sys::close(fd);
         if p == libc::MAP_FAILED {
             libc::unlink(name.cstr());
             return None;
@@ -344,7 +344,7 @@ unsafe fn start_time() -> u64 {
             return 0;
         }
         let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
+        crate::sys::close(fd);
         n
     };
     if n <= 0 {

@@ -91,6 +91,7 @@ fn init() {
     });
     config::store(cfg);
     stats::configure(getenv);
+    stats::forget_previous();
     if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty()) {
         // SAFETY: the bytes come from a NUL-terminated environment string.
         if let Err(e) = unsafe { log::open_file(path.as_ptr().cast()) } {

@@ -14,7 +14,8 @@
 //! recognisable as stale: the header holds the pid and the process start time
 //! (/proc/self/stat field 22), which `connectx stats` compares with the live process (and
 //! `connectx stats --clean` removes).
-//! A child of fork gets its own file at its first managed socket (the mapping is the parent's).
+//! A child of fork gets its own file (the mapping is the parent's); an exec'd image removes its
+//! pid's file at load and makes a new one at its first managed socket.
 //!
 //! File layout (native endianness, version 1): `CNXSTAT1`, u32 version, u32 pid, u64 start
 //! time, 16 bytes program name, u32 number of counters N, u32 offset of the names; u64
@@ -368,8 +369,9 @@ pub fn parse_start_time(stat: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The child of fork: the mapping is the parent's file. Count locally from zero and make the
-/// child's own file at its next managed socket.
+/// The child of fork: the mapping is the parent's file. Count from zero in the child's own
+/// file, made now if the parent had one (a daemon or a prefork worker keeps its counters
+/// visible; only async-signal-safe system calls), else at its first managed socket.
 pub fn after_fork_in_child() {
     COUNTERS.store(LOCAL.as_ptr().cast_mut(), Ordering::Relaxed);
     for c in &LOCAL {
@@ -380,10 +382,36 @@ pub fn after_fork_in_child() {
         // SAFETY: our own mapping of SIZE bytes, no longer published.
         unsafe { libc::munmap(p.cast(), SIZE) };
     }
+    OWNER.store(0, Ordering::Relaxed);
+    let had = STATE.load(Ordering::Relaxed) == MAPPED;
     if STATE.load(Ordering::Relaxed) != NONE {
         STATE.store(UNTRIED, Ordering::Relaxed);
     }
-    OWNER.store(0, Ordering::Relaxed);
+    if had {
+        make();
+    }
+}
+
+/// At load: a file under our pid is stale (an earlier process with this pid that was killed)
+/// or our own image's before exec (same pid, same start time): either way not ours to show.
+/// Two system calls at start (readlink, unlink), none later.
+pub fn forget_previous() {
+    // SAFETY: DIR is written only by `configure`, before this.
+    let dir = unsafe { &*std::ptr::addr_of!(DIR) };
+    if dir.len == 0 {
+        return;
+    }
+    let _keep = KeepErrno::new();
+    let mut p = PathBuf {
+        buf: [0; 256],
+        len: 0,
+    };
+    // SAFETY: plain system calls.
+    let pid = unsafe { proc_pid() };
+    if p.push(&dir.buf[..dir.len]) && p.push(b"/") && p.push_num(pid as u64) && p.push(b".stats") {
+        // SAFETY: NUL-terminated path.
+        unsafe { libc::unlink(p.cstr()) };
+    }
 }
 
 /// At exit: the file goes (only the process that made it removes it).

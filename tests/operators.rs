@@ -30,14 +30,21 @@ fn py(code: &str, arg: &str) -> String {
 
 /// The namespace of the closing note: a 10-port range; from 127.0.0.1 a bound-only holder on
 /// 40009, 9 TCP connections to 127.0.0.2:7 (then full: EADDRNOTAVAIL), 3 to 127.0.0.3:7, 2
-/// closed ones to 127.0.0.4:7 in TIME_WAIT, and 4 UDP flows to 127.0.0.2:7.
+/// closed ones to 127.0.0.4:7 in TIME_WAIT, and 4 UDP flows to 127.0.0.2:7; from ::1, 2 TCP
+/// connections to [::1]:7 (IPv6 sources are counted on their own).
 const STATUS_SCRIPT: &str = r#"
 export CONNECTX_STATS_DIR=$DIR
 $CX _serve --tcp 127.0.0.2:7 --tcp 127.0.0.3:7 --tcp 127.0.0.4:7 --udp 127.0.0.2:7 --bind-only 127.0.0.1:40009 --seconds 60 --bg >/dev/null
-tag full $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 12 --keep-going --hold 60 --bg
+mkfifo $DIR/hold
+$RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 12 --keep-going --hold 60 <$DIR/hold >$DIR/full &
+exec 3>$DIR/hold
+i=0; while [ $i -lt 100 ] && ! [ -s $DIR/full ]; do sleep 0.05; i=$((i+1)); done
+tag full cat $DIR/full
 tag part $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.3:7 --count 3 --hold 60 --bg
 tag tw $CX _client --proto tcp --mode plain --dst 127.0.0.4:7 --count 2 --echo
 tag udp $RUN $CX _client --proto udp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 4 --hold 60 --bg
+$CX _serve --tcp [::1]:7 --seconds 60 --bg >/dev/null
+tag v6 $RUN $CX _client --proto tcp --mode bind0 --src ::1 --dst [::1]:7 --count 2 --hold 60 --bg
 $CX status >$DIR/status.txt 2>&1; echo "status rc=$?"
 $CX status --json >$DIR/status.json 2>&1; echo "json rc=$?"
 $CX status --prometheus >$DIR/status.prom 2>&1; echo "prom rc=$?"
@@ -60,6 +67,7 @@ fn status_shows_a_full_destination_headroom_time_wait_and_blockers() {
     o.expect("setup", "part", &[("opened", "3")]);
     o.expect("setup", "tw", &[("opened", "2"), ("echo_ok", "2")]);
     o.expect("setup", "udp", &[("opened", "4")]);
+    o.expect("setup", "v6", &[("opened", "2")]);
     for t in ["status", "json", "prom"] {
         o.expect("status runs", t, &[("rc", "0")]);
     }
@@ -103,7 +111,26 @@ fn status_shows_a_full_destination_headroom_time_wait_and_blockers() {
     assert_eq!(row("127.0.0.2:7")[1..], ["9", "0", "0 (full)"], "{table}");
     assert_eq!(row("127.0.0.3:7")[1..], ["3", "0", "6"], "{table}");
     assert_eq!(row("127.0.0.4:7")[1..], ["2", "2", "7"], "{table}");
+    // ::1 has its own ports: the IPv4 blocker and connections do not count there.
+    let v6 = tcp
+        .lines()
+        .find(|l| l.starts_with("::1 "))
+        .unwrap_or_else(|| panic!("no ::1 row:\n{table}"));
+    let cols: Vec<&str> = v6
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cols, ["::1", "2", "8", "0", "-"], "{table}");
+    assert_eq!(row("[::1]:7")[1..], ["2", "0", "8"], "{table}");
+    // The process that made the connections has their counts; the children the other clients
+    // left in the background (fork after connecting) have files of their own, from zero.
     assert!(table.contains("processes with connectx loaded:"), "{table}");
+    assert!(
+        table.contains("tcp.per_tuple_connect=9 tcp.exhausted=3"),
+        "counters of the process that filled 127.0.0.2:7:\n{table}"
+    );
+    assert_eq!(table.matches("  all 0").count(), 3, "{table}");
 
     // JSON: the same figures, read back by a JSON parser.
     let got = py(
@@ -121,7 +148,7 @@ print(d["range"]["usable"], t["ports_in_use"], t["free_for_bind"], t["time_wait"
     );
     assert_eq!(
         got.trim(),
-        "10 10 0 2 [40009] (9, 0, 0) (3, 0, 6) 4 6 3",
+        "10 10 0 2 [40009] (9, 0, 0) (3, 0, 6) 4 6 4",
         "{}",
         read(&dir.join("status.json"))
     );
@@ -148,7 +175,7 @@ print(d["range"]["usable"], t["ports_in_use"], t["free_for_bind"], t["time_wait"
         "connectx_destination_headroom{proto=\"tcp\",source=\"127.0.0.1\",destination=\"127.0.0.2:7\"} 0",
         "connectx_destination_tuples{proto=\"tcp\",source=\"127.0.0.1\",destination=\"127.0.0.2:7\"} 9",
         "connectx_source_time_wait{proto=\"tcp\",source=\"127.0.0.1\"} 2",
-        "connectx_processes_loaded 3",
+        "connectx_processes_loaded 4",
     ] {
         assert!(prom.contains(want), "missing `{want}`:\n{prom}");
     }
@@ -277,6 +304,18 @@ print("fds", a.fileno(), b.fileno(), c.fileno(), "files", len(files))
     let script = format!("export CONNECTX_STATS_DIR={}\n{script}", dir.display());
     let without = netns(RANGE, None, false, &script);
     let with = netns(RANGE, None, true, &script);
+    // exec: the new image drops the old image's file (same pid, same start time) at load.
+    let exec = format!(
+        "export CONNECTX_STATS_DIR={d}\ntag exec $RUN python3 -c 'import os, socket; s = socket.socket(); \
+         os.execv(\"/bin/sh\", [\"sh\", \"-c\", \"ls {d} | grep -c stats\"])'",
+        d = dir.display()
+    );
+    let e = netns(RANGE, None, true, &exec);
+    assert_eq!(
+        e.line("exec").trim(),
+        "0",
+        "the old image's file after exec:\n{e}"
+    );
     let fds = |o: &Out| o.line("py").split(" files").next().unwrap().to_string();
     assert_eq!(
         fds(&with),

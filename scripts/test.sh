@@ -16,6 +16,10 @@ declare -A need=(
     [cc]=gcc
     [strace]=strace
     [setcap]=libcap2-bin
+    [objdump]=binutils
+    [readelf]=binutils
+    [dpkg-deb]=dpkg
+    [gzip]=gzip
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -23,6 +27,11 @@ for tool in "${!need[@]}"; do
         missing+=("${need[$tool]}")
     fi
 done
+# C headers and the static libc (tests/robust, `cc -static` in tests/cli.rs): gcc alone only
+# recommends them.
+if [[ ! -e /usr/include/stdio.h ]]; then
+    missing+=(libc6-dev)
+fi
 # nc must be the OpenBSD one (-s/-N as the tests use them).
 if command -v nc >/dev/null 2>&1 && ! nc -h 2>&1 | grep -q OpenBSD; then
     missing+=(netcat-openbsd)
@@ -37,5 +46,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cargo build
-cargo test "$@"
+cargo build --workspace
+cargo test --workspace "$@"

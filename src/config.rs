@@ -38,6 +38,25 @@ pub struct Config {
     pub getsockname: GetsocknameMode,
 }
 
+/// In words, for the line logged at load.
+impl std::fmt::Display for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "connectx {}, TCP {}, UDP {}, log level {}, getsockname {}",
+            on(self.enabled),
+            on(self.tcp),
+            on(self.udp),
+            self.log.name(),
+            match self.getsockname {
+                GetsocknameMode::Bind => "bind",
+                GetsocknameMode::Port0 => "port0",
+            }
+        )
+    }
+}
+
 pub const DEFAULT: Config = Config {
     enabled: true,
     tcp: true,
@@ -225,6 +244,14 @@ mod tests {
         assert_eq!(bad[0].var, "CONNECTX_UDP");
         assert_eq!(bad[0].value, b"maybe");
         assert_eq!(bad[1].accepted, "off, error, warn, info, debug");
+    }
+
+    #[test]
+    fn config_in_words() {
+        assert_eq!(
+            DEFAULT.to_string(),
+            "connectx on, TCP on, UDP on, log level warn, getsockname bind"
+        );
     }
 
     #[test]

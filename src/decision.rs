@@ -49,6 +49,41 @@ pub enum Pass {
     InternalError,
 }
 
+impl Pass {
+    /// The counter for a pass that is a fallback (connectx wanted to act and could not); None
+    /// for calls that are simply not ours to change. Only fallbacks are counted: they are rare,
+    /// while the others happen on every send and receive (a shared counter there would cost).
+    pub fn fallback(self) -> Option<crate::stats::Event> {
+        use crate::stats::Event;
+        match self {
+            Pass::LockUnavailable => Some(Event::FallbackLockUnavailable),
+            Pass::NoRoute => Some(Event::FallbackNoRoute),
+            Pass::InternalError => Some(Event::FallbackInternalError),
+            _ => None,
+        }
+    }
+}
+
+/// In words, for log lines.
+impl std::fmt::Display for Pass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pass::NotOurs => "not a socket connectx manages",
+            Pass::KernelAnswers => "arguments the kernel answers itself",
+            Pass::Server => "a server socket keeps the kernel's semantics",
+            Pass::AlreadyBound => "the socket already has its address",
+            Pass::KernelSharesPorts => "the kernel already shares ports per 4-tuple",
+            Pass::OtherOption => "not an option connectx manages",
+            Pass::NothingToDo => "nothing deferred or changed on this socket",
+            Pass::LockUnavailable => {
+                "the UDP lock could not run (no SOCK_DIAG, route, port range or bind)"
+            }
+            Pass::NoRoute => "no route to the destination; the kernel's connect answers",
+            Pass::InternalError => "internal error; the real call with the original arguments",
+        })
+    }
+}
+
 pub enum Verdict {
     /// We made the call: its return value, and the errno the program sees when it failed (on
     /// success the program's errno is left as it was).

@@ -40,22 +40,37 @@ fn run(
             }
             Ok(Verdict::Pass(why)) => {
                 if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
-                    crate::debug!("{call}(fd {fd}): passed through: {why:?}");
+                    crate::debug!("{call}(fd {fd}): passed through: {why}");
+                }
+                if let Some(e) = why.fallback() {
+                    crate::stats::count_and_note(
+                        e,
+                        format_args!(
+                            "{call}(fd {fd}): first fallback to the kernel's behaviour: {why} \
+                             (logged once; `connectx stats` counts them)"
+                        ),
+                    );
                 }
                 set_errno(saved);
                 real()
             }
             // A panic: the real call, unless the policy had already made it.
-            Err(_) => match c.answer.take() {
-                Some((ret, e)) => {
-                    set_errno(if ret < 0 { e } else { saved });
-                    ret
+            Err(_) => {
+                crate::stats::count_and_note(
+                    crate::stats::Event::Panic,
+                    format_args!("{call}(fd {fd}): internal error caught; the kernel's call made"),
+                );
+                match c.answer.take() {
+                    Some((ret, e)) => {
+                        set_errno(if ret < 0 { e } else { saved });
+                        ret
+                    }
+                    None => {
+                        set_errno(saved);
+                        real()
+                    }
                 }
-                None => {
-                    set_errno(saved);
-                    real()
-                }
-            },
+            }
         }
     })
 }

@@ -2,7 +2,7 @@
 //! ports (see README.md). Layers, one file each:
 //! - `hooks`: the exported C symbols (guard, dispatch, errno);
 //! - `real`: the real libc functions behind them;
-//! - `state`: per-socket state; `config`: the environment; `log`: logging;
+//! - `state`: per-socket state; `config`: the environment; `log`: logging; `stats`: counters;
 //! - `policy`: shared per-call policy; `sockopt`: the options we set behind the program's back;
 //! - `tcp`: the TCP policy; `udp/`: UDP kernel first and the lock (port choice, hints, source
 //!   address, the memory of a full range);
@@ -22,6 +22,7 @@ pub mod policy;
 pub mod real;
 pub mod sockopt;
 pub mod state;
+pub mod stats;
 pub mod sys;
 pub mod tcp;
 pub mod udp;
@@ -88,6 +89,8 @@ fn init() {
         )
     });
     config::store(cfg);
+    stats::configure(getenv);
+    stats::forget_previous();
     if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty()) {
         // SAFETY: the bytes come from a NUL-terminated environment string.
         if let Err(e) = unsafe { log::open_file(path.as_ptr().cast()) } {
@@ -107,7 +110,7 @@ fn init() {
     }
     // SAFETY: registering a plain function; it runs in the child after fork.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    crate::debug!("loaded: {cfg:?}");
+    crate::debug!("loaded: {cfg}");
 }
 
 /// The child of a fork has one thread: undo what other threads of the parent had under way.
@@ -115,7 +118,19 @@ extern "C" fn after_fork_in_child() {
     netlink::after_fork_in_child();
     udp::ports::after_fork_in_child();
     udp::source::after_fork_in_child();
+    stats::after_fork_in_child();
 }
+
+/// At exit (exit(3) or a return from main; not _exit or a fatal signal): the counters file goes.
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static DESTRUCTOR: extern "C" fn() = {
+    extern "C" fn destructor() {
+        stats::at_exit();
+    }
+    destructor
+};
 
 #[cfg(not(test))]
 #[used]

@@ -34,6 +34,7 @@ pub fn socket_created(fd: c_int, domain: c_int, ty: c_int, protocol: c_int) {
         _ => return,
     };
     state::track(fd, kind | family);
+    crate::stats::touch();
 }
 
 /// bind(2), kernel first: the program's buffer is read only after the kernel has read it, so a
@@ -134,6 +135,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             Pass::NotOurs
         });
     };
+    // A child of fork has no counters file yet (its parent's stays the parent's).
+    crate::stats::touch();
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
     }
@@ -314,6 +317,11 @@ fn share_fixed(
                 r.set(SHARED);
             }
             crate::debug!("bind(fd {fd}): {a} shares a port held only by outgoing flows");
+            crate::stats::count(if r.is_tcp() {
+                crate::stats::Event::TcpSharedFixedPort
+            } else {
+                crate::stats::Event::UdpSharedFixedPort
+            });
             bound_fixed(r, &a);
             return Verdict::done(0);
         }

@@ -43,6 +43,7 @@ pub fn connect(
         let result = Verdict::answer(ret, sys::errno());
         // A disconnect leaves an unconnected socket as it was: still bound without a port.
         if !(ret == 0 && disconnects()) {
+            counted(r, ret >= 0);
             attempted(fd, r, ret >= 0);
         }
         return result;
@@ -72,6 +73,20 @@ fn going(e: c_int) -> bool {
         e,
         libc::EINPROGRESS | libc::EALREADY | libc::EISCONN | libc::EINTR
     )
+}
+
+/// Counters for a deferred socket's connect: a port per 4-tuple, or none left to that
+/// destination (EADDRNOTAVAIL, logged once per source address).
+fn counted(r: &Sock, ok: bool) {
+    let e = sys::errno();
+    if ok || going(e) {
+        crate::stats::count(crate::stats::Event::TcpPerTupleConnect);
+    } else if e == libc::EADDRNOTAVAIL {
+        if let Some(src) = r.app_addr().or_else(|| r.local()) {
+            let _keep = KeepErrno::new();
+            crate::stats::exhausted(crate::stats::Event::TcpExhausted, "TCP", &src, None);
+        }
+    }
 }
 
 /// After the real connect of a socket whose bind(ip, 0) we deferred: only a connect that got

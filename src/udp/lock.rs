@@ -26,6 +26,7 @@ use crate::addr::SockAddr;
 use crate::netlink::{self, RouteContext, TCP_ESTABLISHED};
 use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseport};
 use crate::state::*;
+use crate::stats::{self, Event};
 use crate::sys::{self, KeepErrno, errno};
 use crate::{real, sys::set_int};
 use libc::{c_int, sockaddr, socklen_t};
@@ -230,6 +231,7 @@ fn drain(fd: c_int) {
 }
 
 fn diag_failed(e: c_int) -> Verdict {
+    stats::count(Event::UdpNoDiag);
     lock_unavailable(&WARNED_DIAG, "SOCK_DIAG did not answer", e);
     // At exhaustion the kernel's answer is EAGAIN; on a shared port an unchecked connect could
     // make a duplicate 4-tuple. Either way: EAGAIN, never a guess.
@@ -362,6 +364,8 @@ pub unsafe fn search(
     }
     restore_app_reuse(fd, r);
     crate::debug!("connect(fd {fd}): UDP lock: every port is taken for {dst}");
+    let src = s.src.or(s.flow.src_hint).unwrap_or(s.bind_at);
+    stats::exhausted(Event::UdpEagain, "UDP", &src, Some(&dst));
     Verdict::fail(libc::EAGAIN)
 }
 
@@ -464,12 +468,14 @@ fn locked(
         Check::Free => {}
         Check::Taken => {
             give_back(fd);
+            stats::count(Event::UdpRaceLost);
             s.lost += 1;
             s.ask_first = true;
             s.slot = hints::lost_race(&s.flow.peer, s.now).or(s.slot);
             if s.lost >= MAX_LOST {
                 restore_app_reuse(fd, r);
                 crate::debug!("connect(fd {fd}): UDP lock gave up after {MAX_LOST} lost races");
+                stats::exhausted(Event::UdpEagain, "UDP", &local, Some(dst));
                 return Step::Done(Verdict::fail(libc::EAGAIN));
             }
             return Step::Next;
@@ -500,6 +506,7 @@ fn locked(
     }
     r.set(OUR_PORT);
     connected(fd, r, &now, dst);
+    stats::count(Event::UdpLockConnect);
     crate::debug!(
         "connect(fd {fd}): UDP lock: {now} -> {dst} after {} lost races",
         s.lost

@@ -51,6 +51,7 @@ pub fn lock_available() -> bool {
     match netlink::check_diag() {
         Err(e) if diag_unavailable_for_good(e) => {
             DIAG_BROKEN.store(true, Relaxed);
+            crate::stats::count(crate::stats::Event::UdpNoDiag);
             lock_unavailable(&WARNED_DIAG, "SOCK_DIAG", e);
             false
         }

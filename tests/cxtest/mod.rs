@@ -14,10 +14,16 @@ use std::time::{Duration, Instant};
 pub const DSTS: &str = "127.0.0.2:7,127.0.0.3:7,127.0.0.4:7";
 pub const RANGE: &str = "40000-40009";
 
-/// The connectx binary (the library is built first: see `lib`).
+/// The connectx binary (built with the library: see `lib`).
 pub fn cx() -> PathBuf {
     lib();
-    bin()
+    let p = bin();
+    assert!(
+        p.is_file(),
+        "connectx not found at {}: it must be built next to the library (`cargo build`)",
+        p.display()
+    );
+    p
 }
 
 /// The build directory of the `connectx` command (target/<profile>), where the library lands.
@@ -28,16 +34,23 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// target/<profile>/connectx. The command is another package of the workspace (cli/), so
+/// cargo gives these tests no CARGO_BIN_EXE_connectx: it sits in the directory above this test
+/// executable (target/<profile>/deps/), where `build_lib` builds it.
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_connectx"))
+    let exe = std::env::current_exe().expect("path of the test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .join("connectx")
 }
 
 /// The library next to the binary, built first.
 ///
-/// `cargo test` builds the `connectx` binary for the tests but not the
-/// cdylib, so a clean clone would have no library and a changed one a stale
-/// one: build it (a no-op when up to date) with the same cargo and profile,
-/// once per test process. Missing afterwards is a failure, never a skip.
+/// `cargo test` builds neither the cdylib nor the command of the other package for these
+/// tests, so a clean clone would have neither and a changed one stale ones: build both (a no-op
+/// when up to date) with the same cargo and profile, once per test process. Missing afterwards
+/// is a failure, never a skip.
 pub fn lib() -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(build_lib);
@@ -56,7 +69,18 @@ pub fn lib() -> PathBuf {
 fn build_lib() -> Result<(), String> {
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     let mut c = Command::new(cargo);
-    c.args(["build", "--lib", "--quiet"]).current_dir(repo());
+    c.args([
+        "build",
+        "--quiet",
+        "-p",
+        "connectx",
+        "--lib",
+        "-p",
+        "connectx-cli",
+        "--bin",
+        "connectx",
+    ])
+    .current_dir(repo());
     // Same profile as the binary under test: target/<profile>/connectx.
     match bin()
         .parent()
@@ -76,7 +100,7 @@ fn build_lib() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "building libconnectx.so (`cargo build --lib`) failed:\n{out}"
+            "building libconnectx.so and connectx (`cargo build`) failed:\n{out}"
         ))
     }
 }

@@ -92,19 +92,19 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-pub fn main(raw: Vec<OsString>) -> Res<i32> {
-    let mut a = Args::new(raw);
-    let mut lib = None;
-    while let Some(f) = a.next_flag()? {
-        match f.as_str() {
-            "--lib" => lib = Some(a.value()?),
-            _ => return Err(a.unknown(&f, "demo")),
-        }
-    }
-    if !a.rest().is_empty() {
-        return Err(usage_err("demo: unexpected arguments"));
-    }
-    let lib = libpath::find(lib.as_deref())?;
+/// Show the problem and the fix, measured in throwaway network namespaces
+///
+/// A 10-port range and three destinations: legacy client recipes without and with the library.
+/// Needs root or unprivileged user namespaces; curl, nc and dig rows where they are installed.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Library to use (default: as `connectx run` finds it)
+    #[arg(long, value_name = "PATH")]
+    lib: Option<String>,
+}
+
+pub fn main(a: DemoArgs) -> Res<i32> {
+    let lib = libpath::find(a.lib.as_deref())?;
     let exe = std::env::current_exe()
         .map_err(|e| fail(format!("demo: cannot find own executable: {e}")))?;
 

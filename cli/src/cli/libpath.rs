@@ -1,10 +1,33 @@
-//! Finding libconnectx.so: --lib, then $CONNECTX_LIB, then next to the
-//! executable, then the usual install layouts relative to it.
+//! Finding libconnectx.so: --lib, then $CONNECTX_LIB, then next to the executable (a cargo
+//! build: target/<profile>/), then the install layouts relative to it: Debian multiarch
+//! (PREFIX/lib/<triplet>/connectx/, what scripts/install.sh and the .deb install), then
+//! PREFIX/lib/connectx/ and PREFIX/lib/.
 
 use super::{Fail, Res};
 use std::path::{Path, PathBuf};
 
 const NAME: &str = "libconnectx.so";
+
+/// The Debian multiarch triplet of this build (`dpkg-architecture -qDEB_HOST_MULTIARCH`):
+/// the library and this command come from one build, so they share it. install.sh asks the
+/// command for it (`connectx _multiarch`) so that both always agree.
+pub const MULTIARCH: &str = if cfg!(target_arch = "x86_64") {
+    "x86_64-linux-gnu"
+} else if cfg!(target_arch = "aarch64") {
+    "aarch64-linux-gnu"
+} else if cfg!(target_arch = "x86") {
+    "i386-linux-gnu"
+} else if cfg!(target_arch = "arm") {
+    "arm-linux-gnueabihf"
+} else if cfg!(target_arch = "riscv64") {
+    "riscv64-linux-gnu"
+} else if cfg!(all(target_arch = "powerpc64", target_endian = "little")) {
+    "powerpc64le-linux-gnu"
+} else if cfg!(target_arch = "s390x") {
+    "s390x-linux-gnu"
+} else {
+    "unknown-linux-gnu"
+};
 
 fn check(p: &Path, origin: &str) -> Res<PathBuf> {
     let abs = std::fs::canonicalize(p).map_err(|e| Fail {
@@ -19,6 +42,15 @@ fn check(p: &Path, origin: &str) -> Res<PathBuf> {
         return Err(Fail {
             code: 2,
             msg: format!("library {} (from {origin}) is not a file", p.display()),
+        });
+    }
+    if let Some(why) = super::elf::not_a_library(&abs) {
+        return Err(Fail {
+            code: 2,
+            msg: format!(
+                "library {} (from {origin}) cannot be preloaded: {why}",
+                p.display()
+            ),
         });
     }
     // LD_PRELOAD splits its list on spaces and colons.
@@ -48,8 +80,12 @@ pub fn find(explicit: Option<&str>) -> Res<PathBuf> {
     if let Some(dir) = dir {
         for cand in [
             dir.join(NAME),
-            dir.join("../lib").join(NAME),
+            dir.join("../lib")
+                .join(MULTIARCH)
+                .join("connectx")
+                .join(NAME),
             dir.join("../lib/connectx").join(NAME),
+            dir.join("../lib").join(NAME),
         ] {
             if cand.is_file() {
                 return check(&cand, "next to the connectx executable");
@@ -60,7 +96,7 @@ pub fn find(explicit: Option<&str>) -> Res<PathBuf> {
     Err(Fail {
         code: 2,
         msg: format!(
-            "cannot find {NAME} (looked in: {}); build it with `cargo build`, or pass --lib PATH or set CONNECTX_LIB",
+            "cannot find {NAME} (looked in: {}); install both with scripts/install.sh, or pass --lib PATH or set CONNECTX_LIB",
             if tried.is_empty() {
                 "nowhere: executable path unknown".to_string()
             } else {

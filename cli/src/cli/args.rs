@@ -95,12 +95,3 @@ impl Args {
         ))
     }
 }
-
-/// on|off|1|0|yes|no|true|false → "1"/"0".
-pub fn on_off(flag: &str, v: &str) -> Res<&'static str> {
-    match v {
-        "on" | "1" | "yes" | "true" => Ok("1"),
-        "off" | "0" | "no" | "false" => Ok("0"),
-        _ => Err(usage_err(format!("option {flag}: `{v}` is not on or off"))),
-    }
-}

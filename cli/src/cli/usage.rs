@@ -1,25 +1,7 @@
-//! The text of `connectx --help`.
+//! The usage of the test tools (`connectx _tools`): they have their own small parsers and are
+//! out of the main help (not a stable interface).
 
-pub const TEXT: &str = "\
-connectx: stop unmodified programs from running out of ephemeral ports
-
-usage:
-  connectx run [options] -- CMD [ARGS...]   run CMD with libconnectx.so preloaded
-  connectx demo                             show the problem and the fix (throwaway namespace)
-  connectx help | --help                    this text
-  connectx --version
-
-run options (each sets the variable the library reads):
-  --tcp on|off            CONNECTX_TCP          (default on)
-  --udp on|off            CONNECTX_UDP          (default on)
-  --log LEVEL             CONNECTX_LOG: off, error, warn, info, debug (default warn)
-  --log-file PATH         CONNECTX_LOG_FILE     (default stderr)
-  --getsockname bind|port0  CONNECTX_GETSOCKNAME (default bind)
-  --lib PATH              library to preload; else $CONNECTX_LIB, else libconnectx.so
-                          next to this executable, in ../lib or ../lib/connectx
-  The library is prepended to LD_PRELOAD (not added twice). Exit status is CMD's;
-  127 if CMD cannot be run, 2 for a bad command line or a library not found.
-
+pub const TOOLS: &str = "\
 test tools (used by the demo, the tests and scripts/; not a stable interface):
   connectx _netns [--range LO-HI] [--reserved LIST] -- CMD...
       CMD in a fresh network (and PID) namespace: lo up, port sysctls set;

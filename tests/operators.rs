@@ -1,0 +1,393 @@
+//! What an operator sees (issue 13): `connectx status` against namespaces with known contents
+//! (one destination full), the library's counters through `connectx stats`, its info lines
+//! (first exhaustion per source, first fallback: once each), log lines in words, and the
+//! counters file's life (fd numbers unchanged, removed at exit, stale after SIGKILL).
+
+#[path = "robust/common.rs"]
+mod common;
+mod cxtest;
+
+use cxtest::{Out, RANGE, netns, repo};
+use std::path::PathBuf;
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("connectx-op-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Runs python3 on `code` with `arg`, returns its stdout (fails with the output otherwise).
+fn py(code: &str, arg: &str) -> String {
+    let o = cxtest::cmd(&cxtest::need("python3", "python3"), &["-c", code, arg], &[]);
+    assert_eq!(o.code, Some(0), "python3:\n{o}");
+    o.stdout
+}
+
+/// The namespace of the closing note: a 10-port range; from 127.0.0.1 a bound-only holder on
+/// 40009, 9 TCP connections to 127.0.0.2:7 (then full: EADDRNOTAVAIL), 3 to 127.0.0.3:7, 2
+/// closed ones to 127.0.0.4:7 in TIME_WAIT, and 4 UDP flows to 127.0.0.2:7; from ::1, 2 TCP
+/// connections to [::1]:7 (IPv6 sources are counted on their own).
+const STATUS_SCRIPT: &str = r#"
+export CONNECTX_STATS_DIR=$DIR
+$CX _serve --tcp 127.0.0.2:7 --tcp 127.0.0.3:7 --tcp 127.0.0.4:7 --udp 127.0.0.2:7 --bind-only 127.0.0.1:40009 --seconds 60 --bg >/dev/null
+mkfifo $DIR/hold
+$RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 12 --keep-going --hold 60 <$DIR/hold >$DIR/full &
+exec 3>$DIR/hold
+i=0; while [ $i -lt 100 ] && ! [ -s $DIR/full ]; do sleep 0.05; i=$((i+1)); done
+tag full cat $DIR/full
+tag part $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.3:7 --count 3 --hold 60 --bg
+tag tw $CX _client --proto tcp --mode plain --dst 127.0.0.4:7 --count 2 --echo
+tag udp $RUN $CX _client --proto udp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 4 --hold 60 --bg
+$CX _serve --tcp [::1]:7 --seconds 60 --bg >/dev/null
+tag v6 $RUN $CX _client --proto tcp --mode bind0 --src ::1 --dst [::1]:7 --count 2 --hold 60 --bg
+$CX status >$DIR/status.txt 2>&1; echo "status rc=$?"
+$CX status --json >$DIR/status.json 2>&1; echo "json rc=$?"
+$CX status --prometheus >$DIR/status.prom 2>&1; echo "prom rc=$?"
+"#;
+
+#[test]
+fn status_shows_a_full_destination_headroom_time_wait_and_blockers() {
+    let dir = tmpdir("status");
+    let o = netns(
+        RANGE,
+        None,
+        true,
+        &format!("DIR={}\n{STATUS_SCRIPT}", dir.display()),
+    );
+    o.expect(
+        "setup",
+        "full",
+        &[("opened", "9"), ("errno", "EADDRNOTAVAIL")],
+    );
+    o.expect("setup", "part", &[("opened", "3")]);
+    o.expect("setup", "tw", &[("opened", "2"), ("echo_ok", "2")]);
+    o.expect("setup", "udp", &[("opened", "4")]);
+    o.expect("setup", "v6", &[("opened", "2")]);
+    for t in ["status", "json", "prom"] {
+        o.expect("status runs", t, &[("rc", "0")]);
+    }
+    let table = read(&dir.join("status.txt"));
+    // Kept for the closing note of issue 13.
+    let _ = std::fs::write(
+        cxtest::target_dir().join("status-full-destination.txt"),
+        &table,
+    );
+    let row = |start: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no row `{start}`:\n{table}\n{o}"))
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(
+        table.contains("ports 40000-40009, 0 reserved in range, 10 usable"),
+        "{table}"
+    );
+    // TCP source row: 10 ports in use (9 + the bound-only 40009), none free for bind, 2 TIME_WAIT.
+    let tcp = table.split("\nUDP source").next().unwrap();
+    let src = tcp
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1 "))
+        .unwrap_or_else(|| panic!("no TCP source row:\n{table}"));
+    let cols: Vec<&str> = src
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cols,
+        ["127.0.0.1", "10", "0", "2", "40009 bound only"],
+        "{table}"
+    );
+    assert_eq!(row("127.0.0.2:7")[1..], ["9", "0", "0 (full)"], "{table}");
+    assert_eq!(row("127.0.0.3:7")[1..], ["3", "0", "6"], "{table}");
+    assert_eq!(row("127.0.0.4:7")[1..], ["2", "2", "7"], "{table}");
+    // ::1 has its own ports: the IPv4 blocker and connections do not count there.
+    let v6 = tcp
+        .lines()
+        .find(|l| l.starts_with("::1 "))
+        .unwrap_or_else(|| panic!("no ::1 row:\n{table}"));
+    let cols: Vec<&str> = v6
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cols, ["::1", "2", "8", "0", "-"], "{table}");
+    assert_eq!(row("[::1]:7")[1..], ["2", "0", "8"], "{table}");
+    // The process that made the connections has their counts; the children the other clients
+    // left in the background (fork after connecting) have files of their own, from zero.
+    assert!(table.contains("processes with connectx loaded:"), "{table}");
+    assert!(
+        table.contains("tcp.per_tuple_connect=9 tcp.exhausted=3"),
+        "counters of the process that filled 127.0.0.2:7:\n{table}"
+    );
+    assert_eq!(table.matches("  all 0").count(), 3, "{table}");
+
+    // JSON: the same figures, read back by a JSON parser.
+    let got = py(
+        r#"
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = [s for s in d["tcp"] if s["source"] == "127.0.0.1"][0]
+u = [s for s in d["udp"] if s["source"] == "127.0.0.1"][0]
+dest = {x["destination"]: (x["tuples"], x["time_wait"], x["headroom"]) for x in t["destinations"]}
+print(d["range"]["usable"], t["ports_in_use"], t["free_for_bind"], t["time_wait"],
+      [b["port"] for b in t["blockers"]], dest["127.0.0.2:7"], dest["127.0.0.3:7"],
+      u["destinations"][0]["tuples"], u["destinations"][0]["headroom"], len(d["loaded"]))
+"#,
+        dir.join("status.json").to_str().unwrap(),
+    );
+    assert_eq!(
+        got.trim(),
+        "10 10 0 2 [40009] (9, 0, 0) (3, 0, 6) 4 6 4",
+        "{}",
+        read(&dir.join("status.json"))
+    );
+
+    // Prometheus text format: HELP and TYPE for every metric, samples `name{labels} value`.
+    let prom = read(&dir.join("status.prom"));
+    for l in prom.lines() {
+        if let Some(rest) = l.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP connectx_") || rest.starts_with("TYPE connectx_"),
+                "{l}"
+            );
+            continue;
+        }
+        let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
+        assert!(value.parse::<u64>().is_ok(), "value of `{l}`");
+        let metric = name.split('{').next().unwrap();
+        assert!(
+            prom.contains(&format!("# TYPE {metric} gauge")),
+            "no TYPE for {metric}"
+        );
+    }
+    for want in [
+        "connectx_destination_headroom{proto=\"tcp\",source=\"127.0.0.1\",destination=\"127.0.0.2:7\"} 0",
+        "connectx_destination_tuples{proto=\"tcp\",source=\"127.0.0.1\",destination=\"127.0.0.2:7\"} 9",
+        "connectx_source_time_wait{proto=\"tcp\",source=\"127.0.0.1\"} 2",
+        "connectx_processes_loaded 4",
+    ] {
+        assert!(prom.contains(want), "missing `{want}`:\n{prom}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Clients held open by a FIFO (closing it ends them with a normal exit).
+const STATS_SCRIPT: &str = r#"
+export CONNECTX_STATS_DIR=$DIR
+$CX _serve --tcp 127.0.0.2:7 --tcp 127.0.0.3:7 --seconds 60 --bg >/dev/null
+mkfifo $DIR/hold
+CONNECTX_LOG=info CONNECTX_LOG_FILE=$DIR/info.log $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 12 --keep-going --hold 60 <$DIR/hold >$DIR/c1 &
+$RUN $CX _client --proto tcp --mode port:5000 --src 127.0.0.1 --dst 127.0.0.2:7,127.0.0.3:7 --count 2 --hold 60 <$DIR/hold >$DIR/c2 &
+exec 3>$DIR/hold
+i=0; while [ $i -lt 100 ] && ! { [ -s $DIR/c1 ] && [ -s $DIR/c2 ]; }; do sleep 0.05; i=$((i+1)); done
+tag c1 cat $DIR/c1
+tag c2 cat $DIR/c2
+tag files sh -c "ls $DIR | grep -c '\.stats$'"
+$CX stats --json >$DIR/stats.json; echo "stats rc=$?"
+$CX stats >$DIR/stats.txt
+exec 3>&-
+wait
+tag after sh -c "ls $DIR | grep -c '\.stats$'"
+# Killed: the file stays, is not shown, and --clean removes it.
+sleep 60 | $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.3:7 --count 1 --hold 60 >$DIR/c3 &
+i=0; while [ $i -lt 100 ] && ! [ -s $DIR/c3 ]; do sleep 0.05; i=$((i+1)); done
+kill -9 $!
+sleep 0.2
+tag killed sh -c "ls $DIR | grep -c '\.stats$'"
+tag shown sh -c "$CX stats --json"
+$CX stats --clean >/dev/null
+tag cleaned sh -c "ls $DIR | grep -c '\.stats$'"
+"#;
+
+#[test]
+fn stats_count_what_connectx_did_and_the_file_goes_with_the_process() {
+    let dir = tmpdir("stats");
+    let o = netns(
+        RANGE,
+        None,
+        true,
+        &format!("DIR={}\n{STATS_SCRIPT}", dir.display()),
+    );
+    o.expect(
+        "bind(127.0.0.1,0)+connect x12 to one destination",
+        "c1",
+        &[
+            ("opened", "10"),
+            ("failed", "2"),
+            ("errno", "EADDRNOTAVAIL"),
+        ],
+    );
+    o.expect(
+        "fixed port 5000 to two destinations",
+        "c2",
+        &[("opened", "2")],
+    );
+    o.expect("a file per live process", "files", &[]);
+    assert_eq!(o.line("files").trim(), "2", "{o}");
+    o.expect("stats", "stats", &[("rc", "0")]);
+    let got = py(
+        r#"
+import json, sys
+procs = json.load(open(sys.argv[1]))
+for p in sorted(procs, key=lambda p: p["counters"]["tcp.per_tuple_connect"]):
+    c = p["counters"]
+    print(p["program"], c["tcp.per_tuple_connect"], c["tcp.exhausted"], c["tcp.shared_fixed_port"],
+          sum(v for k, v in c.items() if k.startswith("fallback.")))
+"#,
+        dir.join("stats.json").to_str().unwrap(),
+    );
+    // c2: port 5000 bound for the first destination, shared (the kernel refused: EADDRINUSE)
+    // for the second. c1: 10 connections on ports per 4-tuple, then 2 exhausted.
+    assert_eq!(
+        got.trim(),
+        "connectx 0 0 1 0\nconnectx 10 2 0 0",
+        "{}\n{o}",
+        read(&dir.join("stats.json"))
+    );
+    let text = read(&dir.join("stats.txt"));
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcp.per_tuple_connect", "10"]),
+        "{text}"
+    );
+    // One info line for the exhausted source, though two connects failed.
+    let log = read(&dir.join("info.log"));
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ran out of ports"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("info: TCP source 127.0.0.1 ran out of ports"),
+        "{log}"
+    );
+    assert_eq!(
+        o.line("after").trim(),
+        "0",
+        "files left after a normal exit:\n{o}"
+    );
+    assert_eq!(
+        o.line("killed").trim(),
+        "1",
+        "a killed process leaves its file:\n{o}"
+    );
+    assert_eq!(
+        o.line("shown").trim(),
+        "[]",
+        "a stale file is not shown:\n{o}"
+    );
+    assert_eq!(o.line("cleaned").trim(), "0", "--clean removes it:\n{o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_counters_file_leaves_the_programs_fd_numbers_alone() {
+    let dir = tmpdir("fds");
+    let code = r#"
+import os, socket, sys
+a = socket.socket(); b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c = socket.socket()
+files = [f for f in os.listdir(sys.argv[1]) if f.endswith(".stats")]
+print("fds", a.fileno(), b.fileno(), c.fileno(), "files", len(files))
+"#;
+    let script = format!("tag py $RUN python3 -c '{code}' {}", dir.display());
+    let script = format!("export CONNECTX_STATS_DIR={}\n{script}", dir.display());
+    let without = netns(RANGE, None, false, &script);
+    let with = netns(RANGE, None, true, &script);
+    // exec: the new image drops the old image's file (same pid, same start time) at load.
+    let exec = format!(
+        "export CONNECTX_STATS_DIR={d}\ntag exec $RUN python3 -c 'import os, socket; s = socket.socket(); \
+         os.execv(\"/bin/sh\", [\"sh\", \"-c\", \"ls {d} | grep -c stats\"])'",
+        d = dir.display()
+    );
+    let e = netns(RANGE, None, true, &exec);
+    assert_eq!(
+        e.line("exec").trim(),
+        "0",
+        "the old image's file after exec:\n{e}"
+    );
+    let fds = |o: &Out| o.line("py").split(" files").next().unwrap().to_string();
+    assert_eq!(
+        fds(&with),
+        fds(&without),
+        "fd numbers differ:\n{without}\n{with}"
+    );
+    assert!(
+        with.line("py").ends_with("files 1"),
+        "the file exists while it runs:\n{with}"
+    );
+    assert!(without.line("py").ends_with("files 0"), "{without}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn log_lines_are_in_words_and_the_first_fallback_is_noted_once() {
+    // Debug: the configuration at load and each pass-through reason in words, no Rust structs.
+    let o = netns(
+        RANGE,
+        None,
+        true,
+        r#"
+$CX _serve --tcp 127.0.0.2:7 --seconds 30 --bg >/dev/null
+CONNECTX_LOG=debug $RUN $CX _client --proto tcp --mode plain --dst 127.0.0.2:7 --count 1 2>&1
+"#,
+    );
+    assert!(
+        o.stdout.contains(
+            "debug: loaded: connectx on, TCP on, UDP on, log level debug, getsockname bind"
+        ),
+        "{o}"
+    );
+    assert!(
+        o.stdout
+            .contains("passed through: the kernel already shares ports per 4-tuple"),
+        "{o}"
+    );
+    for l in o.stdout.lines().filter(|l| l.starts_with("connectx[")) {
+        assert!(
+            !l.contains('{') && !l.contains("KernelSharesPorts") && !l.contains("Config"),
+            "a Rust struct in a log line: {l}"
+        );
+    }
+
+    // SOCK_DIAG forbidden (seccomp, tests/robust/client.c): the UDP lock falls back to the
+    // kernel's behaviour; at info, one line says so the first time only.
+    common::require_root();
+    let d = common::TempDir::new("op-fallback");
+    let ns = common::nsrun(&d);
+    let client = common::compile(&d, "client.c", "client");
+    let lib = common::lib_path().display().to_string();
+    let out = common::run(
+        common::in_ns(
+            &ns,
+            RANGE,
+            &[("LD_PRELOAD", &lib), ("CONNECTX_LOG", "info")],
+            &client,
+            &["--deny-netlink", "udp", "3", "40", "0"],
+        ),
+        std::time::Duration::from_secs(60),
+    );
+    out.assert_ok();
+    let notes: Vec<&str> = out
+        .connectx_lines()
+        .into_iter()
+        .filter(|l| l.contains("first fallback to the kernel's behaviour"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", out.describe());
+    assert!(
+        notes[0].contains("info:") && notes[0].contains("the UDP lock could not run"),
+        "{}",
+        out.describe()
+    );
+    let _ = repo();
+}

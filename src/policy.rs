@@ -2,7 +2,7 @@
 //! options we change, and carrying out a deferred bind when the program needs its port.
 //! Plain Rust over the state table and the real functions; the C symbols are in `hooks`.
 
-use crate::addr::{ProgramAddr, SockAddr};
+use crate::addr::SockAddr;
 use crate::config::{self, GetsocknameMode};
 use crate::decision::{Pass, Verdict};
 use crate::state::{self, *};
@@ -152,26 +152,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             || unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC),
         );
     }
-    // The UDP lock needs the destination before the call: read it safely.
     // SAFETY: the program's own arguments.
-    let copy = unsafe { SockAddr::read_program(addr, len) };
-    let mut dst = match copy.addr {
-        ProgramAddr::Inet(a) => a,
-        // SAFETY: the program's own arguments.
-        ProgramAddr::Unspec => return unsafe { udp::disconnect(fd, r, addr, len) },
-        // Not an address the lock could use: the kernel answers.
-        ProgramAddr::Other | ProgramAddr::NotRead => return Verdict::Pass(Pass::KernelAnswers),
-    };
-    if let (true, SockAddr::V4 { ip, port }) = (r.any(V6), dst) {
-        // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
-        // ip6_datagram_connect does the same); the real connect gets the program's address.
-        dst = SockAddr::mapped(ip, port);
-    }
-    if dst.is_v6() != r.any(V6) {
-        return Verdict::Pass(Pass::KernelAnswers);
-    }
-    // SAFETY: our copy of the program's address (see ProgramCopy).
-    unsafe { udp::connect(fd, r, dst, copy.ptr(), copy.len()) }
+    unsafe { udp::connect(fd, r, addr, len) }
 }
 
 pub fn listen(fd: c_int) -> Verdict {

@@ -22,7 +22,7 @@ mod lock;
 pub mod ports;
 pub mod source;
 
-use crate::addr::SockAddr;
+use crate::addr::{ProgramAddr, ProgramCopy, SockAddr};
 use crate::decision::{Pass, Verdict};
 use crate::netlink;
 use crate::sockopt::{restore_app_reuse, set_noport, set_reuseport};
@@ -89,49 +89,75 @@ fn fixed_port(r: &Sock) -> bool {
     r.any(HAS_PORT) && r.app_addr().is_some_and(|a| a.port() != 0)
 }
 
+/// The destination, when the lock needs it: copied safely (a bad buffer is the kernel's EFAULT
+/// to give), and used from then on, so that the kernel connects to the very address the lock
+/// checked.
+enum Destination {
+    Inet(SockAddr, ProgramCopy),
+    Disconnect,
+    /// Not an address the lock could use (other families, bad lengths): the kernel answers.
+    Other,
+}
+
 /// # Safety
-/// `addr`/`len` are our copy of the program's arguments to connect(2), parsed into `dst`.
-pub unsafe fn connect(
-    fd: c_int,
-    r: &Sock,
-    dst: SockAddr,
-    addr: *const sockaddr,
-    len: socklen_t,
-) -> Verdict {
+/// The program's arguments to connect(2).
+unsafe fn destination(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Destination {
+    // SAFETY: the program's own arguments.
+    let copy = unsafe { SockAddr::read_program(addr, len) };
+    let mut dst = match copy.addr {
+        ProgramAddr::Inet(a) => a,
+        ProgramAddr::Unspec => return Destination::Disconnect,
+        ProgramAddr::Other | ProgramAddr::NotRead => return Destination::Other,
+    };
+    if let (true, SockAddr::V4 { ip, port }) = (r.any(V6), dst) {
+        // An IPv6 UDP socket takes an AF_INET destination as ::ffff:a.b.c.d (the kernel's
+        // ip6_datagram_connect does the same); the real connect gets the program's address.
+        dst = SockAddr::mapped(ip, port);
+    }
+    if dst.is_v6() != r.any(V6) {
+        return Destination::Other;
+    }
+    Destination::Inet(dst, copy)
+}
+
+/// # Safety
+/// The program's arguments to connect(2).
+pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
     // One connect of a socket at a time: a second thread's kernel connect must not land on a
     // port the first one's lock is sharing.
     let Some(_busy) = Busy::take(r) else {
         return Verdict::fail(libc::EAGAIN);
     };
-    if r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT) {
-        // A port connectx shares: every connect is checked.
-        if !lock_available() {
-            return Verdict::Pass(Pass::LockUnavailable);
-        }
+    if !(r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT)) {
         // SAFETY: forwarded from our caller.
-        return unsafe {
-            if r.any(OUR_PORT) {
-                lock::reconnect(fd, r, dst, addr, len)
-            } else {
-                lock::connect_fixed(fd, r, dst, addr, len)
-            }
-        };
+        return unsafe { kernel_first(fd, r, addr, len) };
+    }
+    // A port connectx shares: every connect is checked.
+    if !lock_available() {
+        return Verdict::Pass(Pass::LockUnavailable);
     }
     // SAFETY: forwarded from our caller.
-    unsafe { kernel_first(fd, r, dst, addr, len) }
+    match unsafe { destination(r, addr, len) } {
+        // SAFETY: our copy of the program's address.
+        Destination::Inet(dst, copy) => unsafe {
+            if r.any(OUR_PORT) {
+                lock::reconnect(fd, r, dst, copy.ptr(), copy.len())
+            } else {
+                lock::connect_fixed(fd, r, dst, copy.ptr(), copy.len())
+            }
+        },
+        // SAFETY: the program's own arguments.
+        Destination::Disconnect => unsafe { disconnect(fd, r, addr, len) },
+        Destination::Other => Verdict::Pass(Pass::KernelAnswers),
+    }
 }
 
-/// The kernel's own connect; the lock only where it answers EAGAIN.
+/// The kernel's own connect; the lock only where it answers EAGAIN. The kernel reads the
+/// address itself: nothing is copied unless the lock runs.
 ///
 /// # Safety
 /// As `connect`.
-unsafe fn kernel_first(
-    fd: c_int,
-    r: &Sock,
-    dst: SockAddr,
-    addr: *const sockaddr,
-    len: socklen_t,
-) -> Verdict {
+unsafe fn kernel_first(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
     if !exhausted::recent(fd, r) {
         // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
         // with it the kernel hands out ports it shares with the lock's flows, to the same
@@ -139,11 +165,17 @@ unsafe fn kernel_first(
         if r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
-        // SAFETY: our copy of the program's arguments.
+        // SAFETY: the program's own arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         let e = errno();
         if ret == 0 {
-            kernel_connected(fd, r);
+            // The kernel read the address: its family tells a disconnect.
+            // SAFETY: the kernel has just read `len` bytes at `addr`.
+            if unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC) {
+                disconnected(fd, r);
+            } else {
+                kernel_connected(fd, r);
+            }
             return Verdict::done(0);
         }
         if e != libc::EAGAIN {
@@ -151,13 +183,20 @@ unsafe fn kernel_first(
         }
         // No free port for this source: the socket is still unbound (KERNEL.md).
         exhausted::note(fd, r);
-        crate::debug!("connect(fd {fd}): the kernel has no free port for {dst}: UDP lock");
     }
+    // SAFETY: forwarded from our caller.
+    let (dst, copy) = match unsafe { destination(r, addr, len) } {
+        Destination::Inet(dst, copy) => (dst, copy),
+        // SAFETY: the program's own arguments.
+        Destination::Disconnect => return unsafe { disconnect(fd, r, addr, len) },
+        Destination::Other => return Verdict::Pass(Pass::KernelAnswers),
+    };
+    crate::debug!("connect(fd {fd}): the kernel has no free port for {dst}: UDP lock");
     if !lock_available() {
         return Verdict::fail(libc::EAGAIN);
     }
-    // SAFETY: forwarded from our caller.
-    unsafe { lock::search(fd, r, dst, addr, len) }
+    // SAFETY: our copy of the program's address.
+    unsafe { lock::search(fd, r, dst, copy.ptr(), copy.len()) }
 }
 
 /// The kernel connected the socket with a port of its own choosing: from now on it is the
@@ -197,12 +236,11 @@ pub fn disconnected(fd: c_int, r: &Sock) {
     let _ = set_noport(fd, r, r.any(APP_NOPORT));
 }
 
-/// connect(AF_UNSPEC): the kernel's disconnect, one at a time with the socket's connects.
+/// connect(AF_UNSPEC) on a socket whose connects we serialise (`Busy` is held).
 ///
 /// # Safety
 /// The program's arguments to connect(2).
-pub unsafe fn disconnect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
-    let _busy = Busy::take(r);
+unsafe fn disconnect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::connect(fd, addr, len) };
     let result = Verdict::answer(ret as isize, errno());

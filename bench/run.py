@@ -411,6 +411,42 @@ def bench_scale(q):
     return res
 
 
+# ---------------------------------------------------------------- 3b. a connect that must share
+
+R_SHARE = 1000
+
+
+def share_cost(full, n, warm):
+    """socket + connect(127.0.0.3) + close per connection: with the library in a namespace whose
+    every port carries a flow elsewhere (full: each connect goes through the lock), or without
+    it in an empty namespace."""
+    h = Helper(["hold", R_SHARE, "127.0.0.1", 40000, R_SHARE, "127.0.0.2", 7000, 900]) if full else None
+    if os.cpu_count() >= 2:
+        os.sched_setaffinity(0, {0})
+    try:
+        return [float(x) for x in run(["cost", "udp_plain", "127.0.0.1", n, warm, "127.0.0.3", DPORT],
+                                      full).split()]
+    finally:
+        if h:
+            h.stop()
+
+
+def bench_share(q):
+    rounds, n, warm = (3, 200, 20) if q else (15, 2000, 100)
+    pr = (40000, 40000 + R_SHARE - 1)
+    rr = []
+    for i in range(rounds):
+        order = [True, False] if i % 2 else [False, True]
+        rr.append({full: in_netns(share_cost, full, n, warm, port_range=pr) for full in order})
+    res = {"ratio": statistics.median(r[True][2] / r[False][2] for r in rr),
+           "ratio_iqr": quartiles([r[True][2] / r[False][2] for r in rr]),
+           "shared_ns": statistics.median(r[True][2] for r in rr),
+           "empty_ns": statistics.median(r[False][2] for r in rr), "rounds": len(rr), "n": n}
+    log(f"  must share: {res['shared_ns']/1000:.2f} µs vs plain empty {res['empty_ns']/1000:.2f} µs: "
+        f"{res['ratio']:.2f}×")
+    return res
+
+
 # ---------------------------------------------------------------- 4. near exhaustion
 
 R_FILL = 1000
@@ -732,14 +768,26 @@ def report(res, args, elapsed):
     tgt("TCP bind-before-connect: +1 call", abs(c["tcp_bind"]["net_extra"] - 1) < 0.005,
         f"{c['tcp_bind']['net_extra']:+.2f} network calls ({c['tcp_bind']['all_extra']:+.2f} all calls)")
     tgt("TCP bind-before-connect: ≤ 1.05×", c["tcp_bind"]["ratio"] <= 1.05, f"{c['tcp_bind']['ratio']:.3f}×")
-    for r, name in (("udp_plain", "UDP connect"), ("udp_bind", "UDP bind + connect")):
-        tgt(f"{name}: ≤ +8 calls", c[r]["net_extra"] <= 8.005,
+    # Issue 9: kernel first, so while ports are free a UDP connect is the kernel's plus the unlock.
+    for r, name, calls, ratio in (("udp_plain", "UDP connect", 1, 1.15),
+                                  ("udp_bind", "UDP bind + connect", 2, 1.2)):
+        tgt(f"{name}, ports free: +{calls} call{'s' if calls > 1 else ''}",
+            c[r]["net_extra"] <= calls + 0.005,
             f"{c[r]['net_extra']:+.2f} network calls ({c[r]['all_extra']:+.2f} all calls)")
-        tgt(f"{name}: ≤ 2.5×", c[r]["ratio"] <= 2.5, f"{c[r]['ratio']:.2f}×")
+        tgt(f"{name}, ports free: ≤ {ratio}×", c[r]["ratio"] <= ratio, f"{c[r]['ratio']:.3f}×")
+    if "share" in res:
+        sh = res["share"]
+        tgt(f"UDP connect that must share (every port of a {R_SHARE}-port range connected elsewhere): "
+            "≤ 2.0× a plain connect on an empty range", sh["ratio"] <= 2.0,
+            f"{sh['ratio']:.2f}× ({us(sh['empty_ns'])} → {us(sh['shared_ns'])})")
     sp = sc["spread"]
-    tgt(f"Scale, spread: ≤ 1.3× from {sp[0]['sockets'] // 1000}k to {sp[-1]['sockets'] // 1000}k sockets",
-        sp[-1]["growth"] <= 1.3,
-        f"{sp[-1]['growth']:.2f}× (socket+connect+close), {sp[-1]['connect_growth']:.2f}× (connect alone)")
+    # Kernel first: a connect while ports are free is the kernel's own, so it costs what the
+    # kernel's costs at every size (the kernel's own port search grows as the range fills).
+    worst = max(row["with_connect_ns"] / row["without_connect_ns"] for row in sp if "without_connect_ns" in row)
+    tgt(f"Scale, spread: connect() ≤ 1.15× the kernel alone's, {sp[0]['sockets'] // 1000}k to "
+        f"{sp[-1]['sockets'] // 1000}k sockets open", worst <= 1.15,
+        f"at most {worst:.2f}× (the kernel alone itself: {us(sp[0]['without_connect_ns'])} → "
+        f"{us(sp[-1]['without_connect_ns'])})")
     co = sc["concentrated"]
     t.append((f"Scale, concentrated ({FEW_PORTS} ports): reported", None,
               f"{co[-1]['growth']:.1f}× from {co[0]['sockets'] // 1000}k to {co[-1]['sockets'] // 1000}k "
@@ -848,6 +896,22 @@ def report(res, args, elapsed):
               f"{us(r['with_connect_ns'])} | {r['growth']:.2f}× / {r['connect_growth']:.2f}× |")
     w("")
 
+    if "share" in res:
+        sh = res["share"]
+        w(f"## 3b. A connect that must share: R = {R_SHARE} ports, every one connected elsewhere\n")
+        w(f"A helper holds {R_SHARE} UDP sockets, one on each port of the range, connected to "
+          "127.0.0.2:7000 (SO_REUSEPORT on: the state connectx leaves a connected socket in). Then "
+          "`socket` + `connect(127.0.0.3:9)` + `close` under connectx: the kernel has no free port, "
+          "so every connect goes through the lock (the kernel's own EAGAIN is remembered for a second, "
+          "so its scan of the full range is paid once). Against: the same loop without the library in "
+          f"an empty namespace. {sh['rounds']} rounds of {sh['n']} connects, alternating; medians.\n")
+        w("| | per connection (median) |")
+        w("|---|---|")
+        w(f"| kernel alone, empty range | {us(sh['empty_ns'])} |")
+        w(f"| connectx, every port taken elsewhere (through the lock) | {us(sh['shared_ns'])} |")
+        w(f"| ratio (median of per-round ratios; IQR {sh['ratio_iqr'][0]:.2f}–{sh['ratio_iqr'][-1]:.2f}) "
+          f"| {sh['ratio']:.2f}× |\n")
+
     w(f"## 4. Near exhaustion: one destination, R = {fl['R']} ports\n")
     w(f"One process connects UDP sockets to 127.0.0.2:7000 one after another ({fl['R']} + 10 tries, "
       f"sockets kept open), {len(fw['ok'])} fills with and without the library, alternating. Time "
@@ -936,7 +1000,7 @@ def build():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small smoke run; writes into bench/quick/")
-    ap.add_argument("--only", help="comma-separated subset: capacity,cost,scale,fill,start (debugging; "
+    ap.add_argument("--only", help="comma-separated subset: capacity,cost,scale,share,fill,start (debugging; "
                                    "reuses the other sections from the last results.json)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite BENCHMARKS.md and the charts from the saved results.json")
@@ -968,7 +1032,8 @@ def main():
             res = json.load(f)
     q = args.quick
     steps = [("capacity", lambda: bench_capacity()), ("cost", lambda: bench_cost(q)),
-             ("scale", lambda: bench_scale(q)), ("fill", lambda: bench_fill(q)),
+             ("scale", lambda: bench_scale(q)), ("share", lambda: bench_share(q)),
+             ("fill", lambda: bench_fill(q)),
              ("start_mem", lambda: bench_start_mem(q))]
     for name, fn in steps:
         if only and name.split("_")[0] not in only:

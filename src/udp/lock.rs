@@ -181,6 +181,15 @@ fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
     }
 }
 
+/// Is the 4-tuple from the peer to `local` owned by a connected socket?
+fn check_connected(flow: &Flow, local: &SockAddr) -> Check {
+    match netlink::udp_exact(local, &flow.peer, flow.ifindex) {
+        Ok(Some(f)) if f.state == TCP_ESTABLISHED => Check::Taken,
+        Ok(_) => Check::Free,
+        Err(e) => Check::Failed(e),
+    }
+}
+
 fn cookie(fd: c_int, r: &Sock) -> Result<u64, c_int> {
     let c = r.cookie.load(Acquire);
     if c != 0 {
@@ -255,7 +264,6 @@ struct Search {
     /// The address the lock binds: the program's, else the wildcard (the kernel then sets the
     /// source at connect as for its own sockets).
     bind_at: SockAddr,
-    me: u64,
     slot: Option<hints::Slot>,
     ask_first: bool,
     use_marks: bool,
@@ -311,16 +319,12 @@ pub unsafe fn search(
     if set_noport(fd, r, false).is_err() || set_reuseport(fd, r, true).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
-    let Ok(me) = cookie(fd, r) else {
-        return Verdict::Pass(Pass::InternalError);
-    };
     let flow = flow_for(fd, r, &dst, bound.as_ref());
     let now = sys::now_ms();
     let slot = hints::find(&flow.peer);
     let mut s = Search {
         bind_at: bound.unwrap_or_else(|| wildcard(r)).with_port(0),
         flow,
-        me,
         ask_first: hints::busy(slot, now),
         slot,
         use_marks: true,
@@ -464,7 +468,9 @@ fn locked(
             });
         }
     };
-    match check(&s.flow, &local, &[s.me]) {
+    // The socket holds the port's lock: nobody else can have bound it meanwhile, so only a
+    // connected socket (one that owns the 4-tuple) can take it; this one is not yet connected.
+    match check_connected(&s.flow, &local) {
         Check::Free => {}
         Check::Taken => {
             give_back(fd);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "inet.h"
@@ -111,15 +112,31 @@ static void *connector(void *arg) {
     return NULL;
 }
 
-/* In the child: the netlink sockets among its fds (async-signal-safe calls only). */
+/* In the child: the netlink sockets among its fds, read from /proc/self/fd (async-signal-safe
+ * calls only: open, getdents64, getsockopt). */
 static int netlink_fds(void) {
-    int n = 0;
-    for (int fd = 0; fd < 4096; fd++) {
-        int dom = 0;
-        socklen_t l = sizeof dom;
-        if (fcntl(fd, F_GETFD) < 0) continue;
-        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 && dom == AF_NETLINK) n++;
+    int n = 0, dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) return 101;
+    char buf[8192];
+    long got;
+    while ((got = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long at = 0; at < got;) {
+            struct linux_dirent64 {
+                unsigned long long ino;
+                long long off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (void *)(buf + at);
+            at += d->reclen;
+            if (d->name[0] < '0' || d->name[0] > '9') continue;
+            int fd = atoi(d->name), dom = 0;
+            socklen_t l = sizeof dom;
+            if (fd == dir) continue;
+            if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 && dom == AF_NETLINK) n++;
+        }
     }
+    close(dir);
     return n;
 }
 

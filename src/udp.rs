@@ -230,7 +230,7 @@ fn try_port(
         return None;
     }
     if search.ask_first {
-        match netlink::udp_exact(&local, dst) {
+        match netlink::udp_exact_for(fd, &local, dst) {
             Ok(Some(f)) if f.state == TCP_ESTABLISHED => return None,
             Ok(_) => {}
             Err(e) => return Some(diag_failed(fd, r, e, None)),
@@ -359,7 +359,7 @@ fn check_and_connect(
         Ok(c) => c,
         Err(e) => return Checked::DiagFailed(e),
     };
-    match netlink::udp_exact(local, dst) {
+    match netlink::udp_exact_for(fd, local, dst) {
         // Nobody would receive (e.g. a destination the kernel cannot route): no conflict; the
         // kernel answers the connect.
         Ok(Some(f)) if f.cookie == me => {}

@@ -269,12 +269,13 @@ impl Own {
 /// closefrom(3) closes the library's netlink sockets behind the close/close_range hooks (glibc
 /// calls close_range internally). The program's next TCP connections take the lowest numbers;
 /// the next UDP connects must not write a SOCK_DIAG request into one of them, read its peer's
-/// bytes or close it.
+/// bytes or close it. Same after a raw close_range system call, which no hook sees.
 #[test]
 fn closefrom_then_tcp_connections_are_not_touched_by_udp_connects() {
     let s = ownfds("life-closefrom-tcp");
-    for preload in [false, true] {
-        let o = s.run(preload, &[], &["closefrom-tcp"]);
+    // "raw": close_range by system call, past every hook: only the identity check can tell.
+    for (preload, how) in [(false, ""), (true, ""), (true, "raw")] {
+        let o = s.run(preload, &[], &["closefrom-tcp", how]);
         assert_eq!(o.num("udp_ok"), 3, "{}", o.describe());
         let pairs = o.num("pairs");
         assert_eq!(
@@ -387,4 +388,42 @@ fn the_library_moves_none_of_the_programs_fd_numbers() {
         text.contains("UDP lock"),
         "control: at debug the log file gets the lines:\n{text}"
     );
+}
+
+/// A pooled netlink socket answers for its own network namespace only. Every port of the range
+/// to 127.0.0.2:7 is held in the first namespace; the program then moves to a new one (same
+/// range, nothing held): its UDP connects there must succeed as they do without the library,
+/// not fail with EAGAIN because the check asked the first namespace.
+#[test]
+fn udp_checks_ask_the_namespace_of_the_programs_socket() {
+    let s = ownfds("life-netns");
+    for preload in [false, true] {
+        let o = common::run(
+            common::in_ns(
+                &s.ns,
+                "40000-40009",
+                &if preload {
+                    vec![("LD_PRELOAD", library().display().to_string())]
+                } else {
+                    vec![]
+                }
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+                &s.prog,
+                &["netns"],
+            ),
+            Duration::from_secs(60),
+        );
+        println!("ownfds netns (preload {preload}):\n{}", o.describe());
+        o.assert_ok();
+        assert_eq!(o.num("held"), 10, "{}", o.describe());
+        assert_eq!(
+            o.num("new_ns_connected"),
+            5,
+            "UDP connects in the new namespace (preload {preload}) failed (errno {}):\n{}",
+            o.num("new_ns_errno"),
+            o.describe()
+        );
+    }
 }

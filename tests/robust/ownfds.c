@@ -1,6 +1,7 @@
 /* ownfds: the library's own descriptors must never be mistaken for the program's (issue 10).
  * Run in a fresh network namespace (nsrun), with or without the library; prints key=value.
- *   ownfds closefrom-tcp   closefrom(3), then TCP connections that take the lowest numbers, then a
+ *   ownfds closefrom-tcp [raw]
+ *                          closefrom(3) (raw: the close_range system call itself), then TCP connections that take the lowest numbers, then a
  *                          UDP connect: every connection must still be open, get its peer's
  *                          bytes, and the peers must receive nothing they were not sent.
  *   ownfds closefrom-log FILE
@@ -10,17 +11,24 @@
  *                          THREADS threads connect UDP sockets while the main thread forks FORKS
  *                          children; each child counts the netlink sockets it inherited (the
  *                          program makes none: any is the library's).
+ *   ownfds netns           10 UDP sockets hold every port of the range to 127.0.0.2:7, then the
+ *                          program moves to a new network namespace (same range) where no port
+ *                          is held: its UDP connects there must succeed (checked in that
+ *                          namespace, not the one the library's netlink sockets were made in).
  *   ownfds firstfd         the number of the program's first open(), then of one after a UDP
  *                          connect (the library's first netlink sockets).
  * Exit 0 when the run completed (the test judges the values), 2 on a setup error. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -45,10 +53,12 @@ static int udp_connect(const char *ip, int port) {
 
 #define PAIRS 6
 
-static int closefrom_tcp(void) {
+static int closefrom_tcp(int raw) {
     /* The library's first netlink sockets (the pool) are made now. */
     if (udp_connect("127.0.0.2", 7) < 0) die("first udp connect");
-    closefrom(3);
+    /* raw: the system call itself, past every hook (only identity checks can notice). */
+    if (raw) syscall(SYS_close_range, 3U, ~0U, 0);
+    else closefrom(3);
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = sin4("127.0.0.1", 8080);
     int one = 1;
@@ -169,6 +179,44 @@ static int forkfds(int threads, int forks) {
     return 0;
 }
 
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) die(path);
+    close(fd);
+}
+
+static int netns(void) {
+    int held = 0;
+    for (int i = 0; i < 10; i++) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = sin4("127.0.0.2", 7);
+        held += connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = sin4("127.0.0.2", 7);
+    int e = connect(s, (struct sockaddr *)&a, sizeof a) == 0 ? 0 : errno;
+    close(s);
+    printf("held=%d eleventh_errno=%d\n", held, e);
+    if (unshare(CLONE_NEWNET) < 0) die("unshare");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    int c = socket(AF_INET, SOCK_DGRAM, 0);
+    if (ioctl(c, SIOCGIFFLAGS, &ifr) < 0) die("SIOCGIFFLAGS");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(c, SIOCSIFFLAGS, &ifr) < 0) die("SIOCSIFFLAGS");
+    close(c);
+    write_file("/proc/sys/net/ipv4/ip_local_port_range", "40000 40009");
+    int ok = 0, first_errno = 0;
+    for (int i = 0; i < 5; i++) {
+        int u = socket(AF_INET, SOCK_DGRAM, 0);
+        if (connect(u, (struct sockaddr *)&a, sizeof a) == 0) ok++;
+        else if (!first_errno) first_errno = errno;
+    }
+    printf("new_ns_connected=%d new_ns_errno=%d\n", ok, first_errno);
+    return 0;
+}
+
 static int firstfd(void) {
     int a = open("/dev/null", O_RDONLY);
     printf("first_fd=%d\n", a);
@@ -181,10 +229,12 @@ static int firstfd(void) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     alarm(100);
-    if (argc >= 2 && !strcmp(argv[1], "closefrom-tcp")) return closefrom_tcp();
+    if (argc >= 2 && !strcmp(argv[1], "closefrom-tcp"))
+        return closefrom_tcp(argc >= 3 && !strcmp(argv[2], "raw"));
     if (argc >= 3 && !strcmp(argv[1], "closefrom-log")) return closefrom_log(argv[2]);
     if (argc >= 4 && !strcmp(argv[1], "forkfds")) return forkfds(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 2 && !strcmp(argv[1], "firstfd")) return firstfd();
-    fprintf(stderr, "usage: ownfds closefrom-tcp | closefrom-log FILE | forkfds T N | firstfd\n");
+    if (argc >= 2 && !strcmp(argv[1], "netns")) return netns();
+    fprintf(stderr, "usage: ownfds closefrom-tcp [raw] | closefrom-log FILE | forkfds T N | netns | firstfd\n");
     return 2;
 }

@@ -169,3 +169,44 @@ pub fn after_fork(child: bool) {
     }
     FORKING.store(false, SeqCst);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_fds_go_high_and_close_on_exec() {
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 0);
+        let high = move_high(fd);
+        let floor = high_floor();
+        assert!(floor == 0 || high >= floor, "{high} below {floor}");
+        // SAFETY: fcntl on our own fd.
+        let flags = unsafe { libc::fcntl(high, libc::F_GETFD) };
+        assert!(floor == 0 || flags & libc::FD_CLOEXEC != 0);
+        // SAFETY: the low number was closed by move_high.
+        assert!(floor == 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0);
+        crate::sys::close(high);
+    }
+
+    #[test]
+    fn close_if_ours_leaves_another_socket_alone() {
+        // SAFETY: plain socket calls on our own fds.
+        unsafe {
+            let a = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            let ident = socket_ident(a).unwrap();
+            // The number now names another socket (as after a close and reuse).
+            let c = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            assert_eq!(libc::dup2(c, a), a);
+            close_if_ours(a, ident);
+            assert!(
+                libc::fcntl(a, libc::F_GETFD) >= 0,
+                "closed a socket not ours"
+            );
+            close_if_ours(a, socket_ident(c).unwrap());
+            assert!(libc::fcntl(a, libc::F_GETFD) < 0);
+            libc::close(c);
+        }
+    }
+}

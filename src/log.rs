@@ -189,12 +189,25 @@ macro_rules! warn { ($($t:tt)*) => { $crate::log::line($crate::config::Level::Wa
 pub fn configure(path: &[u8]) -> Result<(), c_int> {
     // SAFETY: called once, at load, before STATE leaves NONE: nobody reads PATH yet.
     let buf = unsafe { &mut *PATH.0.get() };
-    if path.len() >= buf.len() {
+    // A relative path is taken from the directory the program starts in: the file is opened
+    // later, maybe after the program changed directory.
+    let mut at = 0;
+    if !path.starts_with(b"/") {
+        // SAFETY: buf is writable for its length.
+        if !unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) }.is_null() {
+            at = buf.iter().position(|&b| b == 0).unwrap_or(0);
+            if at > 0 && buf[at - 1] != b'/' {
+                buf[at] = b'/';
+                at += 1;
+            }
+        }
+    }
+    if at + path.len() >= buf.len() {
         return Err(libc::ENAMETOOLONG);
     }
-    buf[..path.len()].copy_from_slice(path);
-    buf[path.len()] = 0;
-    PATH_LEN.store(path.len(), Ordering::Release);
+    buf[at..at + path.len()].copy_from_slice(path);
+    buf[at + path.len()] = 0;
+    PATH_LEN.store(at + path.len(), Ordering::Release);
     let fd = open_file()?;
     // SAFETY: st is valid for writes.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

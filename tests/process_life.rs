@@ -393,7 +393,9 @@ fn the_library_moves_none_of_the_programs_fd_numbers() {
 /// A pooled netlink socket answers for its own network namespace only. Every port of the range
 /// to 127.0.0.2:7 is held in the first namespace; the program then moves to a new one (same
 /// range, nothing held): its UDP connects there must succeed as they do without the library,
-/// not fail with EAGAIN because the check asked the first namespace.
+/// not fail with EAGAIN because the check asked the first namespace. A socket of the new
+/// namespace connected from a thread back in the first one connects too (asked in its own
+/// namespace, or left to the kernel).
 #[test]
 fn udp_checks_ask_the_namespace_of_the_programs_socket() {
     let s = ownfds("life-netns");
@@ -419,10 +421,26 @@ fn udp_checks_ask_the_namespace_of_the_programs_socket() {
         o.assert_ok();
         assert_eq!(o.num("held"), 10, "{}", o.describe());
         assert_eq!(
+            o.num("early_connected"),
+            1,
+            "a socket of the new namespace connected from the first (preload {preload}): the \
+             kernel's own connect expected (errno {}):\n{}",
+            o.num("early_errno"),
+            o.describe()
+        );
+        assert_eq!(
             o.num("new_ns_connected"),
             5,
             "UDP connects in the new namespace (preload {preload}) failed (errno {}):\n{}",
             o.num("new_ns_errno"),
+            o.describe()
+        );
+        assert_eq!(
+            o.num("from_first_ns_connected"),
+            1,
+            "a socket of the new namespace connected from the first one (preload {preload}) \
+             failed (errno {}):\n{}",
+            o.num("from_first_ns_errno"),
             o.describe()
         );
     }

@@ -13,8 +13,13 @@
  *                          program makes none: any is the library's).
  *   ownfds netns           10 UDP sockets hold every port of the range to 127.0.0.2:7, then the
  *                          program moves to a new network namespace (same range) where no port
- *                          is held: its UDP connects there must succeed (checked in that
- *                          namespace, not the one the library's netlink sockets were made in).
+ *                          is held. A socket made there and connected from the first namespace
+ *                          (no netlink socket of its own namespace yet) gets the kernel's
+ *                          connect; the UDP connects in the new namespace must succeed (checked in that
+ *                          namespace, not the one the library's netlink sockets were made in);
+ *                          then one more such socket, connected after going back to the first
+ *                          namespace: checked in its own namespace still (or left to the kernel):
+ *                          it connects.
  *   ownfds firstfd         the number of the program's first open(), then of one after a UDP
  *                          connect (the library's first netlink sockets).
  * Exit 0 when the run completed (the test judges the values), 2 on a setup error. */
@@ -197,6 +202,8 @@ static int netns(void) {
     int e = connect(s, (struct sockaddr *)&a, sizeof a) == 0 ? 0 : errno;
     close(s);
     printf("held=%d eleventh_errno=%d\n", held, e);
+    int first_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (first_ns < 0) die("open ns");
     if (unshare(CLONE_NEWNET) < 0) die("unshare");
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
@@ -207,6 +214,14 @@ static int netns(void) {
     if (ioctl(c, SIOCSIFFLAGS, &ifr) < 0) die("SIOCSIFFLAGS");
     close(c);
     write_file("/proc/sys/net/ipv4/ip_local_port_range", "40000 40009");
+    /* A socket of the new namespace connected from the first one before any check ran in the
+     * new one: no netlink socket of its namespace can be had, so the kernel's own connect. */
+    int new_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int early = socket(AF_INET, SOCK_DGRAM, 0);
+    if (new_ns < 0 || setns(first_ns, CLONE_NEWNET) < 0) die("setns first");
+    int early_ok = connect(early, (struct sockaddr *)&a, sizeof a) == 0;
+    printf("early_connected=%d early_errno=%d\n", early_ok, early_ok ? 0 : errno);
+    if (setns(new_ns, CLONE_NEWNET) < 0) die("setns new");
     int ok = 0, first_errno = 0;
     for (int i = 0; i < 5; i++) {
         int u = socket(AF_INET, SOCK_DGRAM, 0);
@@ -214,6 +229,13 @@ static int netns(void) {
         else if (!first_errno) first_errno = errno;
     }
     printf("new_ns_connected=%d new_ns_errno=%d\n", ok, first_errno);
+    /* A socket of the new namespace, connected from a thread back in the first one: a netlink
+     * socket of the new namespace (pooled) answers, or, with none, the kernel's own connect
+     * (5 of the new namespace's 10 ports are free). */
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    if (setns(first_ns, CLONE_NEWNET) < 0) die("setns");
+    int back = connect(u, (struct sockaddr *)&a, sizeof a) == 0;
+    printf("from_first_ns_connected=%d from_first_ns_errno=%d\n", back, back ? 0 : errno);
     return 0;
 }
 

@@ -148,7 +148,8 @@ fn open_now() {
                 Level::Warn,
                 format_args!(
                     "CONNECTX_LOG_FILE={} cannot be opened any more (errno {e}); logging to stderr",
-                    String::from_utf8_lossy(path())
+                    // No allocation here (a hook path): a path that is not UTF-8 is not shown.
+                    std::str::from_utf8(path()).unwrap_or("(not UTF-8)")
                 ),
             );
         }

@@ -4,9 +4,13 @@
 //! - RTM_GETROUTE: which source address would the kernel use for `dst` (without using a port)?
 //!
 //! Netlink sockets come from a small per-process pool: taken with an atomic flag (never waits;
-//! all busy -> a temporary socket), close-on-exec, dropped in the child after fork (a netlink
-//! socket's port id belongs to the process that bound it), and forgotten when the program closes
-//! their fd number (close_range sweeps). Facts: KERNEL.md "SOCK_DIAG for UDP"; lab/diag.py.
+//! all busy -> a temporary socket, recorded while it lives). Each is the library's own fd
+//! (ownfd: high number, close-on-exec, identity checked before every use), valid only in the
+//! process that made it (a netlink socket's port id belongs to the process that bound it: fork
+//! children drop them in the fork handler, `_Fork`/`clone` children at their first use) and in
+//! its network namespace (`Ns::Of`: asked in the namespace of the program's socket).
+//! Forgotten when the program closes their fd number. Facts: KERNEL.md "SOCK_DIAG for UDP";
+//! lab/diag.py.
 
 use crate::addr::SockAddr;
 use crate::sys::{KeepErrno, errno};

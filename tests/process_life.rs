@@ -445,3 +445,24 @@ fn udp_checks_ask_the_namespace_of_the_programs_socket() {
         );
     }
 }
+
+/// A child made by `_Fork()` runs no fork handler: the library must notice it is another process
+/// at its first check (pid), connect with netlink sockets of its own, and drop its copies of the
+/// parent's (whose port ids belong to the parent).
+#[test]
+fn a_raw_fork_child_drops_the_parents_netlink_sockets_at_first_use() {
+    let s = ownfds("life-rawfork-fds");
+    let o = s.run(true, &[], &["rawfork"]);
+    assert!(
+        o.num("parent_netlink") > 0,
+        "control: the parent's UDP connect should have made netlink sockets:\n{}",
+        o.describe()
+    );
+    assert_eq!(o.num("child_connected"), 1, "{}", o.describe());
+    assert_eq!(
+        o.num("child_kept_parents"),
+        0,
+        "the _Fork child still holds the parent's netlink sockets after its own check:\n{}",
+        o.describe()
+    );
+}

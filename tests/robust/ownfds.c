@@ -20,6 +20,9 @@
  *                          then one more such socket, connected after going back to the first
  *                          namespace: checked in its own namespace still (or left to the kernel):
  *                          it connects.
+ *   ownfds rawfork         a child made by _Fork() (no fork handlers) makes a UDP connect: it
+ *                          must connect, and then hold none of the parent's netlink sockets
+ *                          (the library's port ids of the parent).
  *   ownfds firstfd         the number of the program's first open(), then of one after a UDP
  *                          connect (the library's first netlink sockets).
  * Exit 0 when the run completed (the test judges the values), 2 on a setup error. */
@@ -35,6 +38,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -239,6 +243,41 @@ static int netns(void) {
     return 0;
 }
 
+/* The inodes of this process's netlink sockets (fstat st_ino), up to `max`. */
+static int netlink_inodes(unsigned long long *ino, int max) {
+    int n = 0;
+    for (int fd = 0; fd < 2048 && n < max; fd++) {
+        int dom = 0;
+        socklen_t l = sizeof dom;
+        struct stat st;
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 && dom == AF_NETLINK &&
+            fstat(fd, &st) == 0)
+            ino[n++] = st.st_ino;
+    }
+    return n;
+}
+
+static int rawfork(void) {
+    if (udp_connect("127.0.0.2", 7) < 0) die("parent udp connect");
+    unsigned long long parent[64], child[64];
+    int np = netlink_inodes(parent, 64);
+    pid_t p = _Fork();
+    if (p < 0) die("_Fork");
+    if (p == 0) {
+        int ok = udp_connect("127.0.0.3", 7) == 0;
+        int nc = netlink_inodes(child, 64), inherited = 0;
+        for (int i = 0; i < nc; i++)
+            for (int j = 0; j < np; j++) inherited += child[i] == parent[j];
+        _exit(ok ? (inherited > 50 ? 50 : inherited) : 100);
+    }
+    int st;
+    if (waitpid(p, &st, 0) != p || !WIFEXITED(st)) die("waitpid");
+    int code = WEXITSTATUS(st);
+    printf("parent_netlink=%d child_connected=%d child_kept_parents=%d\n", np, code != 100,
+           code == 100 ? -1 : code);
+    return 0;
+}
+
 static int firstfd(void) {
     int a = open("/dev/null", O_RDONLY);
     printf("first_fd=%d\n", a);
@@ -257,6 +296,7 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "forkfds")) return forkfds(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 2 && !strcmp(argv[1], "firstfd")) return firstfd();
     if (argc >= 2 && !strcmp(argv[1], "netns")) return netns();
-    fprintf(stderr, "usage: ownfds closefrom-tcp [raw] | closefrom-log FILE | forkfds T N | netns | firstfd\n");
+    if (argc >= 2 && !strcmp(argv[1], "rawfork")) return rawfork();
+    fprintf(stderr, "usage: ownfds closefrom-tcp [raw] | closefrom-log FILE | forkfds T N | netns | rawfork | firstfd\n");
     return 2;
 }

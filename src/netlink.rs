@@ -98,8 +98,8 @@ impl Slot {
         self.pid.store(pid, Relaxed);
         self.ident.store(ident, Relaxed);
         self.netns.store(ownfd::netns_of(fd), Relaxed);
-        self.fd_plus_one.store(fd + 1, Release);
         note_number(fd);
+        self.fd_plus_one.store(fd + 1, Release);
         Ok(fd)
     }
 

@@ -215,21 +215,31 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     unsafe { real::close(fd) }
 }
 
+/// Everything we knew about the numbers first..=last goes (the program is closing them).
+fn forget_range(first: c_uint, last: c_uint) {
+    state::forget_range(first, last);
+    netlink::forget_range(first, last);
+    log::forget_range(first, last);
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     // Forget only what the kernel will close: a call it refuses (EINVAL) closes nothing.
     let known = (libc::CLOSE_RANGE_CLOEXEC | libc::CLOSE_RANGE_UNSHARE) as c_int;
     if flags & !known == 0 && first <= last && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        after(|| {
-            state::forget_range(first, last);
-            netlink::forget_range(first, last);
-            if (first..=last).contains(&(log::fd() as c_uint)) {
-                log::forget_fd(log::fd());
-            }
-        });
+        after(|| forget_range(first, last));
     }
     // SAFETY: forwarded arguments.
     unsafe { real::close_range(first, last, flags) }
+}
+
+/// glibc's closefrom calls close_range internally, past the hook above.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn closefrom(low: c_int) {
+    // glibc closes from max(low, 0); it cannot fail (it aborts if it cannot close).
+    after(|| forget_range(low.max(0) as c_uint, c_uint::MAX));
+    // SAFETY: forwarded argument.
+    unsafe { real::closefrom(low) }
 }
 
 #[unsafe(no_mangle)]

@@ -7,6 +7,7 @@
 //! - `tcp`: the TCP policy; `udp/`: UDP kernel first and the lock (port choice, hints, source
 //!   address, the memory of a full range);
 //! - `netlink`: SOCK_DIAG and route queries;
+//! - `ownfd`: the library's own fds (high numbers, identity, the fork gate);
 //! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
 //! - `vfork`: keeps a vfork child's calls off the parent's state.
 
@@ -18,6 +19,7 @@ mod hooks;
 #[macro_use]
 pub mod log;
 pub mod netlink;
+pub mod ownfd;
 pub mod policy;
 pub mod real;
 pub mod sockopt;
@@ -91,30 +93,46 @@ fn init() {
     config::store(cfg);
     stats::configure(getenv);
     stats::forget_previous();
-    if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty()) {
-        // SAFETY: the bytes come from a NUL-terminated environment string.
-        if let Err(e) = unsafe { log::open_file(path.as_ptr().cast()) } {
-            let why = if e == libc::ELOOP {
-                "is a symbolic link, not followed"
-            } else {
-                "cannot be opened"
-            };
-            log::write_line(
-                config::Level::Warn,
-                format_args!(
-                    "CONNECTX_LOG_FILE={} {why} (errno {e}); logging to stderr",
-                    String::from_utf8_lossy(path)
-                ),
-            );
-        }
+    if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty())
+        && let Err(e) = log::configure(path)
+    {
+        let why = if e == libc::ELOOP {
+            "is or goes through a symbolic link, not followed"
+        } else {
+            "cannot be opened"
+        };
+        log::write_line(
+            config::Level::Warn,
+            format_args!(
+                "CONNECTX_LOG_FILE={} {why} (errno {e}); logging to stderr",
+                String::from_utf8_lossy(path)
+            ),
+        );
     }
-    // SAFETY: registering a plain function; it runs in the child after fork.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    netlink::adopt_now();
+    // SAFETY: registering plain functions, run around fork.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        )
+    };
     crate::debug!("loaded: {cfg}");
+}
+
+/// No fd of ours is half-made while the process is copied (ownfd's fork gate).
+extern "C" fn before_fork() {
+    ownfd::before_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    ownfd::after_fork(false);
 }
 
 /// The child of a fork has one thread: undo what other threads of the parent had under way.
 extern "C" fn after_fork_in_child() {
+    ownfd::after_fork(true);
     netlink::after_fork_in_child();
     udp::ports::after_fork_in_child();
     udp::source::after_fork_in_child();

@@ -4,15 +4,19 @@
 //! - RTM_GETROUTE: which source address would the kernel use for `dst` (without using a port)?
 //!
 //! Netlink sockets come from a small per-process pool: taken with an atomic flag (never waits;
-//! all busy -> a temporary socket), close-on-exec, dropped in the child after fork (a netlink
-//! socket's port id belongs to the process that bound it), and forgotten when the program closes
-//! their fd number (close_range sweeps). Facts: KERNEL.md "SOCK_DIAG for UDP"; lab/diag.py.
+//! all busy -> a temporary socket, recorded while it lives). Each is the library's own fd
+//! (ownfd: high number, close-on-exec, identity checked before every use), valid only in the
+//! process that made it (a netlink socket's port id belongs to the process that bound it: fork
+//! children drop them in the fork handler, `_Fork`/`clone` children at their first use) and in
+//! its network namespace (`Ns::Of`: asked in the namespace of the program's socket).
+//! Forgotten when the program closes their fd number. Facts: KERNEL.md "SOCK_DIAG for UDP";
+//! lab/diag.py.
 
 use crate::addr::SockAddr;
-use crate::real;
 use crate::sys::{KeepErrno, errno};
+use crate::{ownfd, real};
 use libc::c_int;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 
 const NETLINK_SOCK_DIAG: c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -36,119 +40,272 @@ const NO_COOKIE: u64 = u64::MAX;
 
 static SEQ: AtomicU32 = AtomicU32::new(1);
 
+/// One of our netlink sockets, with what it was made in and how to recognise it.
 struct Slot {
     fd_plus_one: AtomicI32,
     busy: AtomicBool,
+    /// The process that made it (a `_Fork()` or raw `clone` child runs no fork handler).
+    pid: AtomicI32,
+    /// SO_COOKIE (ownfd::socket_ident) at creation: the number is ours only while it matches.
+    ident: AtomicU64,
+    /// Its network namespace (ownfd::netns_of).
+    netns: AtomicU64,
 }
 
-struct Pool {
-    protocol: c_int,
-    slots: [Slot; 4],
-}
-
-static DIAG: Pool = Pool::new(NETLINK_SOCK_DIAG);
-static ROUTE: Pool = Pool::new(libc::NETLINK_ROUTE);
-
-impl Pool {
-    const fn new(protocol: c_int) -> Pool {
-        Pool {
-            protocol,
-            slots: [const {
-                Slot {
-                    fd_plus_one: AtomicI32::new(0),
-                    busy: AtomicBool::new(false),
-                }
-            }; 4],
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            fd_plus_one: AtomicI32::new(0),
+            busy: AtomicBool::new(false),
+            pid: AtomicI32::new(0),
+            ident: AtomicU64::new(0),
+            netns: AtomicU64::new(0),
         }
     }
 
-    fn open(&self) -> Result<c_int, c_int> {
+    fn fd(&self) -> c_int {
+        self.fd_plus_one.load(Acquire) - 1
+    }
+
+    /// Drops the record; closes the fd only if it is still the socket we made.
+    fn release_fd(&self) {
+        // Closed and unrecorded inside the fork gate: a child never inherits it unrecorded.
+        let _gate = ownfd::Opening::enter();
+        let fd = self.fd();
+        ownfd::close_if_ours(fd, self.ident.load(Relaxed));
+        self.fd_plus_one.store(0, Release);
+        self.pid.store(0, Relaxed);
+    }
+
+    /// Opens a socket into this (busy, empty) slot, in the calling thread's namespace.
+    fn open(&self, protocol: c_int, pid: c_int) -> Result<c_int, c_int> {
+        // Inside the fork gate: a child never inherits a socket we have not recorded yet.
+        let _gate = ownfd::Opening::enter();
+        let _keep = KeepErrno::new();
         // SAFETY: plain socket(2) through the real function.
         let fd = unsafe {
             real::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                self.protocol,
+                protocol,
             )
         };
-        if fd < 0 { Err(errno()) } else { Ok(fd) }
+        if fd < 0 {
+            return Err(errno());
+        }
+        let fd = ownfd::move_high(fd);
+        let Some(ident) = ownfd::socket_ident(fd) else {
+            crate::sys::close(fd);
+            return Err(libc::EIO);
+        };
+        self.pid.store(pid, Relaxed);
+        self.ident.store(ident, Relaxed);
+        self.netns.store(ownfd::netns_of(fd), Relaxed);
+        note_number(fd);
+        self.fd_plus_one.store(fd + 1, Release);
+        Ok(fd)
     }
 
-    fn take(&'static self) -> Result<Lease, c_int> {
+    /// The slot's socket, if it is ours, of this process and of namespace `want` (0: any).
+    fn usable(&self, pid: c_int, want: u64) -> Option<c_int> {
+        let fd = self.fd();
+        if fd < 0 {
+            return None;
+        }
+        if self.pid.load(Relaxed) != pid {
+            // Inherited from the parent without a fork handler: the parent's port id.
+            self.release_fd();
+            return None;
+        }
+        if ownfd::socket_ident(fd) != Some(self.ident.load(Relaxed)) {
+            // Closed behind our back and the number reused: not ours to touch, forget it.
+            let _ = self
+                .fd_plus_one
+                .compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+            return None;
+        }
+        if want != 0 && self.netns.load(Relaxed) != want {
+            return None;
+        }
+        Some(fd)
+    }
+}
+
+const POOLED: usize = 4;
+const TEMPS: usize = 32;
+
+struct Pool {
+    protocol: c_int,
+    slots: [Slot; POOLED],
+}
+
+static DIAG: Pool = Pool::new(NETLINK_SOCK_DIAG);
+static ROUTE: Pool = Pool::new(libc::NETLINK_ROUTE);
+/// Temporary sockets (every pooled one busy, or a dump), recorded while they live so that a
+/// child forked meanwhile closes its copies.
+static TEMP: [Slot; TEMPS] = [const { Slot::new() }; TEMPS];
+/// The lowest number any of our sockets got: closes below it need no look at the tables.
+static LOWEST: AtomicI32 = AtomicI32::new(i32::MAX);
+/// The process the tables belong to; -pid while a `_Fork()` child sweeps its parent's entries.
+static OWNER: AtomicI32 = AtomicI32::new(0);
+
+fn note_number(fd: c_int) {
+    LOWEST.fetch_min(fd, Relaxed);
+}
+
+fn all_slots() -> impl Iterator<Item = &'static Slot> {
+    DIAG.slots
+        .iter()
+        .chain(ROUTE.slots.iter())
+        .chain(TEMP.iter())
+}
+
+/// Which namespace a request must be answered in.
+#[derive(Clone, Copy, Debug)]
+pub enum Ns {
+    /// The namespace of the program's socket `fd` (SO_NETNS_COOKIE).
+    Of(c_int),
+    /// Wherever the pooled socket is (callers without a socket).
+    Any,
+}
+
+/// The namespaces differ and no socket of the right one can be had here: the caller falls back
+/// to the kernel's own behaviour.
+pub const WRONG_NETNS: c_int = libc::EXDEV;
+
+impl Pool {
+    const fn new(protocol: c_int) -> Pool {
+        Pool {
+            protocol,
+            slots: [const { Slot::new() }; POOLED],
+        }
+    }
+
+    fn take(&'static self, ns: Ns) -> Result<Lease, c_int> {
+        let pid = adopt()?;
+        let want = wanted(ns);
+        // A free pooled socket of the right process and namespace…
         for s in &self.slots {
             if !s.busy.swap(true, Acquire) {
-                let mut fd = s.fd_plus_one.load(Acquire) - 1;
-                if fd < 0 {
-                    match self.open() {
-                        Ok(f) => {
-                            fd = f;
-                            s.fd_plus_one.store(f + 1, Release);
-                        }
-                        Err(e) => {
-                            s.busy.store(false, Release);
-                            return Err(e);
-                        }
-                    }
+                if let Some(fd) = s.usable(pid, want) {
+                    return Ok(Lease {
+                        fd,
+                        slot: s,
+                        temp: false,
+                    });
                 }
-                return Ok(Lease { fd, slot: Some(s) });
+                s.busy.store(false, Release);
             }
         }
-        Ok(Lease {
-            fd: self.open()?,
-            slot: None,
-        })
+        // …else a free slot rebuilt (or a temporary one when all are busy), in this thread's
+        // namespace, which must then be the one wanted.
+        let (slot, temp) = match self.slots.iter().find(|s| !s.busy.swap(true, Acquire)) {
+            Some(s) => {
+                s.release_fd();
+                (s, false)
+            }
+            None => (
+                TEMP.iter()
+                    .find(|s| !s.busy.swap(true, Acquire))
+                    .ok_or(libc::EAGAIN)?,
+                true,
+            ),
+        };
+        self.open_into(slot, pid, want, temp)
     }
 
-    fn after_fork_in_child(&self) {
-        for s in &self.slots {
-            let fd = s.fd_plus_one.swap(0, AcqRel) - 1;
-            if fd >= 0 {
-                crate::sys::close(fd);
-            }
-            s.busy.store(false, Release);
-        }
+    /// A socket of its own for a dump (many datagrams: never drain a pooled one).
+    fn temporary(&'static self, ns: Ns) -> Result<Lease, c_int> {
+        let pid = adopt()?;
+        let want = wanted(ns);
+        let slot = TEMP
+            .iter()
+            .find(|s| !s.busy.swap(true, Acquire))
+            .ok_or(libc::EAGAIN)?;
+        self.open_into(slot, pid, want, true)
     }
 
-    fn forget_fd(&self, fd: c_int) {
-        for s in &self.slots {
-            // A plain load first: every close of the program comes through here.
-            if s.fd_plus_one.load(Relaxed) == fd + 1 {
-                let _ = s.fd_plus_one.compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+    fn open_into(
+        &self,
+        slot: &'static Slot,
+        pid: c_int,
+        want: u64,
+        temp: bool,
+    ) -> Result<Lease, c_int> {
+        match slot.open(self.protocol, pid) {
+            Ok(fd) if want == 0 || slot.netns.load(Relaxed) == want => Ok(Lease { fd, slot, temp }),
+            r => {
+                if r.is_ok() {
+                    slot.release_fd();
+                }
+                slot.busy.store(false, Release);
+                Err(r.err().unwrap_or(WRONG_NETNS))
             }
         }
+    }
+}
+
+fn wanted(ns: Ns) -> u64 {
+    match ns {
+        Ns::Of(fd) => ownfd::netns_of(fd),
+        Ns::Any => 0,
+    }
+}
+
+/// This process's pid, after dropping whatever the tables hold from a parent that made this
+/// process without running fork handlers (`_Fork()`, raw `clone`). Err while another thread of
+/// the new process does that (the caller falls back to the kernel for this one call).
+fn adopt() -> Result<c_int, c_int> {
+    // SAFETY: no preconditions (and glibc does not cache it: right in a `_Fork` child).
+    let pid = unsafe { libc::getpid() };
+    let owner = OWNER.load(Acquire);
+    if owner == pid {
+        return Ok(pid);
+    }
+    if owner == -pid
+        || OWNER
+            .compare_exchange(owner, -pid, AcqRel, Acquire)
+            .is_err()
+    {
+        return Err(libc::EAGAIN);
+    }
+    sweep();
+    OWNER.store(pid, Release);
+    Ok(pid)
+}
+
+/// Closes every socket recorded (our copies of the parent's) and frees every slot: only this
+/// thread runs in the new process yet, so every lease was the parent's.
+fn sweep() {
+    for s in all_slots() {
+        s.release_fd();
+        s.busy.store(false, Release);
     }
 }
 
 /// A netlink socket borrowed from a pool (or a temporary one), given back on drop.
 struct Lease {
     fd: c_int,
-    slot: Option<&'static Slot>,
+    slot: &'static Slot,
+    temp: bool,
 }
 
 impl Lease {
     /// The socket misbehaved: close it and let the pool open a new one next time.
     fn discard(mut self) {
-        if let Some(s) = self.slot.take() {
-            if s.fd_plus_one
-                .compare_exchange(self.fd + 1, 0, AcqRel, Relaxed)
-                .is_ok()
-            {
-                crate::sys::close(self.fd);
-            }
-            s.busy.store(false, Release);
-        } else {
-            crate::sys::close(self.fd);
-        }
-        std::mem::forget(self);
+        self.temp = true;
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        match self.slot {
-            Some(s) => s.busy.store(false, Release),
-            None => crate::sys::close(self.fd),
+        if self.temp {
+            // Still recorded with our fd: nobody closed it under us.
+            if self.slot.fd() == self.fd {
+                self.slot.release_fd();
+            }
         }
+        self.slot.busy.store(false, Release);
     }
 }
 
@@ -161,21 +318,50 @@ pub fn check_diag() -> Result<(), c_int> {
         return Ok(());
     }
     let _keep = KeepErrno::new();
-    drop(DIAG.take()?);
+    drop(DIAG.take(Ns::Any)?);
     DIAG_CHECKED.store(true, Relaxed);
     Ok(())
 }
 
-/// Called in the child after fork (pthread_atfork).
+/// At load: the tables belong to this process (so the first calls need not adopt them).
+pub fn adopt_now() {
+    // SAFETY: no preconditions.
+    OWNER.store(unsafe { libc::getpid() }, Release);
+}
+
+/// Called in the child after fork (pthread_atfork): the sockets are the parent's (their port
+/// id), and the threads that held leases are gone.
 pub fn after_fork_in_child() {
-    DIAG.after_fork_in_child();
-    ROUTE.after_fork_in_child();
+    // SAFETY: no preconditions.
+    let pid = unsafe { libc::getpid() };
+    sweep();
+    OWNER.store(pid, Release);
 }
 
 /// The program is closing `fd`: if it was one of ours, stop using that number.
 pub fn forget_fd(fd: c_int) {
-    DIAG.forget_fd(fd);
-    ROUTE.forget_fd(fd);
+    if fd < LOWEST.load(Relaxed) {
+        return;
+    }
+    for s in all_slots() {
+        // A plain load first: every close of the program comes through here.
+        if s.fd_plus_one.load(Relaxed) == fd + 1 {
+            let _ = s.fd_plus_one.compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+        }
+    }
+}
+
+/// close_range(first, last) or closefrom(first) swept over our numbers too.
+pub fn forget_range(first: u32, last: u32) {
+    if last < LOWEST.load(Relaxed).max(0) as u32 {
+        return;
+    }
+    for s in all_slots() {
+        let fd = s.fd();
+        if fd >= 0 && (first..=last).contains(&(fd as u32)) {
+            let _ = s.fd_plus_one.compare_exchange(fd + 1, 0, AcqRel, Relaxed);
+        }
+    }
 }
 
 fn put_u16(b: &mut [u8], at: usize, v: u16) {
@@ -293,10 +479,13 @@ fn error_of(buf: &[u8]) -> c_int {
     -(get_u32(buf, 16) as i32)
 }
 
-/// Exact lookup: the socket that would receive a datagram sent by `remote` to `local` arriving
-/// on interface `ifindex` (0: the address's scope; a socket bound to another device does not
-/// match, so give the interface replies come in by). Ok(None) when no socket would (ENOENT).
+/// Exact lookup, asked in namespace `ns` (that of the program's socket: Err(WRONG_NETNS) when
+/// no netlink socket of that namespace can be had): the socket that would receive a datagram
+/// sent by `remote` to `local` arriving on interface `ifindex` (0: the address's scope; a socket
+/// bound to another device does not match, so give the interface replies come in by).
+/// Ok(None) when no socket would (ENOENT).
 pub fn udp_exact(
+    ns: Ns,
     local: &SockAddr,
     remote: &SockAddr,
     ifindex: u32,
@@ -324,7 +513,7 @@ pub fn udp_exact(
         (&diag_ip(local, family), local.port()),
         ifindex,
     );
-    let lease = DIAG.take()?;
+    let lease = DIAG.take(ns)?;
     let mut buf = [0u8; 512];
     let r = send(lease.fd, &req).and_then(|_| reply_for(lease.fd, seq, &mut buf));
     let n = match r {
@@ -352,7 +541,7 @@ pub struct Holders {
     pub unconnected: u32,
 }
 
-pub fn holders(protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_int> {
+pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_int> {
     let _keep = KeepErrno::new();
     let seq = SEQ.fetch_add(1, Relaxed);
     let mut req = [0u8; DIAG_REQ_LEN];
@@ -367,10 +556,7 @@ pub fn holders(protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_i
         0,
     );
     // A dump answers in many datagrams: use a socket of its own rather than drain a pooled one.
-    let lease = Lease {
-        fd: DIAG.open()?,
-        slot: None,
-    };
+    let lease = DIAG.temporary(ns)?;
     send(lease.fd, &req)?;
     let mut h = Holders::default();
     let mut buf = [0u8; 8192];
@@ -410,6 +596,20 @@ pub fn holders(protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_i
 /// The holders of `port` over the families that conflict with a socket of this family (a
 /// dual-stack IPv6 socket also conflicts with IPv4 holders).
 pub fn port_holders(protocol: c_int, v6: bool, port: u16) -> Result<Holders, c_int> {
+    port_holders_in(Ns::Any, protocol, v6, port)
+}
+
+/// `port_holders` in the network namespace of the program's socket `sock`.
+pub fn port_holders_for(
+    sock: c_int,
+    protocol: c_int,
+    v6: bool,
+    port: u16,
+) -> Result<Holders, c_int> {
+    port_holders_in(Ns::Of(sock), protocol, v6, port)
+}
+
+fn port_holders_in(ns: Ns, protocol: c_int, v6: bool, port: u16) -> Result<Holders, c_int> {
     let families: &[c_int] = if v6 {
         &[libc::AF_INET6, libc::AF_INET]
     } else {
@@ -417,7 +617,7 @@ pub fn port_holders(protocol: c_int, v6: bool, port: u16) -> Result<Holders, c_i
     };
     let mut sum = Holders::default();
     for &f in families {
-        let h = holders(protocol, f, port)?;
+        let h = holders(ns, protocol, f, port)?;
         sum.flows += h.flows;
         sum.listening += h.listening;
         sum.unconnected += h.unconnected;
@@ -536,12 +736,13 @@ fn prefsrc(v: &[u8], dst: &SockAddr) -> Option<SockAddr> {
 
 /// The source address the kernel would use to reach `dst` from a socket with `ctx`, and the
 /// interface it would leave by (where replies come in: the ifindex of a SOCK_DIAG lookup).
-pub fn route_source(dst: &SockAddr, ctx: &RouteContext) -> Result<(SockAddr, u32), c_int> {
+/// Asked in namespace `ns`, as `udp_exact`.
+pub fn route_source(ns: Ns, dst: &SockAddr, ctx: &RouteContext) -> Result<(SockAddr, u32), c_int> {
     let _keep = KeepErrno::new();
     let seq = SEQ.fetch_add(1, Relaxed);
     let mut req = [0u8; ROUTE_REQ_MAX];
     let len = route_request(&mut req, seq, dst, ctx);
-    let lease = ROUTE.take()?;
+    let lease = ROUTE.take(ns)?;
     let mut buf = [0u8; 1024];
     let n = match send(lease.fd, &req[..len]).and_then(|_| reply_for(lease.fd, seq, &mut buf)) {
         Ok(n) => n,
@@ -554,18 +755,6 @@ pub fn route_source(dst: &SockAddr, ctx: &RouteContext) -> Result<(SockAddr, u32
         return Err(error_of(&buf));
     }
     parse_route_reply(&buf[..n], dst).ok_or(libc::EADDRNOTAVAIL)
-}
-
-/// close_range(first, last) swept over our numbers too.
-pub fn forget_range(first: u32, last: u32) {
-    for pool in [&DIAG, &ROUTE] {
-        for s in &pool.slots {
-            let fd = s.fd_plus_one.load(Acquire) - 1;
-            if fd >= 0 && (first..=last).contains(&(fd as u32)) {
-                pool.forget_fd(fd);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ fn share_fixed(
         libc::IPPROTO_UDP
     };
     if !r.any(APP_REUSEADDR | APP_REUSEPORT | K_REUSEADDR)
-        && netlink::port_holders(protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
+        && netlink::port_holders_for(fd, protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
     {
         let _keep = KeepErrno::new();
         // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the

@@ -51,6 +51,7 @@ macro_rules! real_fns {
             $( resolve(&slots::$name, concat!(stringify!($name), "\0").as_bytes()); )*
             resolve(&FCNTL, b"fcntl\0");
             resolve(&FCNTL64, b"fcntl64\0");
+            resolve(&CLOSEFROM, b"closefrom\0");
         }
     };
 }
@@ -103,6 +104,25 @@ unsafe fn call_fcntl(
     // SAFETY: p is glibc's fcntl/fcntl64, a C-variadic function taking (int, int, ...).
     let f: VariadicFcntl = unsafe { std::mem::transmute(p) };
     unsafe { f(fd, cmd, arg) }
+}
+
+static CLOSEFROM: AtomicUsize = AtomicUsize::new(0);
+
+/// glibc 2.34+. Where it is missing (a program that found ours with dlsym on an older glibc),
+/// the system call it makes.
+///
+/// # Safety
+/// Same contract as closefrom(3).
+pub unsafe fn closefrom(low: c_int) {
+    let p = resolve(&CLOSEFROM, b"closefrom\0");
+    if p == 0 {
+        // SAFETY: close_range has no memory arguments.
+        unsafe { libc::syscall(libc::SYS_close_range, low.max(0) as c_uint, c_uint::MAX, 0) };
+        return;
+    }
+    // SAFETY: p is glibc's closefrom.
+    let f: unsafe extern "C" fn(c_int) = unsafe { std::mem::transmute(p) };
+    unsafe { f(low) }
 }
 
 /// # Safety

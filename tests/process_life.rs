@@ -216,3 +216,253 @@ fn socket_handed_between_threads() {
 fn raw_fork_children_read_their_own_memory() {
     assert_ok("rawfork", true, &[]);
 }
+
+// ---- The library's own fds and the program's (issue 10): tests/robust/ownfds.c, each run in a
+// fresh network namespace (tests/robust/nsrun.c), without the library (the control: the
+// program's own outcome) and with it.
+
+#[path = "robust/common.rs"]
+mod common;
+
+const WIDE: &str = "40000-40999";
+
+struct Own {
+    _dir: common::TempDir,
+    dir: PathBuf,
+    ns: PathBuf,
+    prog: PathBuf,
+}
+
+fn ownfds(tag: &str) -> Own {
+    common::require_root();
+    let dir = common::TempDir::new(tag);
+    let ns = common::nsrun(&dir);
+    let prog = common::compile(&dir, "ownfds.c", "ownfds");
+    Own {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        ns,
+        prog,
+    }
+}
+
+impl Own {
+    fn run(&self, preload: bool, env: &[(&str, &str)], args: &[&str]) -> common::Out {
+        let lib = library().display().to_string();
+        let mut all: Vec<(&str, &str)> = env.to_vec();
+        if preload {
+            all.push(("LD_PRELOAD", &lib));
+        }
+        let o = common::run(
+            common::in_ns(&self.ns, WIDE, &all, &self.prog, args),
+            Duration::from_secs(120),
+        );
+        println!(
+            "ownfds {args:?} (preload {preload}, {env:?}):\n{}",
+            o.describe()
+        );
+        o.assert_ok();
+        o
+    }
+}
+
+/// closefrom(3) closes the library's netlink sockets behind the close/close_range hooks (glibc
+/// calls close_range internally). The program's next TCP connections take the lowest numbers;
+/// the next UDP connects must not write a SOCK_DIAG request into one of them, read its peer's
+/// bytes or close it. Same after a raw close_range system call, which no hook sees.
+#[test]
+fn closefrom_then_tcp_connections_are_not_touched_by_udp_connects() {
+    let s = ownfds("life-closefrom-tcp");
+    // "raw": close_range by system call, past every hook: only the identity check can tell.
+    for (preload, how) in [(false, ""), (true, ""), (true, "raw")] {
+        let o = s.run(preload, &[], &["closefrom-tcp", how]);
+        assert_eq!(o.num("udp_ok"), 3, "{}", o.describe());
+        let pairs = o.num("pairs");
+        assert_eq!(
+            o.num("open"),
+            pairs,
+            "a TCP connection was closed:\n{}",
+            o.describe()
+        );
+        assert_eq!(
+            o.num("peer"),
+            pairs,
+            "a TCP connection lost its peer:\n{}",
+            o.describe()
+        );
+        assert_eq!(
+            o.num("hello"),
+            pairs,
+            "a TCP connection's 5 bytes from its peer were read by someone else:\n{}",
+            o.describe()
+        );
+        assert_eq!(
+            o.num("junk_bytes"),
+            0,
+            "a TCP peer received bytes the program never sent:\n{}",
+            o.describe()
+        );
+    }
+}
+
+/// closefrom(3), then the program opens a file (fd 3, the log file's number on e0b731e): the
+/// library's log lines must not land in it (they were going to the log file before).
+#[test]
+fn closefrom_then_a_file_of_the_program_gets_no_log_lines() {
+    let s = ownfds("life-closefrom-log");
+    let log = s.dir.join("connectx.log");
+    let file = s.dir.join("mine.txt");
+    let (log_s, file_s) = (log.display().to_string(), file.display().to_string());
+    let env = [
+        ("CONNECTX_LOG", "debug"),
+        ("CONNECTX_LOG_FILE", log_s.as_str()),
+    ];
+    let o = s.run(true, &env, &["closefrom-log", &file_s]);
+    assert_eq!(o.num("udp_ok"), 6, "{}", o.describe());
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.lines().any(|l| l.contains("UDP lock")),
+        "control: the UDP connects before closefrom should be in the log file:\n{logged}"
+    );
+    let mine = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        mine,
+        "mine\n",
+        "the program's file (fd {}) received the library's lines",
+        o.get("file_fd")
+    );
+}
+
+/// More than 4 threads in a UDP check at once use temporary netlink sockets; children forked
+/// meanwhile must inherit none of the library's fds (the program itself opens no netlink socket:
+/// each child counts the netlink sockets among its fds).
+#[test]
+fn children_forked_while_threads_check_inherit_no_fd_of_ours() {
+    let s = ownfds("life-forkfds");
+    let o = s.run(true, &[], &["forkfds", "8", "600"]);
+    assert_eq!(o.num("children"), 600, "{}", o.describe());
+    assert!(
+        o.num("connects") > 1000,
+        "the threads did not connect:\n{}",
+        o.describe()
+    );
+    assert_eq!(
+        o.num("leaky_children"),
+        0,
+        "children inherited the library's netlink sockets ({} fds):\n{}",
+        o.num("leaked_fds"),
+        o.describe()
+    );
+}
+
+/// Loading the library (with CONNECTX_LOG_FILE set, at every level) and its first netlink
+/// sockets change no fd number the program gets.
+#[test]
+fn the_library_moves_none_of_the_programs_fd_numbers() {
+    let s = ownfds("life-firstfd");
+    let bare = s.run(false, &[], &["firstfd"]);
+    let log = s.dir.join("connectx.log").display().to_string();
+    for level in ["warn", "debug"] {
+        let o = s.run(
+            true,
+            &[("CONNECTX_LOG", level), ("CONNECTX_LOG_FILE", log.as_str())],
+            &["firstfd"],
+        );
+        assert_eq!(o.num("udp"), 0, "{}", o.describe());
+        assert_eq!(
+            o.num("first_fd"),
+            bare.num("first_fd"),
+            "CONNECTX_LOG={level}: the program's first open() got another number with the \
+             library loaded:\n{}",
+            o.describe()
+        );
+        assert_eq!(
+            o.num("next_fd"),
+            bare.num("next_fd"),
+            "CONNECTX_LOG={level}: the open() after a UDP connect got another number:\n{}",
+            o.describe()
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("UDP lock"),
+        "control: at debug the log file gets the lines:\n{text}"
+    );
+}
+
+/// A pooled netlink socket answers for its own network namespace only. Every port of the range
+/// to 127.0.0.2:7 is held in the first namespace; the program then moves to a new one (same
+/// range, nothing held): its UDP connects there must succeed as they do without the library,
+/// not fail with EAGAIN because the check asked the first namespace. A socket of the new
+/// namespace connected from a thread back in the first one connects too (asked in its own
+/// namespace, or left to the kernel).
+#[test]
+fn udp_checks_ask_the_namespace_of_the_programs_socket() {
+    let s = ownfds("life-netns");
+    for preload in [false, true] {
+        let o = common::run(
+            common::in_ns(
+                &s.ns,
+                "40000-40009",
+                &if preload {
+                    vec![("LD_PRELOAD", library().display().to_string())]
+                } else {
+                    vec![]
+                }
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+                &s.prog,
+                &["netns"],
+            ),
+            Duration::from_secs(60),
+        );
+        println!("ownfds netns (preload {preload}):\n{}", o.describe());
+        o.assert_ok();
+        assert_eq!(o.num("held"), 10, "{}", o.describe());
+        assert_eq!(
+            o.num("early_connected"),
+            1,
+            "a socket of the new namespace connected from the first (preload {preload}): the \
+             kernel's own connect expected (errno {}):\n{}",
+            o.num("early_errno"),
+            o.describe()
+        );
+        assert_eq!(
+            o.num("new_ns_connected"),
+            5,
+            "UDP connects in the new namespace (preload {preload}) failed (errno {}):\n{}",
+            o.num("new_ns_errno"),
+            o.describe()
+        );
+        assert_eq!(
+            o.num("from_first_ns_connected"),
+            1,
+            "a socket of the new namespace connected from the first one (preload {preload}) \
+             failed (errno {}):\n{}",
+            o.num("from_first_ns_errno"),
+            o.describe()
+        );
+    }
+}
+
+/// A child made by `_Fork()` runs no fork handler: the library must notice it is another process
+/// at its first check (pid), connect with netlink sockets of its own, and drop its copies of the
+/// parent's (whose port ids belong to the parent).
+#[test]
+fn a_raw_fork_child_drops_the_parents_netlink_sockets_at_first_use() {
+    let s = ownfds("life-rawfork-fds");
+    let o = s.run(true, &[], &["rawfork"]);
+    assert!(
+        o.num("parent_netlink") > 0,
+        "control: the parent's UDP connect should have made netlink sockets:\n{}",
+        o.describe()
+    );
+    assert_eq!(o.num("child_connected"), 1, "{}", o.describe());
+    assert_eq!(
+        o.num("child_kept_parents"),
+        0,
+        "the _Fork child still holds the parent's netlink sockets after its own check:\n{}",
+        o.describe()
+    );
+}

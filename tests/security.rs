@@ -384,3 +384,70 @@ fn log_file_is_never_followed_through_a_symlink() {
     let m = std::fs::metadata(&real).expect("log file created");
     assert_eq!(m.permissions().mode() & 0o777, 0o600);
 }
+
+/// CONNECTX_LOG_FILE through a directory symlink: refused (O_NOFOLLOW alone covers only the last
+/// component), one warning on stderr, nothing created behind the link.
+#[test]
+fn log_file_is_never_followed_through_a_directory_symlink() {
+    require_root();
+    let lib = lib_path().display().to_string();
+    let dir = TempDir::new("security-dirsymlink");
+    let ns = nsrun(&dir);
+    let client = compile(&dir, "client.c", "client");
+    let real = dir.join("real-dir");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.join("link-dir");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // Through the symlink in the middle, and with the symlink further up the path.
+    std::fs::create_dir(real.join("sub")).unwrap();
+    for via in [link.join("x.log"), link.join("sub/y.log")] {
+        let via_s = via.display().to_string();
+        for level in ["warn", "debug"] {
+            let o = run(
+                in_ns(
+                    &ns,
+                    R10,
+                    &[
+                        ("LD_PRELOAD", &lib),
+                        ("CONNECTX_LOG_FILE", &via_s),
+                        ("CONNECTX_LOG", level),
+                    ],
+                    &client,
+                    &["udp", "3", "40", "0"],
+                ),
+                T,
+            );
+            o.assert_ok();
+            assert_eq!(o.num("connected"), 30, "{}", o.describe());
+            let about: Vec<_> = o
+                .connectx_lines()
+                .into_iter()
+                .filter(|x| x.contains("CONNECTX_LOG_FILE"))
+                .collect();
+            assert_eq!(
+                about.len(),
+                1,
+                "{via_s}: one line on stderr about the log file:\n{}",
+                o.describe()
+            );
+            assert!(about[0].contains(&via_s) && about[0].contains("symbolic link"));
+        }
+    }
+    let made: Vec<_> = walk(&real);
+    assert!(
+        made.iter().all(|p| p.ends_with("sub")),
+        "files were created through the directory symlink: {made:?}"
+    );
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut v = vec![];
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        }
+        v.push(p);
+    }
+    v
+}

@@ -23,7 +23,7 @@
 
 use super::{Pass, Verdict, hints, lock_unavailable, ports, source};
 use crate::addr::SockAddr;
-use crate::netlink::{self, RouteContext, TCP_ESTABLISHED};
+use crate::netlink::{self, Ns, RouteContext, TCP_ESTABLISHED};
 use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseport};
 use crate::state::*;
 use crate::stats::{self, Event};
@@ -121,6 +121,8 @@ fn context(fd: c_int, r: &Sock) -> RouteContext {
 /// Where the check looks: the peer as the kernel makes it, and the interface replies from it
 /// come in by (a socket bound to that device must be seen; SO_BINDTODEVICE's own if set).
 struct Flow {
+    /// The program's socket: its network namespace is the one asked.
+    sock: c_int,
     peer: SockAddr,
     ifindex: u32,
     /// The source as the bound address or the route says: for looking before binding only.
@@ -131,7 +133,7 @@ fn flow_for(fd: c_int, r: &Sock, dst: &SockAddr, bound: Option<&SockAddr>) -> Fl
     let ctx = context(fd, r);
     let peer = peer_as_kernel_makes_it(dst, bound);
     // No route: the lookup on the address's own scope; the connect will say why.
-    let route = source::source_for(&peer, &ctx).ok();
+    let route = source::source_for(fd, &peer, &ctx).ok();
     let ifindex = if ctx.oif != 0 {
         ctx.oif
     } else {
@@ -142,6 +144,7 @@ fn flow_for(fd: c_int, r: &Sock, dst: &SockAddr, bound: Option<&SockAddr>) -> Fl
         .map(|a| a.with_port(0))
         .or(route.map(|(src, _)| src));
     Flow {
+        sock: fd,
         peer,
         ifindex,
         src_hint,
@@ -173,7 +176,7 @@ enum Check {
 /// the sentinel that holds the lock for it)? A socket connected to the peer's port 0
 /// (`connect_dummy`) matches any port of the peer, below a socket connected to the very 4-tuple.
 fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
-    match netlink::udp_exact(local, &flow.peer, flow.ifindex) {
+    match netlink::udp_exact(Ns::Of(flow.sock), local, &flow.peer, flow.ifindex) {
         Ok(None) => Check::Free,
         Ok(Some(f)) if mine.contains(&f.cookie) => Check::Free,
         Ok(Some(_)) => Check::Taken,
@@ -183,7 +186,7 @@ fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
 
 /// Is the 4-tuple from the peer to `local` owned by a connected socket?
 fn check_connected(flow: &Flow, local: &SockAddr) -> Check {
-    match netlink::udp_exact(local, &flow.peer, flow.ifindex) {
+    match netlink::udp_exact(Ns::Of(flow.sock), local, &flow.peer, flow.ifindex) {
         Ok(Some(f)) if f.state == TCP_ESTABLISHED => Check::Taken,
         Ok(_) => Check::Free,
         Err(e) => Check::Failed(e),
@@ -240,6 +243,12 @@ fn drain(fd: c_int) {
 }
 
 fn diag_failed(e: c_int) -> Verdict {
+    if e == netlink::WRONG_NETNS {
+        // The socket is in another network namespace than this thread, and the pool has no
+        // netlink socket there: nothing can be asked, so the kernel's own answer.
+        crate::debug!("UDP lock: the socket's network namespace cannot be asked from here");
+        return Verdict::fail(libc::EAGAIN);
+    }
     stats::count(Event::UdpNoDiag);
     lock_unavailable(&WARNED_DIAG, "SOCK_DIAG did not answer", e);
     // At exhaustion the kernel's answer is EAGAIN; on a shared port an unchecked connect could
@@ -393,7 +402,12 @@ unsafe fn try_port(
     }
     if let (true, Some(src)) = (s.ask_first, s.src.or(s.flow.src_hint)) {
         // A destination that lost races lately: skip a port it holds without binding it.
-        match netlink::udp_exact(&src.with_port(port), &s.flow.peer, s.flow.ifindex) {
+        match netlink::udp_exact(
+            Ns::Of(fd),
+            &src.with_port(port),
+            &s.flow.peer,
+            s.flow.ifindex,
+        ) {
             Ok(Some(f)) if f.state == TCP_ESTABLISHED => return Step::Next,
             Ok(_) => {}
             Err(e) => {

@@ -8,7 +8,7 @@
 //! resolvers over and over does not pay two system calls each time.
 
 use crate::addr::SockAddr;
-use crate::netlink::{self, RouteContext};
+use crate::netlink::{self, Ns, RouteContext};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 const ENTRIES: usize = 64;
@@ -90,16 +90,24 @@ pub fn after_fork_in_child() {
 /// The preferred source address (port 0) for `dst`, shaped like `dst` (v4-mapped for a
 /// dual-stack socket talking to IPv4), and the interface the flow leaves by. The key is the
 /// destination with its port (policy routing may look at the port).
-pub fn source_for(dst: &SockAddr, ctx: &RouteContext) -> Result<(SockAddr, u32), libc::c_int> {
+///
+/// Asked in the network namespace of the program's socket `sock`. The cache does not tell
+/// namespaces apart: a process that moves between them may get another namespace's answer for
+/// a second, which the lock's check after connect (getsockname) catches for the source.
+pub fn source_for(
+    sock: libc::c_int,
+    dst: &SockAddr,
+    ctx: &RouteContext,
+) -> Result<(SockAddr, u32), libc::c_int> {
     if *ctx != RouteContext::default() {
-        return netlink::route_source(dst, ctx);
+        return netlink::route_source(Ns::Of(sock), dst, ctx);
     }
     let key = dst.to_words();
     let now = crate::sys::now_ms();
     if let Some(found) = lookup(&key, now) {
         return Ok(found);
     }
-    let (src, oif) = netlink::route_source(dst, ctx)?;
+    let (src, oif) = netlink::route_source(Ns::Of(sock), dst, ctx)?;
     store(&key, &src, oif, now);
     Ok((src, oif))
 }

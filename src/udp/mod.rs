@@ -210,6 +210,7 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     // lock can share it once the range is full. From now on the socket's connects are checked.
     if set_reuseport(fd, r, true).is_ok() {
         r.set(OUR_PORT);
+        crate::debug!("connect(fd {fd}): the kernel's own; its port is open to other flows");
     }
 }
 

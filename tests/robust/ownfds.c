@@ -50,12 +50,18 @@ static void die(const char *what) {
     exit(2);
 }
 
-/* One UDP connect through the library's lock (it asks SOCK_DIAG and RTM_GETROUTE). */
+/* A UDP connect (the kernel's own; connectx then shares its port), and a reconnect of the same
+ * socket to another port of the peer, which connectx checks through its netlink sockets
+ * (SOCK_DIAG, RTM_GETROUTE). */
 static int udp_connect(const char *ip, int port) {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     if (s < 0) return -1;
     struct sockaddr_in a = sin4(ip, port);
     int r = connect(s, (struct sockaddr *)&a, sizeof a);
+    if (r == 0) {
+        a = sin4(ip, port + 1000);
+        r = connect(s, (struct sockaddr *)&a, sizeof a);
+    }
     close(s);
     return r;
 }

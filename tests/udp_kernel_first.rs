@@ -99,6 +99,27 @@ fn no_false_eagain_while_other_threads_share_the_ports() {
 }
 
 #[test]
+fn a_check_that_cannot_be_made_never_connects_a_shared_port_unchecked() {
+    // A forked child with no fd left (no netlink socket, no sentinel) reconnects a socket that
+    // shares its port to the destination another socket owns on that port: EAGAIN (the kernel's
+    // word for no port), never an unchecked connect. On e0b731e: EMFILE.
+    let o = race("40000-40000", "emfile", "1");
+    assert_eq!(
+        o.num("same_port"),
+        1,
+        "control: the two share the port:\n{}",
+        o.describe()
+    );
+    assert_eq!(
+        o.num("child_errno"),
+        libc::EAGAIN as i64,
+        "{}",
+        o.describe()
+    );
+    assert_eq!(o.num("dup"), 0, "{}", o.describe());
+}
+
+#[test]
 fn connect_to_0000_is_checked_as_the_kernel_rewrites_it() {
     let l = case("anyaddr");
     assert!(l.contains("second=EAGAIN dups=0"), "{l}");

@@ -205,7 +205,7 @@ fn cookie(fd: c_int, r: &Sock) -> Result<u64, c_int> {
 
 /// Gives back a port the lock bound (no SOCK_BINDPORT_LOCK: the kernel unhashes it, keeping a
 /// bound address) and disconnects the socket if it was connected.
-fn release(fd: c_int) {
+pub fn release(fd: c_int) {
     let _keep = KeepErrno::new();
     let unspec = libc::sockaddr {
         sa_family: libc::AF_UNSPEC as libc::sa_family_t,

@@ -134,7 +134,18 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     }
     // A port connectx shares: every connect is checked.
     if !lock_available() {
-        return Verdict::Pass(Pass::LockUnavailable);
+        // Nothing can be checked (SOCK_DIAG went away): never connect unchecked on a shared
+        // port. A port the kernel or the lock chose goes back, and the kernel's own connect
+        // gives the socket one of its own; a fixed port cannot be given back: EAGAIN.
+        if !r.any(OUR_PORT) {
+            return Verdict::fail(libc::EAGAIN);
+        }
+        lock::release(fd);
+        hints::unmark(r.flow.swap(0, AcqRel));
+        r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+        restore_app_reuse(fd, r);
+        // SAFETY: forwarded from our caller.
+        return unsafe { kernel_first(fd, r, addr, len) };
     }
     // SAFETY: forwarded from our caller.
     match unsafe { destination(r, addr, len) } {
@@ -208,7 +219,8 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     r.set(HAS_PORT | CONNECTED);
     // The unlock: the port is open to other flows of this user (one system call), so that the
     // lock can share it once the range is full. From now on the socket's connects are checked.
-    if set_reuseport(fd, r, true).is_ok() {
+    // Not where the lock cannot run (no SOCK_DIAG): then nothing could check them.
+    if lock_available() && set_reuseport(fd, r, true).is_ok() {
         r.set(OUR_PORT);
         crate::debug!("connect(fd {fd}): the kernel's own; its port is open to other flows");
     }

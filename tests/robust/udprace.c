@@ -7,7 +7,11 @@
  *                              Prints how many rounds ended with two sockets on one 4-tuple.
  *   udprace fill ROUNDS R      8 threads at once, each connecting sockets to its own
  *                              destination until EAGAIN: each must get R (the range's ports).
- *                              Prints how many fills came out short. */
+ *                              Prints how many fills came out short.
+ *   udprace emfile 1           a owns (port, 127.0.0.2:7), b shares the port to 127.0.0.3:7; a
+ *                              child fills its fd table (no fd left for a check) and reconnects
+ *                              b to 127.0.0.2:7: it must fail rather than connect unchecked.
+ *                              Prints the child's errno and whether b ended on a's 4-tuple. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define N 16
@@ -111,6 +117,24 @@ int main(int argc, char **argv) {
             close(b);
         }
         printf("samesocket rounds=%d owned=%d dups=%d\n", rounds, owned, dups);
+        return 0;
+    }
+    if (!strcmp(argv[1], "emfile")) {
+        int a = socket(AF_INET, SOCK_DGRAM, 0), b = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in d2 = to(2), d3 = to(3);
+        if (connect(a, (struct sockaddr *)&d2, sizeof d2) < 0) { perror("a"); return 2; }
+        if (connect(b, (struct sockaddr *)&d3, sizeof d3) < 0) { perror("b"); return 2; }
+        int same_port = port_of(a) == port_of(b);
+        pid_t pid = fork();
+        if (pid == 0) {
+            while (dup(0) >= 0) {}
+            int r = connect(b, (struct sockaddr *)&d2, sizeof d2);
+            _exit(r == 0 ? 0 : errno);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        int dup_tuple = on(a, 2) && on(b, 2) && port_of(a) == port_of(b);
+        printf("emfile same_port=%d child_errno=%d dup=%d\n", same_port, WEXITSTATUS(st), dup_tuple);
         return 0;
     }
     if (!strcmp(argv[1], "fill") && argc > 3) {

@@ -12,14 +12,18 @@
 //! connectx shares (the lock's, and fixed ports the program bound) are checked on every connect,
 //! one connect of a socket at a time (`Busy`).
 //!
-//! Files: `lock` (the lock: port search, check, reconnects), `ports` (range and choice), `hints`
-//! (ports this process holds to busy destinations), `source` (the source address and interface
-//! the kernel will use), `exhausted` (the memory of a full range).
+//! Files: `lock` (the lock: the port search), `shared` (connects on a port connectx already
+//! shares: reconnects, fixed ports), `flow` (what both ask the kernel: peer, source, interface,
+//! the SOCK_DIAG check), `ports` (range and choice), `hints` (ports this process holds to busy
+//! destinations), `source` (the route's source and interface, cached), `exhausted` (the memory of
+//! a full range).
 
 pub mod exhausted;
+mod flow;
 pub mod hints;
 mod lock;
 pub mod ports;
+mod shared;
 pub mod source;
 
 use crate::addr::{ProgramAddr, ProgramCopy, SockAddr};
@@ -140,7 +144,7 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         if !r.any(OUR_PORT) {
             return Verdict::fail(libc::EAGAIN);
         }
-        lock::release(fd);
+        flow::release(fd);
         hints::unmark(r.flow.swap(0, AcqRel));
         r.clear(OUR_PORT | HAS_PORT | CONNECTED);
         restore_app_reuse(fd, r);
@@ -152,9 +156,9 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         // SAFETY: our copy of the program's address.
         Destination::Inet(dst, copy) => unsafe {
             if r.any(OUR_PORT) {
-                lock::reconnect(fd, r, dst, copy.ptr(), copy.len())
+                shared::reconnect(fd, r, dst, copy.ptr(), copy.len())
             } else {
-                lock::connect_fixed(fd, r, dst, copy.ptr(), copy.len())
+                shared::connect_fixed(fd, r, dst, copy.ptr(), copy.len())
             }
         },
         // SAFETY: the program's own arguments.

@@ -1,0 +1,215 @@
+//! Connects on a UDP port connectx already shares: a reconnect of a socket connected by the
+//! kernel or the lock, and every connect of a fixed port the program bound. Such a socket cannot
+//! take the port's lock by binding again; a short-lived sentinel socket of ours, bound to the
+//! same address and port (which succeeds only while nobody holds the lock) with its
+//! SO_REUSEPORT then cleared, holds it while the connect is checked.
+
+use super::flow::{
+    Check, check, connect_dummy, connected, cookie, diag_failed, drain, flow_for, release, same_ip,
+};
+use super::{Pass, Verdict, hints, lock};
+use crate::addr::SockAddr;
+use crate::real;
+use crate::sockopt::{restore_app_reuse, set_reuseport};
+use crate::state::*;
+use crate::sys::{self, KeepErrno, errno, set_int};
+use libc::{c_int, sockaddr, socklen_t};
+use std::sync::atomic::Ordering::*;
+
+/// Holds a shared port's lock for a socket that already has the port: a socket of ours bound to
+/// the same address and port (which succeeds only while no one holds the lock), its
+/// SO_REUSEPORT then cleared, connected to the peer's port 0 (`connect_dummy`). Closed on drop.
+struct Sentinel {
+    fd: c_int,
+    cookie: u64,
+}
+
+impl Sentinel {
+    fn lock(r: &Sock, at: &SockAddr, peer: &SockAddr) -> Result<Sentinel, c_int> {
+        let _keep = KeepErrno::new();
+        let domain = if r.any(V6) {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        // SAFETY: plain socket(2) through the real function.
+        let fd = unsafe { real::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(errno());
+        }
+        let mut s = Sentinel { fd, cookie: 0 };
+        set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        let mut tries = 0;
+        loop {
+            match sys::bind(fd, at) {
+                Ok(()) => break,
+                // Another connect holds the lock for a moment.
+                Err(libc::EADDRINUSE) if tries < 64 => {
+                    tries += 1;
+                    // SAFETY: no arguments.
+                    unsafe { libc::sched_yield() };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 0)?;
+        // What the kernel refuses here (a peer of the other family after a v4-mapped connect,
+        // no route) it refuses to the program's socket too: its real connect then answers.
+        let _ = connect_dummy(fd, peer);
+        s.cookie = sys::cookie(fd)?;
+        Ok(s)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        sys::close(self.fd);
+    }
+}
+
+/// A connect on a socket whose port connectx shares and that is connected (through the lock,
+/// or by the kernel and then opened): the kernel keeps a connected socket's port and source
+/// across connects, and so does this while the new 4-tuple is free, under a sentinel's lock;
+/// otherwise the port goes back and the search starts afresh.
+///
+/// # Safety
+/// As `search`.
+pub unsafe fn reconnect(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let app = r.app_addr();
+    if let Ok(local) = sys::getsockname(fd) {
+        // SAFETY: forwarded from our caller.
+        if let Some(v) = unsafe { connect_on_own_port(fd, r, &local, &dst, addr, len) } {
+            return v;
+        }
+    }
+    // The new 4-tuple on this port is taken: give the port back (a bound address stays, as the
+    // program bound it) and search as for a fresh socket.
+    release(fd);
+    hints::unmark(r.flow.swap(0, AcqRel));
+    r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+    restore_app_reuse(fd, r);
+    if app.is_some() {
+        r.set(DEFERRED);
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { lock::search(fd, r, dst, addr, len) }
+}
+
+/// Check and connect on the port (and source) the connected socket holds, under a sentinel.
+/// None when that 4-tuple is taken or the port's lock cannot be had.
+///
+/// # Safety
+/// As `search`.
+unsafe fn connect_on_own_port(
+    fd: c_int,
+    r: &Sock,
+    local: &SockAddr,
+    dst: &SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Option<Verdict> {
+    let flow = flow_for(fd, r, dst, Some(local));
+    let me = cookie(fd, r).ok()?;
+    let sentinel = Sentinel::lock(r, local, &flow.peer).ok()?;
+    match check(&flow, local, &[me, sentinel.cookie]) {
+        Check::Free => {}
+        Check::Taken => return None,
+        Check::Failed(e) => return Some(diag_failed(e)),
+    }
+    // SAFETY: our copy of the program's arguments, unchanged. A connect the kernel refuses
+    // keeps the socket's old peer, as without us.
+    let ret = unsafe { real::connect(fd, addr, len) };
+    if ret < 0 {
+        return Some(Verdict::answer(ret as isize, errno()));
+    }
+    connected(fd, r, local, dst);
+    Some(Verdict::done(0))
+}
+
+/// A connect on a fixed port the program bound (bind(ip, P)). Exclusive until its first connect
+/// (nobody else can be on the port), it is then opened to other flows; from then on every
+/// connect is checked under the port's lock. A taken 4-tuple: EADDRNOTAVAIL, as TCP says.
+///
+/// # Safety
+/// As `search`.
+pub unsafe fn connect_fixed(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    if !r.any(SHARED) && !r.any(K_REUSEPORT) {
+        // Nobody else holds the port: the kernel's connect cannot make a duplicate.
+        // SAFETY: our copy of the program's arguments.
+        let ret = unsafe { real::connect(fd, addr, len) };
+        if ret < 0 {
+            return Verdict::answer(ret as isize, errno());
+        }
+        r.set(SHARED);
+        let local = sys::getsockname(fd).ok().or(r.local());
+        opened(fd, r, local, &dst);
+        return Verdict::done(0);
+    }
+    let (Ok(bound), Ok(me)) = (sys::getsockname(fd), cookie(fd, r)) else {
+        return Verdict::Pass(Pass::InternalError);
+    };
+    let flow = flow_for(fd, r, &dst, Some(&bound).filter(|a| !a.is_unspecified()));
+    // Open (connected before), a sentinel takes the port's lock; locked (since its bind or its
+    // disconnect), the socket holds it itself.
+    let (sentinel, local) = if r.any(K_REUSEPORT) {
+        match Sentinel::lock(r, &bound, &flow.peer) {
+            Ok(s) => (Some(s), bound),
+            Err(_) => return Verdict::fail(libc::EAGAIN),
+        }
+    } else {
+        // The socket holds the lock itself: the source is the bound address or the route's.
+        (
+            None,
+            flow.src_hint
+                .map_or(bound, |src| src.with_port(bound.port())),
+        )
+    };
+    let mine = [me, sentinel.as_ref().map_or(me, |s| s.cookie)];
+    match check(&flow, &local, &mine) {
+        Check::Free => {}
+        Check::Taken => return Verdict::fail(libc::EADDRNOTAVAIL),
+        Check::Failed(e) => return diag_failed(e),
+    }
+    // SAFETY: our copy of the program's arguments.
+    let ret = unsafe { real::connect(fd, addr, len) };
+    if ret < 0 {
+        return Verdict::answer(ret as isize, errno());
+    }
+    let now = sys::getsockname(fd).ok();
+    if let Some(n) = now.filter(|n| !same_ip(n, &local)) {
+        // The kernel took another source than the check was about: check that 4-tuple.
+        if !matches!(check(&flow, &n, &mine), Check::Free) {
+            // The program's port stays bound (it bound it); the duplicate is undone.
+            release(fd);
+            drain(fd);
+            r.clear(CONNECTED);
+            return Verdict::fail(libc::EADDRNOTAVAIL);
+        }
+    }
+    opened(fd, r, now, &dst);
+    Verdict::done(0)
+}
+
+/// A fixed-port socket connected: open its port to other flows.
+fn opened(fd: c_int, r: &Sock, local: Option<SockAddr>, dst: &SockAddr) {
+    match local {
+        Some(l) => connected(fd, r, &l, dst),
+        None => {
+            let _keep = KeepErrno::new();
+            let _ = set_reuseport(fd, r, true);
+            r.set(CONNECTED);
+        }
+    }
+}

@@ -16,6 +16,20 @@ declare -A need=(
     [cc]=gcc
     [strace]=strace
     [setcap]=libcap2-bin
+    # the compatibility suite (tests/compat.rs)
+    [haproxy]=haproxy
+    [nginx]=nginx
+    [squid]=squid
+    [ssh]=openssh-client
+    [sshd]=openssh-server
+    [wget]=wget
+    [socat]=socat
+    [kdig]=knot-dnsutils
+    [unbound]=unbound
+    [node]=nodejs
+    [javac]=openjdk-17-jdk-headless
+    [perl]=perl
+    [ss]=iproute2
 )
 missing=()
 for tool in "${!need[@]}"; do

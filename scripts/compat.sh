@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 cargo build --quiet
 echo "| case | version | without → with | errors |"
 echo "|---|---|---|---|"
-cargo test --quiet --test compat -- --nocapture "$@" 2>&1 | tee target/compat.log | grep '^| ' || true
+cargo test --quiet --test compat -- --nocapture "$@" 2>&1 | tee target/compat.log | grep -o '| [a-z_0-9]* | .*' || true
 grep -E '^test result|FAILED|panicked' target/compat.log || true

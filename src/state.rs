@@ -50,6 +50,9 @@ pub const PROGRAM_DEFERRED: u32 = 1 << 16;
 /// UDP: disconnected with data or an error queued, the socket kept the lock's port where the
 /// kernel's would have none (udp::disconnected), until it is used again.
 pub const KEPT: u32 = 1 << 17;
+/// TCP: bind(ip, P) found P held only by connections: not bound yet; connect binds P (shared)
+/// only if P's 4-tuple to the destination is free, getsockname or listen bind it exclusively.
+pub const PENDING: u32 = 1 << 18;
 
 #[repr(C)]
 struct Opt {

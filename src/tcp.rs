@@ -11,11 +11,12 @@
 //!   other destinations (and its TIME_WAIT inherits it). The kernel still refuses a second
 //!   connection to the same destination (EADDRNOTAVAIL).
 
+use crate::addr::SockAddr;
 use crate::decision::{Pass, Verdict};
-use crate::policy::{restore_app_reuse, set_reuseaddr};
+use crate::policy::{restore_app_reuse, set_noport, set_reuseaddr};
 use crate::state::*;
 use crate::sys::KeepErrno;
-use crate::{netlink, sys};
+use crate::{netlink, ports, sys};
 use libc::c_int;
 
 /// A fixed port held by others may be shared only if its holders are connections or TIME_WAIT:
@@ -26,20 +27,39 @@ pub fn may_share(h: &netlink::Holders) -> bool {
 }
 
 /// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect): `real` makes the
-/// program's own call; `disconnects`, asked after it, says whether it was connect(AF_UNSPEC).
+/// program's own call; `disconnects`, asked after it, says whether it was connect(AF_UNSPEC);
+/// `dst` reads the destination safely (asked only for a held-back or deferred bind).
 pub fn connect(
     fd: c_int,
     r: &Sock,
-    real: impl FnOnce() -> isize,
+    mut real: impl FnMut() -> isize,
     disconnects: impl FnOnce() -> bool,
+    dst: impl FnOnce() -> Option<SockAddr>,
 ) -> Verdict {
     if r.any(LISTENING) {
         // A server keeps the kernel's semantics (a send with MSG_FASTOPEN reaches here too).
         return Verdict::Pass(Pass::Server);
     }
-    if r.any(DEFERRED) {
+    if r.any(PENDING) {
+        if let Err(e) = bind_pending(fd, r, dst()) {
+            return Verdict::fail(e);
+        }
+        // Bound on P with SO_REUSEADDR: on as a fixed port below.
+    } else if r.any(DEFERRED) {
         // The kernel picks the port now, per 4-tuple.
-        let ret = real();
+        let mut ret = real();
+        if ret < 0 && sys::errno() == libc::EADDRNOTAVAIL {
+            // Every port without a bind() of its own is taken towards this destination. Ports
+            // that bind() reserved (the kernel's autobind never uses them) may still be free for
+            // this 4-tuple: try one, as a fixed port.
+            if let Some(d) = dst()
+                && choose_port(fd, r, &d)
+            {
+                return fixed_connect(fd, r, real, disconnects);
+            }
+            sys::set_errno(libc::EADDRNOTAVAIL);
+            ret = -1;
+        }
         let result = Verdict::answer(ret, sys::errno());
         // A disconnect leaves an unconnected socket as it was: still bound without a port.
         if !(ret == 0 && disconnects()) {
@@ -50,7 +70,16 @@ pub fn connect(
     if !r.any(HAS_PORT) || r.any(CONNECTED) {
         return Verdict::Pass(Pass::KernelSharesPorts);
     }
-    // A fixed port: open it to other destinations before the connect.
+    fixed_connect(fd, r, real, disconnects)
+}
+
+/// A socket with its own port: open the port to other destinations before the connect.
+fn fixed_connect(
+    fd: c_int,
+    r: &Sock,
+    mut real: impl FnMut() -> isize,
+    disconnects: impl FnOnce() -> bool,
+) -> Verdict {
     let _ = set_reuseaddr(fd, r, true);
     let ret = real();
     let result = Verdict::answer(ret, sys::errno());
@@ -65,6 +94,82 @@ pub fn connect(
     }
     result
 }
+
+/// The local end a connect from `a` to `dst` would have (the route's source for a wildcard).
+fn local_end(a: &SockAddr, dst: &SockAddr) -> Option<SockAddr> {
+    if !a.is_unspecified() {
+        return Some(*a);
+    }
+    netlink::route_source(dst)
+        .ok()
+        .map(|s| s.with_port(a.port()))
+}
+
+/// A fixed-port bind held back by `policy::share_fixed`: bind P now (SO_REUSEADDR on) only if
+/// P's 4-tuple to `dst` is free. If it is taken the connect fails with EADDRNOTAVAIL, as the
+/// kernel answers for a taken 4-tuple, and the socket never held P. Without an answer from
+/// SOCK_DIAG (or no destination to ask about) P is bound and the kernel checks the 4-tuple.
+fn bind_pending(fd: c_int, r: &Sock, dst: Option<SockAddr>) -> Result<(), c_int> {
+    let Some(a) = r.app_addr() else {
+        return Err(libc::EINVAL);
+    };
+    let _keep = KeepErrno::new();
+    // A TIME_WAIT on that 4-tuple is the kernel's to reuse or refuse at connect.
+    let taken = dst
+        .and_then(|d| Some((local_end(&a, &d)?, d)))
+        .and_then(|(l, d)| netlink::tcp_holder(&l, &d).ok().flatten())
+        .is_some_and(|state| state != TCP_TIME_WAIT);
+    if taken {
+        crate::debug!("connect(fd {fd}): {a} is already connected there");
+        return Err(libc::EADDRNOTAVAIL);
+    }
+    r.clear(PENDING);
+    if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
+        r.set_local(&a);
+        r.set(HAS_PORT);
+        return Ok(());
+    }
+    // A holder that does not share came in between: as the kernel's bind would have answered.
+    restore_app_reuse(fd, r);
+    Err(libc::EADDRNOTAVAIL)
+}
+
+/// A deferred bind(ip, 0) whose connect found no port. The kernel's connect never uses a port
+/// that a bind() reserved (KERNEL.md), and such ports exist once sockets got their port from a
+/// bind (a getsockname before connect, as Java does, or a fixed port). Bind one whose 4-tuple
+/// to `dst` is free (SOCK_DIAG) and whose holders all share (the kernel checks SO_REUSEADDR and
+/// refuses a listener), so that the connect that follows succeeds. False (the socket bound
+/// again without a port, its address kept) when no port serves within MAX_PROBES.
+fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
+    let Some(a) = r.app_addr() else { return false };
+    let _keep = KeepErrno::new();
+    let (Some(range), Some(local)) = (ports::namespace_range(), local_end(&a, dst)) else {
+        return false;
+    };
+    let _ = set_noport(fd, r, false);
+    // Bounded: at true exhaustion every probe fails, and each costs a SOCK_DIAG lookup.
+    for p in ports::shuffled(range).take(MAX_PROBES) {
+        // Ports with any holder on this 4-tuple (a TIME_WAIT too) are skipped.
+        if ports::is_reserved(p) || netlink::tcp_holder(&local.with_port(p), dst) != Ok(None) {
+            continue;
+        }
+        if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a.with_port(p)).is_ok() {
+            crate::debug!("connect(fd {fd}): no free port; {} shared", a.with_port(p));
+            r.clear(DEFERRED | RELEASED);
+            r.set_local(&a.with_port(p));
+            r.set(HAS_PORT);
+            return true;
+        }
+    }
+    // A failed bind clears the address: bind it again without a port.
+    restore_app_reuse(fd, r);
+    let _ = set_noport(fd, r, true);
+    let _ = sys::bind(fd, &a);
+    false
+}
+
+const TCP_TIME_WAIT: u8 = 6;
+const MAX_PROBES: usize = 512;
 
 /// A connect that failed with this errno is still under way (or done).
 fn going(e: c_int) -> bool {

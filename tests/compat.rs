@@ -32,7 +32,8 @@ fn run(name: &str, case: &Case) {
     for (k, v) in case.env {
         script.push_str(&format!("export {k}='{v}'\n"));
     }
-    if let Ok(n) = std::env::var("COMPAT_N") {
+    let fixed_n = case.env.iter().find(|(k, _)| *k == "COMPAT_N");
+    if let (Ok(n), None) = (std::env::var("COMPAT_N"), fixed_n) {
         script.push_str(&format!("export COMPAT_N={n}\n"));
     }
     script.push_str(&format!(". \"$REPO/tests/compat/{}.sh\"\n", case.script));
@@ -66,11 +67,9 @@ fn run(name: &str, case: &Case) {
         errors(&without),
         errors(&with)
     );
-    let n: u32 = std::env::var("COMPAT_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
-    if n == 40 {
+    // Bounds hold for the smoke run's job counts; a longer run checks the rest only.
+    let scaled = fixed_n.is_none() && std::env::var("COMPAT_N").is_ok_and(|n| n != "40");
+    if !scaled {
         let (lo, hi) = case.without;
         assert!(
             (lo..=hi).contains(&without.ok),
@@ -143,13 +142,15 @@ case!(java_socket_bind, script: "lang", env: &[("LANG_CLIENT", "java"), ("COMPAT
 case!(perl_local_addr, script: "lang", env: &[("LANG_CLIENT", "perl")],
       tools: &[("perl", "perl")], without: (10, 10), with: (30, 30));
 
-// Fixed source ports: one connection per destination.
+// Fixed source ports: one connection per destination. (A job that starts after another one
+// finished may find the port free again, hence the small slack.)
 case!(nginx_proxy_bind_fixed, script: "nginx", env: &[("NGINX_BIND", "fixed")],
-      tools: &[("nginx", "nginx")], without: (1, 1), with: (3, 3));
+      tools: &[("nginx", "nginx")], without: (1, 2), with: (3, 6));
 case!(curl_local_port, script: "curl", env: &[("CURL_OPTS", "--local-port 5000")],
-      tools: &[("curl", "curl")], without: (1, 1), with: (3, 3));
+      tools: &[("curl", "curl")], without: (1, 2), with: (3, 6));
 // curl walks the range on bind errors only.
-case!(curl_local_port_range, script: "curl", env: &[("CURL_OPTS", "--local-port 30000-30009")],
+case!(curl_local_port_range, script: "curl",
+      env: &[("CURL_OPTS", "--local-port 30000-30009"), ("CONNECTX_BIND_BUSY", "kernel")],
       tools: &[("curl", "curl")], without: (10, 10), with: (10, 30));
 
 // UDP.
@@ -163,8 +164,10 @@ case!(kdig_b, script: "dig", env: &[("DIG", "kdig")], tools: &[("kdig", "knot-dn
 case!(unbound_outgoing_interface, script: "unbound", env: &[],
       tools: &[("unbound", "unbound")], without: (40, 40), with: (40, 40));
 // On a failed bind dnsmasq shares a socket it has: every query answered.
-case!(dnsmasq_server_at_src, script: "dnsmasq", env: &[("DNSMASQ", "src")],
+case!(dnsmasq_server_at_src, script: "dnsmasq",
+      env: &[("DNSMASQ", "src"), ("CONNECTX_BIND_BUSY", "kernel")],
       tools: &[("dnsmasq", "dnsmasq-base")], without: (40, 40), with: (40, 40));
-// Unconnected sockets on kernel-chosen ports: nothing to share, as many as the range.
-case!(dnsmasq_default, script: "dnsmasq", env: &[("DNSMASQ", "default")],
-      tools: &[("dnsmasq", "dnsmasq-base")], without: (10, 40), with: (10, 40));
+// Unconnected sockets on kernel-chosen ports: nothing to share. With more queries at once than
+// ports, dnsmasq alone stalls (0 to 20 of 40 answered), so this case asks only as many as fit.
+case!(dnsmasq_default, script: "dnsmasq", env: &[("DNSMASQ", "default"), ("COMPAT_N", "8")],
+      tools: &[("dnsmasq", "dnsmasq-base")], without: (8, 8), with: (8, 8));

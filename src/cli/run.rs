@@ -37,6 +37,15 @@ pub fn main(raw: Vec<std::ffi::OsString>) -> Res<i32> {
                 }
                 env.push(("CONNECTX_GETSOCKNAME", v));
             }
+            "--bind-busy" => {
+                let v = a.value()?;
+                if v != "share" && v != "kernel" {
+                    return Err(usage_err(format!(
+                        "option --bind-busy: `{v}` is not share or kernel"
+                    )));
+                }
+                env.push(("CONNECTX_BIND_BUSY", v));
+            }
             "--lib" => lib = Some(a.value()?),
             "-h" | "--help" => {
                 print!("{}", super::usage::TEXT);

@@ -15,6 +15,7 @@ run options (each sets the variable the library reads):
   --log LEVEL             CONNECTX_LOG: off, error, warn, info, debug (default warn)
   --log-file PATH         CONNECTX_LOG_FILE     (default stderr)
   --getsockname bind|port0  CONNECTX_GETSOCKNAME (default bind)
+  --bind-busy share|kernel  CONNECTX_BIND_BUSY (default share)
   --lib PATH              library to preload; else $CONNECTX_LIB, else libconnectx.so
                           next to this executable, in ../lib or ../lib/connectx
   The library is prepended to LD_PRELOAD (not added twice). Exit status is CMD's;

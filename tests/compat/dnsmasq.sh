@@ -8,7 +8,7 @@ src) src=@127.0.0.1 ;;
 *) src= ;;
 esac
 $RUN dnsmasq -k --user=root --no-resolv --no-hosts --cache-size=0 --listen-address=127.0.0.1 \
-    --bind-interfaces --port=53 --all-servers --dns-forward-max=1000 --log-facility="$D/dnsmasq.log" \
+    --bind-interfaces --port=53 --conf-file=/dev/null --pid-file="$D/pid" --all-servers --dns-forward-max=1000 --log-facility="$D/dnsmasq.log" \
     --server=127.0.0.2$src --server=127.0.0.3$src --server=127.0.0.4$src >"$D/dnsmasq.out" 2>&1 &
 dm=$!
 wait_port 127.0.0.1:53 u || cat "$D/dnsmasq.out"

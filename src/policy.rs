@@ -305,6 +305,14 @@ pub fn send(
     r.clear(KEPT);
     if r.any(DEFERRED) && has_destination() {
         materialize(fd, r);
+        if r.any(DEFERRED) && !r.any(PROGRAM_DEFERRED | RELEASED) {
+            // No port for a socket that will not connect (an unconnected socket cannot share
+            // one): the kernel would have refused its bind(ip, 0), so the send gets that error.
+            // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
+            // send, stalling every query); EADDRINUSE is an error they handle.
+            crate::debug!("send(fd {fd}): no free port for an unconnected socket");
+            return Verdict::fail(libc::EADDRINUSE);
+        }
     }
     Verdict::Pass(Pass::NothingToDo)
 }

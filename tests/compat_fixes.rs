@@ -6,6 +6,7 @@ use cxtest::{RANGE, both, netns};
 
 const PRELUDE: &str = r#"
 P="/usr/bin/python3 $REPO/tests/compat/fixes.py"
+F=$(mktemp); trap 'rm -f $F' EXIT
 /usr/bin/python3 $REPO/tests/compat/harness.py hold 127.0.0.2:7 127.0.0.3:7 >/dev/null
 "#;
 
@@ -16,11 +17,10 @@ P="/usr/bin/python3 $REPO/tests/compat/fixes.py"
 #[test]
 fn a_bind_that_finds_no_port_never_connects_from_another_source() {
     let script = format!(
-        "{PRELUDE}\n$P hold 127.0.0.5 127.0.0.2 10 > $D.h & sleep 0.5 2>/dev/null\n\
-         k=0; while ! grep -q held $D.h 2>/dev/null && [ $k -lt 100 ]; do sleep 0.05; k=$((k+1)); done\n\
-         tag holder cat $D.h\ntag probe $RUN $P source 127.0.0.5 127.0.0.3"
-    )
-    .replace("$D", "/tmp/cx-i11-src-$$");
+        "{PRELUDE}\n$P hold 127.0.0.5 127.0.0.2 10 > $F &\n\
+         k=0; while ! grep -q held $F 2>/dev/null && [ $k -lt 100 ]; do sleep 0.05; k=$((k+1)); done\n\
+         tag holder cat $F\ntag probe $RUN $P source 127.0.0.5 127.0.0.3"
+    );
     let (without, with) = both(RANGE, None, &script);
     for o in [&without, &with] {
         o.expect(
@@ -47,9 +47,9 @@ fn a_bind_that_finds_no_port_never_connects_from_another_source() {
 #[test]
 fn getsockname_after_a_connect_without_a_port_keeps_the_address() {
     let script = format!(
-        "{PRELUDE}\n$RUN $P hold 127.0.0.1 127.0.0.2 10 > /tmp/cx-i11-gs-$$ &\n\
-         k=0; while ! grep -q held /tmp/cx-i11-gs-$$ 2>/dev/null && [ $k -lt 100 ]; do sleep 0.05; k=$((k+1)); done\n\
-         tag holder cat /tmp/cx-i11-gs-$$\n\
+        "{PRELUDE}\n$RUN $P hold 127.0.0.1 127.0.0.2 10 > $F &\n\
+         k=0; while ! grep -q held $F 2>/dev/null && [ $k -lt 100 ]; do sleep 0.05; k=$((k+1)); done\n\
+         tag holder cat $F\n\
          tag own $P source 127.0.0.1 127.0.0.2 noport late\n\
          tag probe $RUN $P source 127.0.0.1 127.0.0.2 late"
     );
@@ -85,5 +85,36 @@ fn a_fixed_port_whose_connect_failed_does_not_block_the_port() {
         "with the library: one per destination",
         "fixed",
         &[("a", "ok"), ("b", "connect_errno99"), ("c", "ok")],
+    );
+}
+
+/// An unconnected UDP socket whose bind(ip, 0) found no port cannot share one: its send fails with
+/// the bind's error (EADDRINUSE), as a program that handles bind errors expects, not with the
+/// EAGAIN of the kernel's autobind, which dnsmasq retries for a second per send (e0b731e: EAGAIN;
+/// dnsmasq --server=IP@SRC then answered none of 40 queries). With CONNECTX_BIND_BUSY=kernel the
+/// bind itself fails, as without the library.
+#[test]
+fn an_unconnected_udp_send_without_a_port_gets_the_binds_error() {
+    let script = "P=\"/usr/bin/python3 $REPO/tests/compat/fixes.py\"\nF=$(mktemp)\n\
+         $P udp_hold 127.0.0.1 10 > $F &\n\
+         k=0; while ! grep -q held $F 2>/dev/null && [ $k -lt 100 ]; do sleep 0.05; k=$((k+1)); done\n\
+         tag holder cat $F\n\
+         tag probe $RUN $P udp_send 127.0.0.1 127.0.0.2\n\
+         tag kernel env CONNECTX_BIND_BUSY=kernel $RUN $P udp_send 127.0.0.1 127.0.0.2\n\
+         rm -f $F";
+    let (without, with) = both(RANGE, None, script);
+    for o in [&without, &with] {
+        o.expect("the holder has every port", "holder", &[("held", "10")]);
+    }
+    without.expect("kernel alone", "probe", &[("bind", "errno98")]);
+    with.expect(
+        "with the library",
+        "probe",
+        &[("bind", "ok"), ("sendto", "errno98")],
+    );
+    with.expect(
+        "CONNECTX_BIND_BUSY=kernel",
+        "kernel",
+        &[("bind", "errno98")],
     );
 }

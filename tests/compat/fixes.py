@@ -66,10 +66,45 @@ def fixed(port, dst1, dst2):
     print(" ".join(out))
 
 
+def udp_hold(src, n):
+    """n UDP sockets bound to (src, 0), kept open."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((src, 0))
+            socks.append(s)
+        except OSError:
+            s.close()
+    print(f"held={len(socks)}", flush=True)
+    time.sleep(30)
+
+
+def udp_send(src, dst):
+    """bind(src, 0) -> sendto(dst), unconnected."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((src, 0))
+    except OSError as e:
+        print(f"bind=errno{e.errno}")
+        return
+    t = time.time()
+    try:
+        s.sendto(b"x", (dst, 7))
+        rc = "ok"
+    except OSError as e:
+        rc = f"errno{e.errno}"
+    print(f"bind=ok sendto={rc} ms={int((time.time() - t) * 1000)}")
+
+
 cmd = sys.argv[1]
 if cmd == "hold":
     hold(sys.argv[2], sys.argv[3], int(sys.argv[4]))
 elif cmd == "source":
     source(sys.argv[2], sys.argv[3], "noport" in sys.argv[4:], "late" not in sys.argv[4:])
+elif cmd == "udp_hold":
+    udp_hold(sys.argv[2], int(sys.argv[3]))
+elif cmd == "udp_send":
+    udp_send(sys.argv[2], sys.argv[3])
 elif cmd == "fixed":
     fixed(int(sys.argv[2]), sys.argv[3], sys.argv[4])

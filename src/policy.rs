@@ -297,6 +297,11 @@ pub fn send(
     };
     if r.is_tcp() {
         if flags & libc::MSG_FASTOPEN != 0 {
+            // A held-back fixed port is bound first (the destination is not read here); the
+            // kernel checks the 4-tuple.
+            if r.any(PENDING) {
+                materialize(fd, r);
+            }
             return tcp::connect(fd, r, real, || false, || None);
         }
         return Verdict::Pass(Pass::NothingToDo);

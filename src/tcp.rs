@@ -2,11 +2,14 @@
 //!
 //! - bind(ip or wildcard, 0): bind with IP_BIND_ADDRESS_NO_PORT so the kernel picks the port at
 //!   connect per 4-tuple (one extra system call; `policy::bind`, shared with UDP). The program's
-//!   own NO_PORT (curl) is left alone.
+//!   own NO_PORT (curl) is left alone. A getsockname before connect binds it for real (the
+//!   kernel's own bind while ports are free); if no port is free it stays deferred with its
+//!   address, and its connect takes a port that a bind() reserved (`choose_port`).
 //! - bind(ip, P): bind as asked. Only if that fails with EADDRINUSE, and the port's holders are
-//!   outgoing connections (`may_share`: not a server, not a socket that merely bound it), bind
-//!   again with SO_REUSEADDR and then clear it: the port stays exclusive until this socket
-//!   connects.
+//!   outgoing connections (`may_share`: not a server, not a socket that merely bound it), the
+//!   bind is held back until connect, which binds P (SO_REUSEADDR) only if P's 4-tuple to the
+//!   destination is free (`bind_pending`). CONNECTX_BIND_BUSY=kernel keeps the kernel's
+//!   EADDRINUSE instead.
 //! - connect on a fixed port: set SO_REUSEADDR first, so later sockets may use the port for
 //!   other destinations (and its TIME_WAIT inherits it). The kernel still refuses a second
 //!   connection to the same destination (EADDRNOTAVAIL).
@@ -28,7 +31,9 @@ pub fn may_share(h: &netlink::Holders) -> bool {
 
 /// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect): `real` makes the
 /// program's own call; `disconnects`, asked after it, says whether it was connect(AF_UNSPEC);
-/// `dst` reads the destination safely (asked only for a held-back or deferred bind).
+/// `dst` reads the destination safely (asked only for a held-back or deferred bind); None when
+/// the address is not one (AF_UNSPEC, bad) or cannot be read (MSG_FASTOPEN, where
+/// `policy::send` has made a held-back bind first).
 pub fn connect(
     fd: c_int,
     r: &Sock,
@@ -41,7 +46,12 @@ pub fn connect(
         return Verdict::Pass(Pass::Server);
     }
     if r.any(PENDING) {
-        if let Err(e) = bind_pending(fd, r, dst()) {
+        let Some(d) = dst() else {
+            // Not a destination (AF_UNSPEC, a bad address): the kernel answers for the unbound
+            // socket, as it would have after the failed bind.
+            return Verdict::Pass(Pass::KernelAnswers);
+        };
+        if let Err(e) = bind_pending(fd, r, d) {
             return Verdict::fail(e);
         }
         // Bound on P with SO_REUSEADDR: on as a fixed port below.
@@ -108,16 +118,15 @@ fn local_end(a: &SockAddr, dst: &SockAddr) -> Option<SockAddr> {
 /// A fixed-port bind held back by `policy::share_fixed`: bind P now (SO_REUSEADDR on) only if
 /// P's 4-tuple to `dst` is free. If it is taken the connect fails with EADDRNOTAVAIL, as the
 /// kernel answers for a taken 4-tuple, and the socket never held P. Without an answer from
-/// SOCK_DIAG (or no destination to ask about) P is bound and the kernel checks the 4-tuple.
-fn bind_pending(fd: c_int, r: &Sock, dst: Option<SockAddr>) -> Result<(), c_int> {
+/// SOCK_DIAG P is bound and the kernel checks the 4-tuple.
+fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
     let Some(a) = r.app_addr() else {
         return Err(libc::EINVAL);
     };
     let _keep = KeepErrno::new();
     // A TIME_WAIT on that 4-tuple is the kernel's to reuse or refuse at connect.
-    let taken = dst
-        .and_then(|d| Some((local_end(&a, &d)?, d)))
-        .and_then(|(l, d)| netlink::tcp_holder(&l, &d).ok().flatten())
+    let taken = local_end(&a, &dst)
+        .and_then(|l| netlink::tcp_holder(&l, &dst).ok().flatten())
         .is_some_and(|state| state != TCP_TIME_WAIT);
     if taken {
         crate::debug!("connect(fd {fd}): {a} is already connected there");
@@ -143,9 +152,12 @@ fn bind_pending(fd: c_int, r: &Sock, dst: Option<SockAddr>) -> Result<(), c_int>
 fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     let Some(a) = r.app_addr() else { return false };
     let _keep = KeepErrno::new();
-    let (Some(range), Some(local)) = (ports::namespace_range(), local_end(&a, dst)) else {
+    let (Some(ns), Some(local)) = (ports::namespace_range(), local_end(&a, dst)) else {
         return false;
     };
+    // The socket's own IP_LOCAL_PORT_RANGE narrows the choice, as it narrows the kernel's.
+    let own = sys::get_int(fd, libc::IPPROTO_IP, crate::policy::IP_LOCAL_PORT_RANGE).unwrap_or(0);
+    let range = ports::narrow(ns, own as u32);
     let _ = set_noport(fd, r, false);
     // Bounded: at true exhaustion every probe fails, and each costs a SOCK_DIAG lookup.
     for p in ports::shuffled(range).take(MAX_PROBES) {

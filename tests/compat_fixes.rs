@@ -41,6 +41,34 @@ fn a_bind_that_finds_no_port_never_connects_from_another_source() {
     }
 }
 
+/// The same for UDP: every port of 127.0.0.5 bound by a program without the library.
+#[test]
+fn a_udp_bind_that_finds_no_port_never_connects_from_another_source() {
+    let script = format!(
+        "{PRELUDE}\n$P udp_hold 127.0.0.5 10 > $F &\n\
+         k=0; while ! grep -q held $F 2>/dev/null && [ $k -lt 100 ]; do sleep 0.05; k=$((k+1)); done\n\
+         tag holder cat $F\ntag probe $RUN $P source 127.0.0.5 127.0.0.3 udp"
+    );
+    let (without, with) = both(RANGE, None, &script);
+    for o in [&without, &with] {
+        o.expect(
+            "the holder has every port of 127.0.0.5",
+            "holder",
+            &[("held", "10")],
+        );
+    }
+    without.expect("kernel alone", "probe", &[("bind", "errno98")]);
+    with.expect(
+        "with the library",
+        "probe",
+        &[("after_bind", "127.0.0.5:0")],
+    );
+    let line = with.line("probe");
+    if line.contains("connect=ok") {
+        assert!(line.contains("after_connect=127.0.0.5:"), "{with}");
+    }
+}
+
 /// After a connect that found no free port (EADDRNOTAVAIL), getsockname shows the bound address
 /// with port 0, as the kernel's does for a socket whose program set IP_BIND_ADDRESS_NO_PORT
 /// (e0b731e: 0.0.0.0:0, which Node prints in its error).

@@ -27,9 +27,9 @@ def hold(src, dst, n):
     time.sleep(30)
 
 
-def source(src, dst, noport, early=True):
+def source(src, dst, noport, early=True, kind=socket.SOCK_STREAM):
     """bind(src, 0) -> getsockname (if early) -> connect(dst) -> getsockname."""
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET, kind)
     if noport:
         s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
     try:
@@ -101,7 +101,8 @@ cmd = sys.argv[1]
 if cmd == "hold":
     hold(sys.argv[2], sys.argv[3], int(sys.argv[4]))
 elif cmd == "source":
-    source(sys.argv[2], sys.argv[3], "noport" in sys.argv[4:], "late" not in sys.argv[4:])
+    kind = socket.SOCK_DGRAM if "udp" in sys.argv[4:] else socket.SOCK_STREAM
+    source(sys.argv[2], sys.argv[3], "noport" in sys.argv[4:], "late" not in sys.argv[4:], kind)
 elif cmd == "udp_hold":
     udp_hold(sys.argv[2], int(sys.argv[3]))
 elif cmd == "udp_send":

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-echo "| case | version | without → with | errors |"
-echo "|---|---|---|---|"
+echo "| case | version | jobs done without → with | duplicate 4-tuples without → with | errors |"
+echo "|---|---|---|---|---|"
 cargo test --quiet --test compat -- --nocapture "$@" 2>&1 | tee target/compat.log | grep -o '| [a-z_0-9]* | .*' || true
 grep -E '^test result|FAILED|panicked' target/compat.log || true

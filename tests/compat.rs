@@ -59,11 +59,20 @@ fn run(name: &str, case: &Case) {
             e.trim().to_string()
         }
     };
+    let dup_count = |r: &Run| {
+        let d = r.out.line("dups");
+        ["tcp_dups", "udp_dups"]
+            .iter()
+            .filter_map(|k| field(&d, k)?.parse::<u32>().ok())
+            .sum::<u32>()
+    };
     eprintln!(
-        "| {name} | {} | {} → {} | without: {} / with: {} |",
+        "| {name} | {} | {} → {} | {} → {} | without: {} / with: {} |",
         with.out.line("version"),
         without.ok,
         with.ok,
+        dup_count(&without),
+        dup_count(&with),
         errors(&without),
         errors(&with)
     );

@@ -78,6 +78,11 @@ fn run(name: &str, case: &Case) {
     );
     // Bounds hold for the smoke run's job counts; a longer run checks the rest only.
     let scaled = fixed_n.is_none() && std::env::var("COMPAT_N").is_ok_and(|n| n != "40");
+    assert!(
+        with.ok > 0,
+        "{name}: no job did its job with the library:\n{}",
+        with.out
+    );
     if !scaled {
         let (lo, hi) = case.without;
         assert!(

@@ -7,7 +7,9 @@ set -u
 H="/usr/bin/python3 $REPO/tests/compat/harness.py"
 D=$(mktemp -d)
 N=${COMPAT_N:-40}
-DELAY=${COMPAT_DELAY:-3}
+# Servers answer (and clients hold) DELAY seconds, longer for more jobs: every job must have
+# started before the first one finishes, or its port comes free again.
+DELAY=${COMPAT_DELAY:-$((3 + (N - 1) / 40 * 3))}
 
 # many WANT CMD: starts $N copies of the shell command CMD at once, each with $i (0..N-1) and
 # $dst (127.0.0.2, .3, .4 in turn) set; a copy succeeded when its output matches the regex WANT.

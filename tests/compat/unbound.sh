@@ -1,5 +1,5 @@
 # unbound `outgoing-interface: 127.0.0.1`, forwarding to three slow DNS servers; one client
-# sends N distinct queries.
+# sends N distinct queries (its timeouts set above the servers' DELAY).
 . "$REPO/tests/compat/lib.sh"
 version "$(unbound -V | head -n 1 | cut -d' ' -f2)"
 $H slowdns 127.0.0.2:53 127.0.0.3:53 127.0.0.4:53 --delay "$DELAY" >/dev/null
@@ -18,9 +18,9 @@ server:
   logfile: "$D/unbound.log"
   module-config: "iterator"
   num-threads: 1
-  unknown-server-time-limit: 8000
-  infra-cache-min-rtt: 8000
-  discard-timeout: 10000
+  unknown-server-time-limit: $((DELAY * 1000 + 5000))
+  infra-cache-min-rtt: $((DELAY * 1000 + 5000))
+  discard-timeout: $((DELAY * 1000 + 7000))
   so-reuseport: no
   harden-referral-path: no
   qname-minimisation: no

@@ -146,3 +146,31 @@ fn an_unconnected_udp_send_without_a_port_gets_the_binds_error() {
         &[("bind", "errno98")],
     );
 }
+
+/// curl --local-port A-B walks the range on bind errors only. Two curls to one server, the first
+/// still connected: without the library the second binds the next port. With
+/// CONNECTX_BIND_BUSY=kernel it does the same; with the default (share) the first port binds,
+/// held back, and the connect fails (the trade-off the README describes; e0b731e has no switch).
+#[test]
+fn curl_walking_a_port_range_with_bind_busy_kernel() {
+    cxtest::need("curl", "curl");
+    let script = "/usr/bin/python3 $REPO/tests/compat/harness.py slowhttp 127.0.0.2:80 --delay 3 >/dev/null\n\
+        $RUN curl -sS --max-time 10 --local-port 30000-30009 http://127.0.0.2/ >/dev/null 2>&1 &\n\
+        sleep 1\n\
+        tag default $RUN curl -sS --max-time 10 --local-port 30000-30009 http://127.0.0.2/\n\
+        tag kernel env CONNECTX_BIND_BUSY=kernel $RUN curl -sS --max-time 10 --local-port 30000-30009 http://127.0.0.2/\n\
+        wait";
+    let (without, with) = both(RANGE, None, script);
+    assert!(
+        without.line("default").starts_with("ok 127.0.0.2"),
+        "{without}"
+    );
+    assert!(
+        with.line("kernel").starts_with("ok 127.0.0.2"),
+        "with CONNECTX_BIND_BUSY=kernel the second curl must walk to a free port:\n{with}"
+    );
+    assert!(
+        with.line("default").contains("(7)"),
+        "the default shares the first port and fails at connect (README):\n{with}"
+    );
+}

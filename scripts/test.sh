@@ -20,6 +20,20 @@ declare -A need=(
     [readelf]=binutils
     [dpkg-deb]=dpkg
     [gzip]=gzip
+    # the compatibility suite (tests/compat.rs)
+    [haproxy]=haproxy
+    [nginx]=nginx
+    [squid]=squid
+    [ssh]=openssh-client
+    [sshd]=openssh-server
+    [wget]=wget
+    [socat]=socat
+    [kdig]=knot-dnsutils
+    [unbound]=unbound
+    [node]=nodejs
+    [javac]=openjdk-17-jdk-headless
+    [perl]=perl
+    [ss]=iproute2
 )
 missing=()
 for tool in "${!need[@]}"; do

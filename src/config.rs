@@ -29,6 +29,17 @@ pub enum GetsocknameMode {
     Port0,
 }
 
+/// What a bind does when the kernel finds no port for it (see README).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BindBusy {
+    /// It succeeds: a fixed port is shared with the connections holding it (one per
+    /// destination), a UDP bind(ip, 0) gets its port at connect.
+    Share,
+    /// The kernel's EADDRINUSE, for programs that handle it themselves (walk a port range,
+    /// fall back to a socket they have). TCP bind(ip, 0) is still deferred to connect.
+    Kernel,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Config {
     pub enabled: bool,
@@ -36,6 +47,7 @@ pub struct Config {
     pub udp: bool,
     pub log: Level,
     pub getsockname: GetsocknameMode,
+    pub bind_busy: BindBusy,
 }
 
 /// In words, for the line logged at load.
@@ -63,6 +75,7 @@ pub const DEFAULT: Config = Config {
     udp: true,
     log: Level::Warn,
     getsockname: GetsocknameMode::Bind,
+    bind_busy: BindBusy::Share,
 };
 
 /// A bad value: which variable, what it held, and what is accepted.
@@ -148,6 +161,18 @@ pub fn parse<'a>(
             }),
         }
     }
+    if let Some(v) = get("CONNECTX_BIND_BUSY").filter(|v| !v.is_empty()) {
+        match v {
+            b"share" => c.bind_busy = BindBusy::Share,
+            b"kernel" => c.bind_busy = BindBusy::Kernel,
+            _ => bad(BadValue {
+                var: "CONNECTX_BIND_BUSY",
+                value: v,
+                accepted: "share, kernel",
+                default: "share",
+            }),
+        }
+    }
     c
 }
 
@@ -161,7 +186,8 @@ pub fn store(c: Config) {
         | (c.tcp as u32) << 1
         | (c.udp as u32) << 2
         | ((c.getsockname == GetsocknameMode::Port0) as u32) << 3
-        | (c.log as u32) << 4;
+        | (c.log as u32) << 4
+        | ((c.bind_busy == BindBusy::Kernel) as u32) << 7;
     CURRENT.store(bits, Ordering::Release);
 }
 
@@ -185,6 +211,11 @@ pub fn get() -> Option<Config> {
             GetsocknameMode::Port0
         } else {
             GetsocknameMode::Bind
+        },
+        bind_busy: if b & (1 << 7) != 0 {
+            BindBusy::Kernel
+        } else {
+            BindBusy::Share
         },
         log: match (b >> 4) & 7 {
             0 => Level::Off,
@@ -224,12 +255,14 @@ mod tests {
                 ("CONNECTX_TCP", "0"),
                 ("CONNECTX_LOG", "debug"),
                 ("CONNECTX_GETSOCKNAME", "port0"),
+                ("CONNECTX_BIND_BUSY", "kernel"),
             ]),
             |_| panic!("no bad value expected"),
         );
         assert!(c.enabled && !c.tcp && c.udp);
         assert_eq!(c.log, Level::Debug);
         assert_eq!(c.getsockname, GetsocknameMode::Port0);
+        assert_eq!(c.bind_busy, BindBusy::Kernel);
     }
 
     #[test]
@@ -262,6 +295,7 @@ mod tests {
             udp: true,
             log: Level::Info,
             getsockname: GetsocknameMode::Port0,
+            bind_busy: BindBusy::Kernel,
         };
         store(c);
         assert_eq!(get(), Some(c));

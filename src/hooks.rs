@@ -204,7 +204,8 @@ pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut s
         fd,
         true,
         || unsafe { real::getsockname(fd, addr, len) } as isize,
-        || policy::getsockname(fd),
+        // SAFETY: forwarded arguments.
+        || unsafe { policy::getsockname(fd, addr, len) },
     ) as c_int
 }
 

@@ -4,8 +4,8 @@
 //! - `real`: the real libc functions behind them;
 //! - `state`: per-socket state; `config`: the environment; `log`: logging; `stats`: counters;
 //! - `policy`: shared per-call policy; `sockopt`: the options we set behind the program's back;
-//! - `tcp`: the TCP policy; `udp/`: UDP kernel first and the lock (port choice, hints, source
-//!   address, the memory of a full range);
+//! - `tcp`: the TCP policy; `udp/`: UDP kernel first and the lock (hints, source address, the
+//!   memory of a full range); `ports`: the port range and choice, for both;
 //! - `netlink`: SOCK_DIAG and route queries;
 //! - `ownfd`: the library's own fds (high numbers, identity, the fork gate);
 //! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
@@ -21,6 +21,7 @@ pub mod log;
 pub mod netlink;
 pub mod ownfd;
 pub mod policy;
+pub mod ports;
 pub mod real;
 pub mod sockopt;
 pub mod state;
@@ -134,7 +135,7 @@ extern "C" fn after_fork_in_parent() {
 extern "C" fn after_fork_in_child() {
     ownfd::after_fork(true);
     netlink::after_fork_in_child();
-    udp::ports::after_fork_in_child();
+    ports::after_fork_in_child();
     udp::source::after_fork_in_child();
     stats::after_fork_in_child();
 }

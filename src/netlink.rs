@@ -531,6 +531,48 @@ pub fn udp_exact(
     }
 }
 
+/// TCP exact lookup: the state of the socket that holds the 4-tuple `local` -> `remote` (a
+/// connection or a TIME_WAIT; a listener on `local` is found too), None if no socket does. For
+/// TCP the kernel reads id.src/sport as the LOCAL end (inet_diag_find_one_icsk), the opposite
+/// of UDP.
+pub fn tcp_holder(ns: Ns, local: &SockAddr, remote: &SockAddr) -> Result<Option<u8>, c_int> {
+    let _keep = KeepErrno::new();
+    let family = if local.as_v4().is_some() && remote.as_v4().is_some() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let seq = SEQ.fetch_add(1, Relaxed);
+    let mut req = [0u8; DIAG_REQ_LEN];
+    diag_request(
+        &mut req,
+        seq,
+        NLM_F_REQUEST,
+        family,
+        libc::IPPROTO_TCP,
+        (&diag_ip(local, family), local.port()),
+        (&diag_ip(remote, family), remote.port()),
+        local.scope().max(remote.scope()),
+    );
+    let lease = DIAG.take(ns)?;
+    let mut buf = [0u8; 512];
+    let n = match send(lease.fd, &req).and_then(|_| reply_for(lease.fd, seq, &mut buf)) {
+        Ok(n) => n,
+        Err(e) => {
+            lease.discard();
+            return Err(e);
+        }
+    };
+    match get_u16(&buf, 4) {
+        NLMSG_ERROR if error_of(&buf) == libc::ENOENT => Ok(None),
+        NLMSG_ERROR => Err(error_of(&buf)),
+        SOCK_DIAG_BY_FAMILY => parse_diag_msg(&buf[..n], 16)
+            .map(|f| Some(f.state))
+            .ok_or(libc::EIO),
+        _ => Err(libc::EIO),
+    }
+}
+
 /// Who holds a local port, from a dump filtered on it (rare paths only: a dump walks the table).
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holders {

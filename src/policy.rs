@@ -2,8 +2,8 @@
 //! options we change, and carrying out a deferred bind when the program needs its port.
 //! Plain Rust over the state table and the real functions; the C symbols are in `hooks`.
 
-use crate::addr::SockAddr;
-use crate::config::{self, GetsocknameMode};
+use crate::addr::{ProgramAddr, SockAddr};
+use crate::config::{self, BindBusy, GetsocknameMode};
 use crate::decision::{Pass, Verdict};
 use crate::state::{self, *};
 use crate::sys::{self, KeepErrno};
@@ -51,6 +51,12 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     };
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
+    }
+    if r.any(PENDING) {
+        // A second bind after one we hold back: the kernel would refuse it (EINVAL) since the
+        // first gave the socket P, so give it P first and let the kernel answer.
+        materialize(fd, r);
+        return Verdict::Pass(Pass::AlreadyBound);
     }
     if r.has(DEFERRED | RELEASED) {
         // After a disconnect released its port the socket may bind again (the kernel allows it
@@ -101,6 +107,22 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
                 crate::debug!(
                     "bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)"
                 );
+                if r.is_udp()
+                    && !program_defers
+                    && config::get().is_some_and(|c| c.bind_busy == BindBusy::Kernel)
+                {
+                    // The bind for real now, so that it fails where the kernel's would (the
+                    // failed bind leaves the socket unbound, as the kernel's does).
+                    r.clear(DEFERRED);
+                    let _ = set_noport(fd, r, false);
+                    // Not the program's SO_REUSEPORT (see `materialize`).
+                    let _ = set_reuseport(fd, r, false);
+                    if let Err(e) = sys::bind(fd, &a) {
+                        return Verdict::fail(e);
+                    }
+                    r.set_local(&sys::getsockname(fd).unwrap_or(a));
+                    r.set(HAS_PORT);
+                }
             }
             // The option stays on: the kernel ignores it on a socket with a port.
             Some(a) => bound_fixed(r, &a),
@@ -150,6 +172,11 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             r,
             || unsafe { real::connect(fd, addr, len) } as isize,
             || unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC),
+            // SAFETY: the program's own arguments, copied safely (asked only on rare paths).
+            || match unsafe { SockAddr::read_program(addr, len) }.addr {
+                ProgramAddr::Inet(a) => Some(a),
+                _ => None,
+            },
         );
     }
     // SAFETY: the program's own arguments.
@@ -162,6 +189,7 @@ pub fn listen(fd: c_int) -> Verdict {
     };
     if r.is_tcp() {
         materialize(fd, r);
+        // A bind held back (PENDING) that cannot be made now: the kernel's listen autobinds.
         // The server keeps exactly the exclusivity it asked for: listen() re-checks conflicts with
         // the socket's current SO_REUSEADDR, so it must be the program's own value.
         restore_app_reuse(fd, r);
@@ -173,12 +201,36 @@ pub fn listen(fd: c_int) -> Verdict {
     Verdict::Pass(Pass::Server)
 }
 
-/// getsockname between bind(ip, 0) and connect: by default the socket gets its real port now,
-/// as it would have without us (a server reading its port before listen must see it).
-pub fn getsockname(fd: c_int) -> Verdict {
+/// getsockname between bind(ip, 0) and connect on a socket whose bind found no free port:
+/// by default the socket gets its real port now if one has come free (a server reading its port
+/// before listen must see it); otherwise it shows (ip, 0).
+/// A fixed-port bind held back (PENDING) shows the address the program bound, as the kernel's
+/// would, without binding it: the kernel answers first (it checks the buffers and writes an
+/// unbound socket's address), then the address goes into the bytes it wrote.
+///
+/// # Safety
+/// `addr`/`len` as given to getsockname(2).
+pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
+    if let (true, Some(a)) = (r.any(PENDING), r.app_addr()) {
+        let mut given = [0u8; std::mem::size_of::<socklen_t>()];
+        // SAFETY: the program's own argument, copied safely.
+        let readable = unsafe { sys::copy_from_program(len.cast::<u8>(), &mut given) }.is_ok();
+        // SAFETY: the program's own arguments, unchanged.
+        let ret = unsafe { real::getsockname(fd, addr, len) };
+        let result = Verdict::done(ret);
+        if ret == 0 && readable && !addr.is_null() {
+            let raw = a.to_raw();
+            // SAFETY: the kernel just wrote min(given, *len) bytes at addr and wrote *len.
+            unsafe {
+                let n = (socklen_t::from_ne_bytes(given).min(*len).min(raw.len())) as usize;
+                std::ptr::copy_nonoverlapping(raw.ptr().cast::<u8>(), addr.cast::<u8>(), n);
+            }
+        }
+        return result;
+    }
     if r.any(DEFERRED)
         && !r.any(RELEASED)
         && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind)
@@ -196,19 +248,32 @@ pub fn send(
     fd: c_int,
     has_destination: impl FnOnce() -> bool,
     flags: c_int,
-    real: impl FnOnce() -> isize,
+    real: impl FnMut() -> isize,
 ) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
     if r.is_tcp() {
         if flags & libc::MSG_FASTOPEN != 0 {
-            return tcp::connect(fd, r, real, || false);
+            // A held-back fixed port is bound first (the destination is not read here); the
+            // kernel checks the 4-tuple.
+            if r.any(PENDING) {
+                materialize(fd, r);
+            }
+            return tcp::connect(fd, r, real, || false, || None);
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
     if r.any(DEFERRED) && has_destination() {
         materialize(fd, r);
+        if r.any(DEFERRED) && !r.any(PROGRAM_DEFERRED | RELEASED) {
+            // No port for a socket that will not connect (an unconnected socket cannot share
+            // one): the kernel would have refused its bind(ip, 0), so the send gets that error.
+            // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
+            // send, stalling every query); EADDRINUSE is an error they handle.
+            crate::debug!("send(fd {fd}): no free port for an unconnected socket");
+            return Verdict::fail(libc::EADDRINUSE);
+        }
     }
     Verdict::Pass(Pass::NothingToDo)
 }
@@ -241,7 +306,25 @@ pub fn before_recv(fd: c_int) -> Verdict {
 /// IP_BIND_ADDRESS_NO_PORT and bind the same address again, which the kernel allows while the
 /// socket has no port (KERNEL.md). On failure the kernel autobinds later, as it would anyway.
 /// A deferral the program asked for itself (UDP with its own NO_PORT) is left alone.
+///
+/// Where the kernel finds no port now, the socket stays deferred: bound again without a port,
+/// so it keeps the program's address (a failed bind clears it, and the connection would then
+/// leave from another source) and getsockname shows (ip, 0), as the kernel's does.
+///
+/// A fixed-port bind held back (PENDING) is made now with SO_REUSEADDR, then cleared: the port
+/// is the socket's alone until it connects. If that fails, the socket stays unbound.
 pub fn materialize(fd: c_int, r: &Sock) {
+    if r.any(PENDING) {
+        r.clear(PENDING);
+        let Some(a) = r.app_addr() else { return };
+        let _keep = KeepErrno::new();
+        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
+        restore_app_reuse(fd, r);
+        if shared {
+            bound_fixed(r, &a);
+        }
+        return;
+    }
     if !r.any(DEFERRED) || r.any(PROGRAM_DEFERRED) {
         return;
     }
@@ -261,15 +344,22 @@ pub fn materialize(fd: c_int, r: &Sock) {
             r.set_local(&sys::getsockname(fd).unwrap_or(a));
             r.set(HAS_PORT);
         }
-        Err(e) => crate::debug!(
-            "fd {fd}: deferred bind to {a} failed (errno {e}); the kernel autobinds later"
-        ),
+        Err(e) => {
+            crate::debug!("fd {fd}: deferred bind to {a} failed (errno {e}); still deferred");
+            if set_noport(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
+                r.set(DEFERRED);
+            }
+        }
     }
 }
 
 /// bind(ip, P) failed with EADDRINUSE: only if `may_share` accepts the port's current holders
-/// (SOCK_DIAG dump), bind again with SO_REUSEADDR, then clear it at once, so nobody else may
-/// join until this socket connects.
+/// (SOCK_DIAG dump), and CONNECTX_BIND_BUSY is `share`, P is shared.
+/// - TCP: the bind is held back (PENDING, the socket stays unbound) until connect, which binds P
+///   only if P's 4-tuple to the destination is free (`tcp::connect`): a socket whose connect
+///   fails never holds P, as it would not have without us.
+/// - UDP: bound again with SO_REUSEADDR, then cleared at once, so nobody else may join until
+///   this socket connects.
 fn share_fixed(
     fd: c_int,
     r: &Sock,
@@ -282,8 +372,15 @@ fn share_fixed(
         libc::IPPROTO_UDP
     };
     if !r.any(APP_REUSEADDR | APP_REUSEPORT | K_REUSEADDR)
+        && config::get().is_some_and(|c| c.bind_busy == BindBusy::Share)
         && netlink::port_holders_for(fd, protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
     {
+        if r.is_tcp() {
+            r.set_app_addr(&a);
+            r.set(PENDING);
+            crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
+            return Verdict::done(0);
+        }
         let _keep = KeepErrno::new();
         // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
         // kernel keeps to sockets of one user. Cleared at once: nobody may join until connect.

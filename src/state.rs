@@ -50,6 +50,9 @@ pub const PROGRAM_DEFERRED: u32 = 1 << 16;
 /// UDP: a fixed port the program bound that another socket's flows hold too (policy's
 /// share_fixed): its connect must be checked against them.
 pub const SHARED: u32 = 1 << 17;
+/// TCP: bind(ip, P) found P held only by connections: not bound yet; connect binds P (shared)
+/// only if P's 4-tuple to the destination is free, getsockname or listen bind it exclusively.
+pub const PENDING: u32 = 1 << 18;
 
 #[repr(C)]
 pub struct Sock {

@@ -50,6 +50,8 @@ fn run_maps_options_to_variables() {
             "/dev/null",
             "--getsockname",
             "port0",
+            "--bind-busy",
+            "kernel",
             "--",
             "env",
         ],
@@ -61,6 +63,7 @@ fn run_maps_options_to_variables() {
         "CONNECTX_LOG=debug",
         "CONNECTX_LOG_FILE=/dev/null",
         "CONNECTX_GETSOCKNAME=port0",
+        "CONNECTX_BIND_BUSY=kernel",
     ] {
         assert!(o.stdout.lines().any(|l| l == v), "missing {v}:\n{o}");
     }

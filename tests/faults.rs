@@ -219,12 +219,13 @@ fn log_file_that_is_a_fifo_without_reader_does_not_hang_the_program() {
 #[test]
 fn bad_values_in_every_variable_are_named_once_and_the_defaults_apply() {
     let s = setup("faults-badvalues");
-    let bad: [(&'static str, &str, &str); 5] = [
+    let bad: [(&'static str, &str, &str); 6] = [
         ("CONNECTX", "maybe", "1 or 0"),
         ("CONNECTX_TCP", "2", "1 or 0"),
         ("CONNECTX_UDP", "enabled", "1 or 0"),
         ("CONNECTX_LOG", "loud", "off, error, warn, info, debug"),
         ("CONNECTX_GETSOCKNAME", "portzero", "bind, port0"),
+        ("CONNECTX_BIND_BUSY", "always", "share, kernel"),
     ];
     // The default behaviour, for reference.
     let reference: Vec<Out> = [

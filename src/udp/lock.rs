@@ -27,9 +27,10 @@ use super::flow::{
     Check, Flow, check_connected, connected, diag_failed, drain, flow_for, release, same_ip,
     wildcard,
 };
-use super::{Pass, Verdict, hints, lock_unavailable, ports};
+use super::{Pass, Verdict, hints, lock_unavailable};
 use crate::addr::SockAddr;
 use crate::netlink::{self, Ns, TCP_ESTABLISHED};
+use crate::ports;
 use crate::real;
 use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseport};
 use crate::state::*;

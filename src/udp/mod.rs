@@ -14,7 +14,7 @@
 //!
 //! Files: `lock` (the lock: the port search), `shared` (connects on a port connectx already
 //! shares: reconnects, fixed ports), `flow` (what both ask the kernel: peer, source, interface,
-//! the SOCK_DIAG check), `ports` (range and choice), `hints` (ports this process holds to busy
+//! the SOCK_DIAG check), `hints` (ports this process holds to busy
 //! destinations), `source` (the route's source and interface, cached), `exhausted` (the memory of
 //! a full range).
 
@@ -22,7 +22,6 @@ pub mod exhausted;
 mod flow;
 pub mod hints;
 mod lock;
-pub mod ports;
 mod shared;
 pub mod source;
 
@@ -176,8 +175,8 @@ unsafe fn kernel_first(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_
     if !exhausted::recent(fd, r) {
         // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
         // with it the kernel hands out ports it shares with the lock's flows, to the same
-        // destination too (KERNEL.md).
-        if r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
+        // destination too (KERNEL.md). A socket with a port of its own keeps the program's.
+        if !r.any(HAS_PORT) && r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
         // SAFETY: the program's own arguments.

@@ -31,6 +31,12 @@ pub enum Getsockname {
     Port0,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BindBusy {
+    Share,
+    Kernel,
+}
+
 /// Run CMD with libconnectx.so preloaded
 ///
 /// The library is prepended to LD_PRELOAD (not added twice); each option sets the variable the
@@ -53,6 +59,10 @@ pub struct RunArgs {
     /// What getsockname answers between bind(ip,0) and connect (CONNECTX_GETSOCKNAME)
     #[arg(long, value_enum, value_name = "bind|port0")]
     getsockname: Option<Getsockname>,
+    /// A bind to a busy port: share it where it can be shared, or the kernel's EADDRINUSE for
+    /// programs that walk a port range on bind errors (CONNECTX_BIND_BUSY, default share)
+    #[arg(long, value_enum, value_name = "share|kernel")]
+    bind_busy: Option<BindBusy>,
     /// Library to preload [default: $CONNECTX_LIB, else next to this command, else
     /// ../lib/<multiarch>/connectx/, ../lib/connectx/, ../lib/]
     #[arg(long, value_name = "PATH")]
@@ -93,6 +103,12 @@ pub fn main(a: RunArgs) -> Res<i32> {
         c.env(
             "CONNECTX_GETSOCKNAME",
             g.to_possible_value().expect("named").get_name(),
+        );
+    }
+    if let Some(b) = a.bind_busy {
+        c.env(
+            "CONNECTX_BIND_BUSY",
+            b.to_possible_value().expect("named").get_name(),
         );
     }
     if let Some(f) = a.log_file {

@@ -140,6 +140,7 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
     if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
         r.set_local(&a);
         r.set(HAS_PORT);
+        crate::stats::count(crate::stats::Event::TcpSharedFixedPort);
         return Ok(());
     }
     // A holder that does not share came in between: as the kernel's bind would have answered.

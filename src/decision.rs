@@ -45,6 +45,8 @@ pub enum Pass {
     LockUnavailable,
     /// No route to the destination: the kernel's own connect answers the program.
     NoRoute,
+    /// This kernel lacks a feature the change needs (`features`): its own behaviour.
+    KernelLacksFeature,
     /// An internal error: the real call with the original arguments.
     InternalError,
 }

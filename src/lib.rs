@@ -6,12 +6,14 @@
 //! - `policy`: shared per-call policy; `tcp`: the TCP policy; `udp`: the UDP lock;
 //! - `ports`: port range and choice; `flows`: hints about busy destinations;
 //! - `netlink`: SOCK_DIAG and route queries; `route`: source address;
+//! - `features`: what this kernel offers (probed once per process) and the step-downs;
 //! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
 //! - `vfork`: keeps a vfork child's calls off the parent's state.
 
 pub mod addr;
 pub mod config;
 pub mod decision;
+pub mod features;
 pub mod flows;
 #[cfg(not(test))]
 mod hooks;

@@ -15,14 +15,14 @@ use crate::decision::{Pass, Verdict};
 use crate::policy::{restore_app_reuse, set_reuseaddr};
 use crate::state::*;
 use crate::sys::KeepErrno;
-use crate::{netlink, sys};
+use crate::{features, netlink, sys};
 use libc::c_int;
 
 /// A fixed port held by others may be shared only if its holders are connections or TIME_WAIT:
 /// none listens and none merely bound it (a server before listen; Linux 6.5+ dumps bound-only
-/// sockets).
+/// sockets; before that no sharing at all: `features::tcp_fixed_sharing`).
 pub fn may_share(h: &netlink::Holders) -> bool {
-    h.flows > 0 && h.listening == 0 && h.unconnected == 0
+    h.flows > 0 && h.listening == 0 && h.unconnected == 0 && features::tcp_fixed_sharing()
 }
 
 /// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect): `real` makes the
@@ -49,6 +49,10 @@ pub fn connect(
     }
     if !r.any(HAS_PORT) || r.any(CONNECTED) {
         return Verdict::Pass(Pass::KernelSharesPorts);
+    }
+    if !features::tcp_fixed_sharing() {
+        // No other socket may share the port (may_share), so opening it serves nobody.
+        return Verdict::Pass(Pass::KernelLacksFeature);
     }
     // A fixed port: open it to other destinations before the connect.
     let _ = set_reuseaddr(fd, r, true);

@@ -42,7 +42,7 @@ static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
 /// connect, by opening the pooled netlink socket): UDP sockets then get the kernel's behaviour
 /// throughout, from bind on, and one warning is logged.
 pub fn lock_available() -> bool {
-    if DIAG_BROKEN.load(Relaxed) {
+    if DIAG_BROKEN.load(Relaxed) || !crate::features::udp_lock() {
         return false;
     }
     match netlink::check_diag() {

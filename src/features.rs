@@ -10,9 +10,10 @@
 //!   wildcard: the UDP exact lookup (does it find that socket?), the dump of bound-only TCP
 //!   sockets (Linux 6.5+: does the dump of that port list it?).
 //!
-//! A SOCK_DIAG probe that cannot conclude (netlink refused, no free port) is asked again the next
-//! time its feature is needed; meanwhile TCP sharing counts it as missing (the safe side) and the
-//! UDP lock as present (it asks SOCK_DIAG itself and falls back when it cannot).
+//! A SOCK_DIAG probe that cannot conclude (netlink refused, no free port) is asked again when its
+//! feature is next needed, at most once a second; meanwhile TCP sharing counts it as missing (the
+//! safe side) and the UDP lock as present (it asks SOCK_DIAG itself and falls back when it
+//! cannot).
 //!
 //! What each missing feature costs (the step-downs keep every promise that can still be kept):
 //! see `WHAT` below and the README's kernel table.
@@ -24,7 +25,7 @@ use crate::policy::{IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE};
 use crate::real;
 use crate::sys::{self, KeepErrno};
 use libc::{c_int, socklen_t};
-use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 /// SO_NETNS_COOKIE (Linux 5.14), not in every libc crate version.
 pub const SO_NETNS_COOKIE: c_int = 71;
@@ -76,11 +77,21 @@ static HAVE: AtomicU32 = AtomicU32::new(0);
 /// Missing features already named in an info line.
 static REPORTED: AtomicU32 = AtomicU32::new(0);
 
+/// When a probe last left something unknown (ms, CLOCK_MONOTONIC_COARSE; 0: never).
+static LAST_TRY: AtomicU64 = AtomicU64::new(0);
+
 /// Whether the kernel has `bit`'s feature (probing all unknown features first). `inconclusive`
-/// is the answer while the probe cannot tell.
+/// is the answer while the probe cannot tell; it is asked again at most once a second, so a
+/// process that may not use SOCK_DIAG pays no probe per call.
 fn has(bit: u32, inconclusive: bool) -> bool {
     if KNOWN.load(Acquire) & bit == 0 {
-        probe();
+        let last = LAST_TRY.load(Relaxed);
+        if last == 0 || sys::now_ms().saturating_sub(last) >= 1000 {
+            probe();
+            if KNOWN.load(Acquire) & bit == 0 {
+                LAST_TRY.store(sys::now_ms().max(1), Relaxed);
+            }
+        }
     }
     if KNOWN.load(Acquire) & bit == 0 {
         return inconclusive;

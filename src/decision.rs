@@ -45,6 +45,8 @@ pub enum Pass {
     LockUnavailable,
     /// No route to the destination: the kernel's own connect answers the program.
     NoRoute,
+    /// This kernel lacks a feature the change needs (`features`): its own behaviour.
+    KernelLacksFeature,
     /// An internal error: the real call with the original arguments.
     InternalError,
 }
@@ -79,6 +81,7 @@ impl std::fmt::Display for Pass {
                 "the UDP lock could not run (no SOCK_DIAG, route, port range or bind)"
             }
             Pass::NoRoute => "no route to the destination; the kernel's connect answers",
+            Pass::KernelLacksFeature => "this kernel lacks a feature it needs (see the info line)",
             Pass::InternalError => "internal error; the real call with the original arguments",
         })
     }

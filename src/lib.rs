@@ -8,12 +8,14 @@
 //!   memory of a full range); `ports`: the port range and choice, for both;
 //! - `netlink`: SOCK_DIAG and route queries;
 //! - `ownfd`: the library's own fds (high numbers, identity, the fork gate);
+//! - `features`: what this kernel offers (probed once per process) and the step-downs;
 //! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
 //! - `vfork`: keeps a vfork child's calls off the parent's state.
 
 pub mod addr;
 pub mod config;
 pub mod decision;
+pub mod features;
 #[cfg(not(test))]
 mod hooks;
 #[macro_use]

@@ -86,21 +86,15 @@ fn refresh() {
 
 /// The namespace's range, read again when older than a second. None if /proc cannot be read.
 pub fn namespace_range() -> Option<(u16, u16)> {
-    let stale = RANGE.load(Acquire) == 0
-        || crate::sys::now_ms().saturating_sub(READ_AT.load(Acquire)) > REFRESH_MS;
-    if stale {
-        if !REFRESHING.swap(true, Acquire) {
-            refresh();
-            REFRESHING.store(false, Release);
-        } else {
-            // Another thread is reading it; wait briefly for the very first copy only.
-            for _ in 0..1000 {
-                if RANGE.load(Acquire) != 0 {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-        }
+    if RANGE.load(Acquire) == 0 {
+        // No copy yet: read it here rather than wait for a thread that is reading it (which may
+        // not run for a long while on a busy or emulated machine). Both store the same values.
+        refresh();
+    } else if crate::sys::now_ms().saturating_sub(READ_AT.load(Acquire)) > REFRESH_MS
+        && !REFRESHING.swap(true, Acquire)
+    {
+        refresh();
+        REFRESHING.store(false, Release);
     }
     let r = RANGE.load(Acquire);
     (r != 0).then_some((r as u16, (r >> 16) as u16))

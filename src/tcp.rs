@@ -20,14 +20,14 @@ use crate::netlink::{Ns, RouteContext};
 use crate::sockopt::{restore_app_reuse, set_noport, set_reuseaddr};
 use crate::state::*;
 use crate::sys::KeepErrno;
-use crate::{netlink, ports, sys};
+use crate::{features, netlink, ports, sys};
 use libc::c_int;
 
 /// A fixed port held by others may be shared only if its holders are connections or TIME_WAIT:
 /// none listens and none merely bound it (a server before listen; Linux 6.5+ dumps bound-only
-/// sockets).
+/// sockets; before that no sharing at all: `features::tcp_fixed_sharing`).
 pub fn may_share(h: &netlink::Holders) -> bool {
-    h.flows > 0 && h.listening == 0 && h.unconnected == 0
+    h.flows > 0 && h.listening == 0 && h.unconnected == 0 && features::tcp_fixed_sharing()
 }
 
 /// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect): `real` makes the
@@ -92,6 +92,10 @@ fn fixed_connect(
     mut real: impl FnMut() -> isize,
     disconnects: impl FnOnce() -> bool,
 ) -> Verdict {
+    if !features::tcp_fixed_sharing() {
+        // No other socket may share the port (may_share), so opening it serves nobody.
+        return Verdict::Pass(Pass::KernelLacksFeature);
+    }
     let _ = set_reuseaddr(fd, r, true);
     let ret = real();
     let result = Verdict::answer(ret, sys::errno());

@@ -301,3 +301,149 @@ fn bad_values_in_every_variable_are_named_once_and_the_defaults_apply() {
         &[("CONNECTX_UDP", &long[..100], "")],
     );
 }
+
+/// IPPROTO_IP, IP_LOCAL_PORT_RANGE (Linux 6.3; Debian's 6.1 has it from 6.1.33).
+const IP_LOCAL_PORT_RANGE: &str = "51";
+
+/// The info lines the library wrote (the one line naming what this kernel lacks, if any).
+fn info_lines(o: &Out) -> Vec<&str> {
+    o.connectx_lines()
+        .into_iter()
+        .filter(|l| l.contains(" info: "))
+        .collect()
+}
+
+/// A kernel without IP_LOCAL_PORT_RANGE (a seccomp filter answers ENOPROTOOPT for it, as a
+/// vanilla 6.1 does): the program's own setsockopt gets that kernel's ENOPROTOOPT, the UDP lock
+/// uses the namespace's whole range (R x D), and one info line names the missing option. With
+/// the option, the library honours the program's range, as the kernel does.
+#[test]
+fn kernel_without_ip_local_port_range_is_answered_as_that_kernel_answers() {
+    let s = setup("faults-portrange");
+    let info = [("CONNECTX_LOG", "info")];
+    let udp = ["udp", "3", "40", "0"];
+    let ranged: Vec<&str> = ["--port-range", "40002", "40003"]
+        .into_iter()
+        .chain(udp)
+        .collect();
+    let deny = ["--deny-sockopt", "0", IP_LOCAL_PORT_RANGE];
+
+    // With the option: 2 ports, so the kernel gives 2 and the library 2 x 3, all in the range.
+    let kernel = s.client(&[], &ranged);
+    kernel.assert_ok();
+    assert_eq!(kernel.get("prange_set"), "0", "{}", kernel.describe());
+    assert_eq!(kernel.num("connected"), 2, "{}", kernel.describe());
+    let o = s.with_lib(&info, &ranged);
+    o.assert_ok();
+    assert_eq!(o.get("prange_set"), "0", "{}", o.describe());
+    assert_eq!(
+        (o.num("connected"), o.num("in_sock_range"), o.num("echoed")),
+        (6, 6, 6),
+        "the UDP lock must keep to the socket's IP_LOCAL_PORT_RANGE (R x D = 2 x 3):\n{}",
+        o.describe()
+    );
+    assert!(
+        info_lines(&o)
+            .iter()
+            .all(|l| !l.contains("IP_LOCAL_PORT_RANGE")),
+        "this kernel has IP_LOCAL_PORT_RANGE:\n{}",
+        o.describe()
+    );
+
+    // Without it.
+    let denied: Vec<&str> = deny.into_iter().chain(ranged.iter().copied()).collect();
+    let kernel = s.client(&[], &denied);
+    kernel.assert_ok();
+    assert_eq!(kernel.get("sockopt_denied"), "1", "{}", kernel.describe());
+    assert_eq!(
+        kernel.num("prange_set"),
+        libc::ENOPROTOOPT as i64,
+        "{}",
+        kernel.describe()
+    );
+    assert_eq!(kernel.num("connected"), 10, "{}", kernel.describe());
+    let o = s.with_lib(&info, &denied);
+    o.assert_ok();
+    assert_eq!(
+        o.num("prange_set"),
+        libc::ENOPROTOOPT as i64,
+        "the program must get the kernel's own answer (ENOPROTOOPT):\n{}",
+        o.describe()
+    );
+    assert_eq!(
+        (o.num("connected"), o.num("inrange"), o.num("echoed")),
+        (10, 10, 10),
+        "without IP_LOCAL_PORT_RANGE there is no UDP lock (it binds one port at a time through \
+         it): the kernel's own R = 10:\n{}",
+        o.describe()
+    );
+    let lines = info_lines(&o);
+    assert_eq!(lines.len(), 1, "one info line expected:\n{}", o.describe());
+    assert!(
+        lines[0].contains("this kernel lacks")
+            && lines[0].contains("IP_LOCAL_PORT_RANGE (Linux 6.3"),
+        "the info line must name IP_LOCAL_PORT_RANGE: {}",
+        lines[0]
+    );
+    // At the default level (warn) nothing is written.
+    let quiet = s.with_lib(&[], &denied);
+    assert!(quiet.connectx_lines().is_empty(), "{}", quiet.describe());
+}
+
+/// A kernel without SO_COOKIE (seccomp answers ENOPROTOOPT): the UDP lock cannot know its own
+/// socket, so UDP gets exactly the kernel's behaviour (never a blind lock that could put two
+/// sockets on one 4-tuple), TCP keeps R x D, and one info line says why.
+#[test]
+fn kernel_without_so_cookie_gets_the_kernels_udp_and_one_info_line() {
+    let s = setup("faults-cookie");
+    for bind in ["0", "1"] {
+        let args = ["--deny-sockopt", "1", "57", "udp", "3", "40", bind];
+        let kernel = s.client(&[], &args);
+        kernel.assert_ok();
+        assert_eq!(kernel.get("sockopt_denied"), "1", "{}", kernel.describe());
+        let o = s.with_lib(&[("CONNECTX_LOG", "info")], &args);
+        o.assert_ok();
+        assert_eq!(
+            behaviour(&o),
+            behaviour(&kernel),
+            "UDP (bind {bind}) without SO_COOKIE: the kernel's own behaviour expected"
+        );
+        assert_eq!(o.num("connected"), 10, "{}", o.describe());
+        let lines = info_lines(&o);
+        assert_eq!(lines.len(), 1, "one info line expected:\n{}", o.describe());
+        assert!(
+            lines[0].contains("SO_COOKIE (Linux 4.12): no UDP lock"),
+            "{}",
+            lines[0]
+        );
+    }
+    let t = s.with_lib(&[], &["--deny-sockopt", "1", "57", "tcp", "3", "40"]);
+    assert_eq!(t.num("tcp_connected"), 30, "{}", t.describe());
+}
+
+/// On this kernel, as the library finds it: one info line naming the bound-only TCP dump where
+/// SOCK_DIAG lacks it (before Linux 6.5: Debian's 6.1 in the kernel lane), none where nothing is
+/// missing (6.12, 6.18). The expectation comes from the kernel release, the library's answer
+/// from its own probe.
+#[test]
+fn info_line_names_what_this_kernel_lacks() {
+    let s = setup("faults-features");
+    let o = s.with_lib(&[("CONNECTX_LOG", "info")], &["udp", "3", "40", "0"]);
+    o.assert_ok();
+    assert_eq!(o.num("connected"), 30, "{}", o.describe());
+    let lines = info_lines(&o);
+    if cxtest::tcp_fixed_port_sharing() {
+        assert!(
+            lines.is_empty(),
+            "nothing is missing here:\n{}",
+            o.describe()
+        );
+    } else {
+        assert_eq!(lines.len(), 1, "{}", o.describe());
+        assert!(
+            lines[0].contains("bound-only TCP sockets (Linux 6.5): no fixed-port TCP sharing"),
+            "{}",
+            lines[0]
+        );
+    }
+}

@@ -90,7 +90,7 @@ fn run(test: &str, preload: bool, env: &[(&str, &str)]) -> Outcome {
         if let Some(st) = child.try_wait().expect("wait") {
             break st;
         }
-        if start.elapsed() > TIMEOUT {
+        if start.elapsed() > cxtest::scaled(TIMEOUT) {
             let _ = child.kill();
             let _ = child.wait();
             panic!("life {test} (preload {preload}) hung: killed after {TIMEOUT:?}");

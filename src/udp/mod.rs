@@ -48,7 +48,7 @@ static WARNED_DIAG: AtomicBool = AtomicBool::new(false);
 /// needed, by opening the pooled netlink socket): the lock then never runs (the kernel's EAGAIN
 /// stands) and one warning is logged.
 pub fn lock_available() -> bool {
-    if DIAG_BROKEN.load(Relaxed) {
+    if DIAG_BROKEN.load(Relaxed) || !crate::features::udp_lock() {
         return false;
     }
     match netlink::check_diag() {

@@ -228,7 +228,19 @@ fn scrub(c: &mut Command) {
     }
 }
 
+/// A time limit scaled by CONNECTX_TEST_TIME_SCALE (an integer, default 1): the kernel lane
+/// (scripts/kernel-lane.sh) runs the tests under software emulation, several times slower.
+pub fn scaled(limit: Duration) -> Duration {
+    let k = std::env::var("CONNECTX_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    limit * k
+}
+
 pub fn run_bounded(mut c: Command, limit: Duration) -> Out {
+    let limit = scaled(limit);
     let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -282,4 +294,19 @@ pub fn cmd(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
         c.env(k, v);
     }
     run_bounded(c, Duration::from_secs(120))
+}
+
+/// The running kernel's (major, minor), from /proc/sys/kernel/osrelease.
+pub fn kernel_version() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("read osrelease");
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
+    let mut next = || it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (next(), next())
+}
+
+/// Whether SOCK_DIAG dumps TCP sockets that are only bound (Linux 6.5+), without which the
+/// library shares no fixed TCP port (src/features.rs). The tests' own oracle, the kernel
+/// release, independent of the library's probe (the kernel lane runs Debian's 6.1 and 6.12).
+pub fn tcp_fixed_port_sharing() -> bool {
+    kernel_version() >= (6, 5)
 }

@@ -4,6 +4,11 @@
  *                                          then every connected socket must echo.
  *   client [--deny-netlink] tcp D N        TCP bind(127.0.0.1,0) + connect to D listeners
  *   client gsn                             bind(127.0.0.1,0) then getsockname (UDP and TCP)
+ * Options, before the mode:
+ *   --deny-netlink          socket(AF_NETLINK) fails with EPERM (seccomp)
+ *   --deny-sockopt LEVEL N  getsockopt/setsockopt(LEVEL, N) fail with ENOPROTOOPT (seccomp), as
+ *                           on a kernel without that option
+ *   --port-range LO HI      every UDP socket sets IP_LOCAL_PORT_RANGE [LO, HI] first
  * Prints key=value words; exit 0 unless the harness itself fails (exit 2). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -60,6 +65,36 @@ static void deny_netlink(void) {
     if (s >= 0) close(s);
 }
 
+/* getsockopt and setsockopt of (level, name) fail with ENOPROTOOPT from now on, as they do on a
+ * kernel that does not know the option. */
+static void deny_sockopt(int level, int name) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MY_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockopt, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_setsockopt, 0, 5),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)level, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)name, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOPROTOOPT),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("PR_SET_NO_NEW_PRIVS");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) fail("PR_SET_SECCOMP");
+    int s = socket(AF_INET, SOCK_DGRAM, 0), v = 0;
+    socklen_t l = sizeof v;
+    printf("sockopt_denied=%d\n", getsockopt(s, level, name, &v, &l) < 0 && errno == ENOPROTOOPT);
+    close(s);
+}
+
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
+static int prange_lo, prange_hi, prange_err = -1;
 
 static void dest_ip(int i, char *buf) { sprintf(buf, "127.0.0.%d", 2 + i); }
 
@@ -90,6 +125,11 @@ static int udp(int d, int n, int bind_first) {
     for (; k < n && k < MAXS; k++) {
         int s = socket(AF_INET, SOCK_DGRAM, 0);
         if (s < 0) fail("socket");
+        if (prange_lo) {
+            unsigned v = prange_lo | (unsigned)prange_hi << 16;
+            int r = setsockopt(s, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &v, sizeof v) < 0 ? errno : 0;
+            if (prange_err < 0) prange_err = r;
+        }
         if (bind_first) {
             struct sockaddr_in a = sin4("127.0.0.1", 0);
             if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) {
@@ -108,13 +148,14 @@ static int udp(int d, int n, int bind_first) {
         cs[k] = s;
         dst[k] = k % d;
     }
-    int echoed = 0, inrange = 0;
+    int echoed = 0, inrange = 0, in_sock_range = 0;
     for (int i = 0; i < k; i++) {
         struct sockaddr_in me;
         socklen_t ml = sizeof me;
         if (getsockname(cs[i], (struct sockaddr *)&me, &ml) == 0 && ntohs(me.sin_port) >= range_lo &&
             ntohs(me.sin_port) <= range_hi && me.sin_addr.s_addr == htonl(0x7f000001))
             inrange++;
+        if (ntohs(me.sin_port) >= prange_lo && ntohs(me.sin_port) <= prange_hi) in_sock_range++;
         char msg[16], got[16] = {0};
         snprintf(msg, sizeof msg, "m%d", i);
         if (send(cs[i], msg, strlen(msg), 0) < 0) continue;
@@ -130,6 +171,7 @@ static int udp(int d, int n, int bind_first) {
     }
     printf("connected=%d errno=%d failed_in=%s echoed=%d inrange=%d\n", k, err,
            where == 'b' ? "bind" : where == 'c' ? "connect" : "none", echoed, inrange);
+    if (prange_lo) printf("prange_set=%d in_sock_range=%d\n", prange_err, in_sock_range);
     return 0;
 }
 
@@ -183,14 +225,25 @@ static int gsn(void) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int i = 1;
-    if (i < argc && !strcmp(argv[i], "--deny-netlink")) {
-        deny_netlink();
-        i++;
+    for (;;) {
+        if (i < argc && !strcmp(argv[i], "--deny-netlink")) {
+            deny_netlink();
+            i++;
+        } else if (i + 2 < argc && !strcmp(argv[i], "--deny-sockopt")) {
+            deny_sockopt(atoi(argv[i + 1]), atoi(argv[i + 2]));
+            i += 3;
+        } else if (i + 2 < argc && !strcmp(argv[i], "--port-range")) {
+            prange_lo = atoi(argv[i + 1]);
+            prange_hi = atoi(argv[i + 2]);
+            i += 3;
+        } else {
+            break;
+        }
     }
     read_range();
     if (i + 3 < argc + 0 && !strcmp(argv[i], "udp")) return udp(atoi(argv[i + 1]), atoi(argv[i + 2]), atoi(argv[i + 3]));
     if (i + 2 < argc && !strcmp(argv[i], "tcp")) return tcp(atoi(argv[i + 1]), atoi(argv[i + 2]));
     if (i < argc && !strcmp(argv[i], "gsn")) return gsn();
-    fprintf(stderr, "usage: client [--deny-netlink] udp D N BIND | tcp D N | gsn\n");
+    fprintf(stderr, "usage: client [--deny-netlink] [--deny-sockopt LEVEL N] [--port-range LO HI] udp D N BIND | tcp D N | gsn\n");
     return 2;
 }

@@ -131,6 +131,7 @@ impl Out {
 /// Runs `cmd` with a timeout (killed and reported as a failure when it expires).
 pub fn run(mut cmd: Command, timeout: Duration) -> Out {
     use std::os::unix::process::ExitStatusExt;
+    let timeout = crate::cxtest::scaled(timeout);
     let start = Instant::now();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -234,17 +234,18 @@ fn bound_socket(ty: c_int) -> Option<(c_int, u16)> {
     if fd < 0 {
         return None;
     }
-    let any = SockAddr::V4 {
-        ip: [0; 4],
-        port: 0,
-    };
-    match sys::bind(fd, &any).and_then(|_| sys::getsockname(fd)) {
-        Ok(a) if a.port() != 0 => Some((fd, a.port())),
-        _ => {
-            sys::close(fd);
-            None
+    // A loopback address nobody uses: its ports are free even when the ports of 127.0.0.1 and
+    // of the wildcard are all taken (a process that starts while its namespace runs out must
+    // still learn what the kernel offers); else the wildcard.
+    for ip in [[127, 255, 255, 254], [0; 4]] {
+        let a = SockAddr::V4 { ip, port: 0 };
+        match sys::bind(fd, &a).and_then(|_| sys::getsockname(fd)) {
+            Ok(a) if a.port() != 0 => return Some((fd, a.port())),
+            _ => {}
         }
     }
+    sys::close(fd);
+    None
 }
 
 /// Does the UDP exact lookup find a socket that is bound and unconnected (as the lock's is while
@@ -252,7 +253,11 @@ fn bound_socket(ty: c_int) -> Option<(c_int, u16)> {
 /// lock would take for "nobody owns this 4-tuple".
 fn probe_udp_exact() -> Option<bool> {
     let (fd, port) = bound_socket(libc::SOCK_DGRAM)?;
-    let local = SockAddr::V4 { ip: [0; 4], port };
+    let Ok(local) = sys::getsockname(fd) else {
+        sys::close(fd);
+        return None;
+    };
+    let local = local.with_port(port);
     let remote = SockAddr::V4 {
         ip: [0; 4],
         port: 0,

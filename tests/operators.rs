@@ -188,9 +188,12 @@ export CONNECTX_STATS_DIR=$DIR
 $CX _serve --tcp 127.0.0.2:7 --tcp 127.0.0.3:7 --seconds 60 --bg >/dev/null
 mkfifo $DIR/hold
 CONNECTX_LOG=info CONNECTX_LOG_FILE=$DIR/info.log $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 12 --keep-going --hold 60 <$DIR/hold >$DIR/c1 &
-$RUN $CX _client --proto tcp --mode port:5000 --src 127.0.0.1 --dst 127.0.0.2:7,127.0.0.3:7 --count 2 --hold 60 <$DIR/hold >$DIR/c2 &
 exec 3>$DIR/hold
-i=0; while [ $i -lt 100 ] && ! { [ -s $DIR/c1 ] && [ -s $DIR/c2 ]; }; do sleep 0.05; i=$((i+1)); done
+# c2 after c1 has its figures: c2's first probe of the kernel's features holds an ephemeral port
+# for a few microseconds, which could take c1's last port (src/features.rs).
+i=0; while [ $i -lt 100 ] && ! [ -s $DIR/c1 ]; do sleep 0.05; i=$((i+1)); done
+$RUN $CX _client --proto tcp --mode port:5000 --src 127.0.0.1 --dst 127.0.0.2:7,127.0.0.3:7 --count 2 --hold 60 <$DIR/hold >$DIR/c2 3>&- &
+i=0; while [ $i -lt 100 ] && ! [ -s $DIR/c2 ]; do sleep 0.05; i=$((i+1)); done
 tag c1 cat $DIR/c1
 tag c2 cat $DIR/c2
 tag files sh -c "ls $DIR | grep -c '\.stats$'"

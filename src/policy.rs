@@ -78,9 +78,17 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     }
     let program_defers = r.any(APP_NOPORT);
     if r.is_udp() {
-        // A fixed port is bound with exactly the program's options, so a server is exactly as
-        // exclusive (its SO_REUSEPORT is held back until the socket has a port).
-        restore_app_reuse(fd, r);
+        // A fixed port is bound with exactly the program's options (a server exactly as
+        // exclusive, a reuseport group exactly the program's); bind(ip, 0) never with the
+        // program's SO_REUSEPORT (sockopt::restore_app_reuse). Which one it is needs the port
+        // before the call: read safely (a bad buffer stays the kernel's EFAULT), and only for a
+        // program that set SO_REUSEPORT.
+        let _ = set_reuseaddr(fd, r, r.any(APP_REUSEADDR));
+        // SAFETY: the program's own arguments.
+        let fixed = r.any(APP_REUSEPORT)
+            && matches!(unsafe { SockAddr::read_program(addr, len) }.addr,
+                        ProgramAddr::Inet(a) if a.port() != 0);
+        let _ = set_reuseport(fd, r, fixed);
     }
     if set_noport(fd, r, true).is_err() {
         return Verdict::Pass(Pass::InternalError);

@@ -10,12 +10,17 @@ pub const IP_BIND_ADDRESS_NO_PORT: c_int = 24;
 pub const IP_LOCAL_PORT_RANGE: c_int = 51;
 
 /// Puts the program's own SO_REUSEADDR and SO_REUSEPORT back into the kernel where ours differ.
+/// Not SO_REUSEPORT on a UDP socket without a fixed port of the program's: there it is the UDP
+/// lock's switch, and with it the kernel's autobind (a send, a connect) would hand out a port
+/// the lock shares, to the same destination too (KERNEL.md); getsockopt answers the program's
+/// value all the same.
 pub fn restore_app_reuse(fd: c_int, r: &Sock) {
+    let program_port = r.any(HAS_PORT) && r.app_addr().is_some_and(|a| a.port() != 0);
     for (app, k, name) in [
         (APP_REUSEADDR, K_REUSEADDR, libc::SO_REUSEADDR),
         (APP_REUSEPORT, K_REUSEPORT, libc::SO_REUSEPORT),
     ] {
-        let want = r.any(app);
+        let want = r.any(app) && (name != libc::SO_REUSEPORT || !r.is_udp() || program_port);
         if want != r.any(k) && sys::set_int(fd, libc::SOL_SOCKET, name, want as c_int).is_ok() {
             r.put(k, want);
         }

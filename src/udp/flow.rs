@@ -6,7 +6,7 @@
 
 use super::{Verdict, hints, lock_unavailable, source};
 use crate::addr::SockAddr;
-use crate::netlink::{self, Ns, RouteContext, TCP_ESTABLISHED};
+use crate::netlink::{self, Ns, RouteContext};
 use crate::real;
 use crate::sockopt::set_reuseport;
 use crate::state::*;
@@ -160,15 +160,6 @@ pub fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
     }
 }
 
-/// Is the 4-tuple from the peer to `local` owned by a connected socket?
-pub fn check_connected(flow: &Flow, local: &SockAddr) -> Check {
-    match netlink::udp_exact(Ns::Of(flow.sock), local, &flow.peer, flow.ifindex) {
-        Ok(Some(f)) if f.state == TCP_ESTABLISHED => Check::Taken,
-        Ok(_) => Check::Free,
-        Err(e) => Check::Failed(e),
-    }
-}
-
 pub fn cookie(fd: c_int, r: &Sock) -> Result<u64, c_int> {
     let c = r.cookie.load(Acquire);
     if c != 0 {
@@ -197,8 +188,9 @@ pub fn release(fd: c_int) {
     };
 }
 
-/// Datagrams that reached the socket during a connect that had to be undone were meant for the
-/// socket that owns that 4-tuple: never hand them to the program.
+/// Drops what is queued on the socket: datagrams that reached it while the lock held a port for
+/// it (for the port's other flows, or from anyone who sent to the port) or during a connect that
+/// had to be undone. Never the program's: the kernel's own socket would not have been there.
 pub fn drain(fd: c_int) {
     let _keep = KeepErrno::new();
     let mut buf = [0u8; 64];

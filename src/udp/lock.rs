@@ -24,8 +24,7 @@
 //! `flow`.
 
 use super::flow::{
-    Check, Flow, check_connected, connected, diag_failed, drain, flow_for, release, same_ip,
-    wildcard,
+    Check, Flow, check, connected, cookie, diag_failed, drain, flow_for, release, same_ip, wildcard,
 };
 use super::{Pass, Verdict, hints, lock_unavailable};
 use crate::addr::SockAddr;
@@ -53,6 +52,8 @@ struct Search {
     /// The address the lock binds: the program's, else the wildcard (the kernel then sets the
     /// source at connect as for its own sockets).
     bind_at: SockAddr,
+    /// SO_COOKIE of the program's socket.
+    me: u64,
     slot: Option<hints::Slot>,
     ask_first: bool,
     use_marks: bool,
@@ -108,12 +109,16 @@ pub unsafe fn search(
     if set_noport(fd, r, false).is_err() || set_reuseport(fd, r, true).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
+    let Ok(me) = cookie(fd, r) else {
+        return Verdict::Pass(Pass::InternalError);
+    };
     let flow = flow_for(fd, r, &dst, bound.as_ref());
     let now = sys::now_ms();
     let slot = hints::find(&flow.peer);
     let mut s = Search {
         bind_at: bound.unwrap_or_else(|| wildcard(r)).with_port(0),
         flow,
+        me,
         ask_first: hints::busy(slot, now),
         slot,
         use_marks: true,
@@ -235,8 +240,12 @@ fn locked(
     len: socklen_t,
     s: &mut Search,
 ) -> Step {
+    // Whatever reached the socket while it held P for a moment belongs to P's other flows, or
+    // to whoever sent to P: never the program's (the kernel's own socket would not have been
+    // there). Dropped when the port goes back, and once connected.
     let give_back = |fd| {
         release(fd);
+        drain(fd);
         let _ = set_reuseport(fd, r, true);
     };
     if set_reuseport(fd, r, false).is_err() {
@@ -262,9 +271,9 @@ fn locked(
             });
         }
     };
-    // The socket holds the port's lock: nobody else can have bound it meanwhile, so only a
-    // connected socket (one that owns the 4-tuple) can take it; this one is not yet connected.
-    match check_connected(&s.flow, &local) {
+    // Another locker may have bound P in the moment before this one cleared SO_REUSEPORT: then
+    // both hold it, and the lookup names one of them to both. Only the one it names goes on.
+    match check(&s.flow, &local, &[s.me]) {
         Check::Free => {}
         Check::Taken => {
             give_back(fd);
@@ -300,10 +309,10 @@ fn locked(
         // query did not carry): undo, and check the 4-tuple it really uses.
         crate::debug!("connect(fd {fd}): the kernel took {now}, not {local}: checking again");
         give_back(fd);
-        drain(fd);
         s.src = Some(now.with_port(0));
         return Step::Again;
     }
+    drain(fd);
     r.set(OUR_PORT);
     connected(fd, r, &now, dst);
     stats::count(Event::UdpLockConnect);

@@ -171,8 +171,14 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
 ///
 /// # Safety
 /// As `connect`.
-unsafe fn kernel_first(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
-    if !exhausted::recent(fd, r) {
+pub(super) unsafe fn kernel_first(
+    fd: c_int,
+    r: &Sock,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    // A socket with a port of its own needs none from the kernel: its connect is never skipped.
+    if r.any(HAS_PORT) || !exhausted::recent(fd, r) {
         // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
         // with it the kernel hands out ports it shares with the lock's flows, to the same
         // destination too (KERNEL.md). A socket with a port of its own keeps the program's.
@@ -220,6 +226,11 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     let _keep = KeepErrno::new();
     r.clear(DEFERRED);
     r.set(HAS_PORT | CONNECTED);
+    if fixed_port(r) {
+        // The program's own port, which it shares itself (SO_REUSEADDR or SO_REUSEPORT, or
+        // this would be connect_fixed): nothing of ours to add.
+        return;
+    }
     // The unlock: the port is open to other flows of this user (one system call), so that the
     // lock can share it once the range is full. From now on the socket's connects are checked.
     // Not where the lock cannot run (no SOCK_DIAG): then nothing could check them.

@@ -82,7 +82,17 @@ pub unsafe fn reconnect(
     len: socklen_t,
 ) -> Verdict {
     let app = r.app_addr();
-    if let Ok(local) = sys::getsockname(fd) {
+    let local = sys::getsockname(fd);
+    if local.is_ok_and(|l| l.port() == 0) {
+        // No port any more: another process sharing the socket (fork) disconnected it. As a
+        // socket without a port: the kernel's own connect first.
+        hints::unmark(r.flow.swap(0, AcqRel));
+        r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+        restore_app_reuse(fd, r);
+        // SAFETY: forwarded from our caller.
+        return unsafe { super::kernel_first(fd, r, addr, len) };
+    }
+    if let Ok(local) = local {
         // SAFETY: forwarded from our caller.
         if let Some(v) = unsafe { connect_on_own_port(fd, r, &local, &dst, addr, len) } {
             return v;

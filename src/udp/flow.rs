@@ -144,7 +144,11 @@ pub fn connect_dummy(fd: c_int, peer: &SockAddr) -> Result<SockAddr, c_int> {
 
 pub enum Check {
     Free,
+    /// A connected socket owns the 4-tuple.
     Taken,
+    /// Another unconnected socket would receive: another locker on the port this moment (or a
+    /// socket of the same user's that bound it with SO_REUSEPORT): not this port, for now.
+    Busy,
     Failed(c_int),
 }
 
@@ -155,7 +159,8 @@ pub fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
     match netlink::udp_exact(Ns::Of(flow.sock), local, &flow.peer, flow.ifindex) {
         Ok(None) => Check::Free,
         Ok(Some(f)) if mine.contains(&f.cookie) => Check::Free,
-        Ok(Some(_)) => Check::Taken,
+        Ok(Some(f)) if f.state == netlink::TCP_ESTABLISHED => Check::Taken,
+        Ok(Some(_)) => Check::Busy,
         Err(e) => Check::Failed(e),
     }
 }

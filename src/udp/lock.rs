@@ -36,13 +36,35 @@ use crate::state::*;
 use crate::stats::{self, Event};
 use crate::sys::{self, errno};
 use libc::{c_int, sockaddr, socklen_t};
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
 
 /// Lost races before giving up with EAGAIN.
 const MAX_LOST: u32 = 32;
 /// Passes: over the range (again without hints, if any was used), then over the ports that
-/// were busy a moment ago.
+/// were busy a moment ago; more of them, for up to OPENING_WAIT_MS, while a connect of this
+/// process is between taking a port and opening it.
 const MAX_PASSES: u32 = 16;
+const OPENING_WAIT_MS: u64 = 200;
+
+/// Connects of this process that hold a port exclusively for a moment (the kernel's connect
+/// before its unlock, the lock between its bind and its unlock or give-back). A search that met
+/// busy ports waits them out rather than answer a false EAGAIN. A count, no lock.
+static OPENING: AtomicU32 = AtomicU32::new(0);
+
+pub struct Opening;
+
+impl Opening {
+    pub fn new() -> Opening {
+        OPENING.fetch_add(1, AcqRel);
+        Opening
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        OPENING.fetch_sub(1, AcqRel);
+    }
+}
 
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
 
@@ -129,7 +151,8 @@ pub unsafe fn search(
         src: None,
     };
     let mut full = true;
-    for _pass in 0..MAX_PASSES {
+    let mut pass = 0;
+    loop {
         let retry = std::mem::take(&mut s.busy);
         let ports = ports::shuffled(range)
             .filter(|_| full)
@@ -147,7 +170,10 @@ pub unsafe fn search(
                 }
             }
         }
-        if s.skipped == 0 && s.busy.n == 0 {
+        pass += 1;
+        let waiting =
+            OPENING.load(Acquire) > 0 && sys::now_ms().saturating_sub(s.now) < OPENING_WAIT_MS;
+        if s.skipped == 0 && s.busy.n == 0 || pass >= MAX_PASSES && !waiting {
             break;
         }
         // Ports this process holds to the destination (a mark may be stale: everything again,
@@ -202,6 +228,7 @@ unsafe fn try_port(
         }
     }
     let app_range = r.port_range.load(Acquire);
+    let _opening = Opening::new();
     if let Err(e) = set_port_range(fd, port as u32 | (port as u32) << 16) {
         // Linux before 6.3 (and Debian's 6.1 before 6.1.33): no IP_LOCAL_PORT_RANGE.
         restore_app_reuse(fd, r);
@@ -272,9 +299,15 @@ fn locked(
         }
     };
     // Another locker may have bound P in the moment before this one cleared SO_REUSEPORT: then
-    // both hold it, and the lookup names one of them to both. Only the one it names goes on.
+    // both hold it, and the lookup names one of them to both. Only the one it names goes on; the
+    // other gives P back and tries it again later (it may well be free for this destination).
     match check(&s.flow, &local, &[s.me]) {
         Check::Free => {}
+        Check::Busy => {
+            give_back(fd);
+            s.busy.push(port);
+            return Step::Next;
+        }
         Check::Taken => {
             give_back(fd);
             stats::count(Event::UdpRaceLost);

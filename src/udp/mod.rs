@@ -185,6 +185,9 @@ pub(super) unsafe fn kernel_first(
         if !r.any(HAS_PORT) && r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
+        // Until its unlock the kernel's port is this socket's alone: another thread's lock
+        // that meets it then must look again (`lock::Opening`).
+        let _opening = lock::Opening::new();
         // SAFETY: the program's own arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         let e = errno();

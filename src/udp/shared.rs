@@ -129,7 +129,7 @@ unsafe fn connect_on_own_port(
     let sentinel = Sentinel::lock(r, local, &flow.peer).ok()?;
     match check(&flow, local, &[me, sentinel.cookie]) {
         Check::Free => {}
-        Check::Taken => return None,
+        Check::Taken | Check::Busy => return None,
         Check::Failed(e) => return Some(diag_failed(e)),
     }
     // SAFETY: our copy of the program's arguments, unchanged. A connect the kernel refuses
@@ -189,7 +189,7 @@ pub unsafe fn connect_fixed(
     let mine = [me, sentinel.as_ref().map_or(me, |s| s.cookie)];
     match check(&flow, &local, &mine) {
         Check::Free => {}
-        Check::Taken => return Verdict::fail(libc::EADDRNOTAVAIL),
+        Check::Taken | Check::Busy => return Verdict::fail(libc::EADDRNOTAVAIL),
         Check::Failed(e) => return diag_failed(e),
     }
     // SAFETY: our copy of the program's arguments.

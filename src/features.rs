@@ -119,6 +119,13 @@ pub fn openat2() -> bool {
 pub fn udp_lock() -> bool {
     has(COOKIE, true) && has(UDP_EXACT, true) && has(LOCAL_PORT_RANGE, true)
 }
+/// Whether the UDP lock is known not to be able to run, without probing (so a path that does
+/// not need the lock, the kernel's own UDP connect, never pays for the probes).
+pub fn udp_lock_known_missing() -> bool {
+    let (known, have) = (KNOWN.load(Acquire), HAVE.load(Acquire));
+    let need = COOKIE | UDP_EXACT | LOCAL_PORT_RANGE;
+    known & need & !have != 0
+}
 /// Fixed-port TCP sharing is safe only where SOCK_DIAG shows every holder of the port, bound-only
 /// ones included (a server between bind and listen must never lose its port).
 pub fn tcp_fixed_sharing() -> bool {

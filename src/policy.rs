@@ -71,9 +71,9 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     if r.any(HAS_PORT | CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.is_udp() && !udp::lock_available() {
+    if r.is_udp() && udp::lock_known_unavailable() {
         // Without SOCK_DIAG the lock never runs: a deferred bind would only move the kernel's
-        // EADDRINUSE from bind to connect.
+        // EADDRINUSE from bind to connect. (Known only: a bind pays for no probe.)
         return Verdict::Pass(Pass::LockUnavailable);
     }
     let program_defers = r.any(APP_NOPORT);
@@ -90,7 +90,11 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
                         ProgramAddr::Inet(a) if a.port() != 0);
         let _ = set_reuseport(fd, r, fixed);
     }
-    if set_noport(fd, r, true).is_err() {
+    // UDP is kernel first at bind too: bind(ip, 0) is the kernel's own while a port is free,
+    // deferred only where the kernel finds none (below). TCP defers it always: the kernel then
+    // picks the port per 4-tuple at connect.
+    let udp_kernel_first = r.is_udp() && !program_defers;
+    if set_noport(fd, r, !udp_kernel_first).is_err() {
         return Verdict::Pass(Pass::InternalError);
     }
     // SAFETY: the program's own arguments, unchanged: the kernel validates the address.
@@ -108,6 +112,12 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
             Some(a) if a.port() == 0 && r.is_tcp() && program_defers => {
                 crate::debug!("bind(fd {fd}): {a}: the program deferred the port itself");
             }
+            Some(a) if a.port() == 0 && udp_kernel_first => {
+                // The kernel's port: the socket is the kernel's (its connect opens the port).
+                r.set_app_addr(&a);
+                r.set_local(&sys::getsockname(fd).unwrap_or(a));
+                r.set(HAS_PORT);
+            }
             Some(a) if a.port() == 0 => {
                 r.set_app_addr(&a);
                 r.set(DEFERRED);
@@ -115,22 +125,6 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
                 crate::debug!(
                     "bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)"
                 );
-                if r.is_udp()
-                    && !program_defers
-                    && config::get().is_some_and(|c| c.bind_busy == BindBusy::Kernel)
-                {
-                    // The bind for real now, so that it fails where the kernel's would (the
-                    // failed bind leaves the socket unbound, as the kernel's does).
-                    r.clear(DEFERRED);
-                    let _ = set_noport(fd, r, false);
-                    // Not the program's SO_REUSEPORT (see `materialize`).
-                    let _ = set_reuseport(fd, r, false);
-                    if let Err(e) = sys::bind(fd, &a) {
-                        return Verdict::fail(e);
-                    }
-                    r.set_local(&sys::getsockname(fd).unwrap_or(a));
-                    r.set(HAS_PORT);
-                }
             }
             // The option stays on: the kernel ignores it on a socket with a port.
             Some(a) => bound_fixed(r, &a),
@@ -142,6 +136,9 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         let _ = set_noport(fd, r, false);
     }
     match bound {
+        Some(a) if a.port() == 0 && e == libc::EADDRINUSE && udp_kernel_first => {
+            udp_bind_without_port(fd, r, a, kernels)
+        }
         Some(a) if a.port() != 0 && e == libc::EADDRINUSE => {
             let may_share = if r.is_tcp() {
                 tcp::may_share
@@ -152,6 +149,24 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         }
         _ => kernels,
     }
+}
+
+/// UDP bind(ip, 0) found no free port (the kernel's EADDRINUSE): where the lock can run, bind
+/// the address without a port (IP_BIND_ADDRESS_NO_PORT), so that the lock gives it one per
+/// 4-tuple at connect; else, or with CONNECTX_BIND_BUSY=kernel, the kernel's EADDRINUSE.
+fn udp_bind_without_port(fd: c_int, r: &Sock, a: SockAddr, kernels: Verdict) -> Verdict {
+    if config::get().is_some_and(|c| c.bind_busy == BindBusy::Kernel) || !udp::lock_available() {
+        return kernels;
+    }
+    let _keep = KeepErrno::new();
+    if set_noport(fd, r, true).is_err() || sys::bind(fd, &a).is_err() {
+        let _ = set_noport(fd, r, false);
+        return kernels;
+    }
+    r.set_app_addr(&a);
+    r.set(DEFERRED);
+    crate::debug!("bind(fd {fd}): {a}: no free port; deferred to connect (the UDP lock)");
+    Verdict::done(0)
 }
 
 /// # Safety

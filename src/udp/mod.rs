@@ -62,6 +62,11 @@ pub fn lock_available() -> bool {
     }
 }
 
+/// Whether the lock is already known not to run here, asking nothing.
+pub fn lock_known_unavailable() -> bool {
+    DIAG_BROKEN.load(Relaxed) || crate::features::udp_lock_known_missing()
+}
+
 /// Errors that mean SOCK_DIAG is not available to this process at all (seccomp, LSM, kernel
 /// without inet_diag): stop trying rather than bind ports we cannot check.
 fn diag_unavailable_for_good(e: c_int) -> bool {
@@ -128,6 +133,11 @@ unsafe fn destination(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Destin
 pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
     // One connect of a socket at a time: a second thread's kernel connect must not land on a
     // port the first one's lock is sharing.
+    if lock_known_unavailable() && !r.any(OUR_PORT | SHARED) {
+        // This process cannot run the lock (no SOCK_DIAG, a kernel without what it needs): the
+        // kernel's own connect, counted as a fallback.
+        return Verdict::Pass(Pass::LockUnavailable);
+    }
     let Some(_busy) = Busy::take(r) else {
         return Verdict::fail(libc::EAGAIN);
     };
@@ -216,7 +226,8 @@ pub(super) unsafe fn kernel_first(
     };
     crate::debug!("connect(fd {fd}): the kernel has no free port for {dst}: UDP lock");
     if !lock_available() {
-        return Verdict::fail(libc::EAGAIN);
+        // The kernel's own answer (EAGAIN) stands; the hook makes its call again, noted once.
+        return Verdict::Pass(Pass::LockUnavailable);
     }
     // SAFETY: our copy of the program's address.
     unsafe { lock::search(fd, r, dst, copy.ptr(), copy.len()) }
@@ -236,8 +247,10 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     }
     // The unlock: the port is open to other flows of this user (one system call), so that the
     // lock can share it once the range is full. From now on the socket's connects are checked.
-    // Not where the lock cannot run (no SOCK_DIAG): then nothing could check them.
-    if lock_available() && set_reuseport(fd, r, true).is_ok() {
+    // Not where the lock is known not to run (no SOCK_DIAG, a kernel without what it needs):
+    // then nothing could check them. Known only: the kernel's connect pays for no probe (a
+    // process whose lock cannot run never shares the port; others that can check before they do).
+    if !lock_known_unavailable() && set_reuseport(fd, r, true).is_ok() {
         r.set(OUR_PORT);
         crate::debug!("connect(fd {fd}): the kernel's own; its port is open to other flows");
     }

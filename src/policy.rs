@@ -115,7 +115,6 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
             Some(a) if a.port() == 0 && udp_kernel_first => {
                 // The kernel's port: the socket is the kernel's (its connect opens the port).
                 r.set_app_addr(&a);
-                r.set_local(&sys::getsockname(fd).unwrap_or(a));
                 r.set(HAS_PORT);
             }
             Some(a) if a.port() == 0 => {

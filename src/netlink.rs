@@ -490,33 +490,45 @@ pub fn udp_exact(
     remote: &SockAddr,
     ifindex: u32,
 ) -> Result<Option<Found>, c_int> {
+    let ifindex = if ifindex != 0 {
+        ifindex
+    } else {
+        local.scope().max(remote.scope())
+    };
+    // In a UDP exact lookup the kernel reads id.src as the REMOTE end (KERNEL.md).
+    exact(ns, libc::IPPROTO_UDP, (remote, local), ifindex)
+}
+
+/// One exact lookup (no NLM_F_DUMP): the socket the kernel's own lookup finds for `id` (as
+/// id.src, id.dst), Ok(None) for ENOENT.
+fn exact(
+    ns: Ns,
+    protocol: c_int,
+    id: (&SockAddr, &SockAddr),
+    ifindex: u32,
+) -> Result<Option<Found>, c_int> {
     let _keep = KeepErrno::new();
-    let family = if local.as_v4().is_some() && remote.as_v4().is_some() {
+    let (src, dst) = id;
+    let family = if src.as_v4().is_some() && dst.as_v4().is_some() {
         libc::AF_INET
     } else {
         libc::AF_INET6
     };
     let seq = SEQ.fetch_add(1, Relaxed);
     let mut req = [0u8; DIAG_REQ_LEN];
-    let ifindex = if ifindex != 0 {
-        ifindex
-    } else {
-        local.scope().max(remote.scope())
-    };
     diag_request(
         &mut req,
         seq,
         NLM_F_REQUEST,
         family,
-        libc::IPPROTO_UDP,
-        (&diag_ip(remote, family), remote.port()),
-        (&diag_ip(local, family), local.port()),
+        protocol,
+        (&diag_ip(src, family), src.port()),
+        (&diag_ip(dst, family), dst.port()),
         ifindex,
     );
     let lease = DIAG.take(ns)?;
     let mut buf = [0u8; 512];
-    let r = send(lease.fd, &req).and_then(|_| reply_for(lease.fd, seq, &mut buf));
-    let n = match r {
+    let n = match send(lease.fd, &req).and_then(|_| reply_for(lease.fd, seq, &mut buf)) {
         Ok(n) => n,
         Err(e) => {
             lease.discard();
@@ -536,41 +548,8 @@ pub fn udp_exact(
 /// TCP the kernel reads id.src/sport as the LOCAL end (inet_diag_find_one_icsk), the opposite
 /// of UDP.
 pub fn tcp_holder(ns: Ns, local: &SockAddr, remote: &SockAddr) -> Result<Option<u8>, c_int> {
-    let _keep = KeepErrno::new();
-    let family = if local.as_v4().is_some() && remote.as_v4().is_some() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    let seq = SEQ.fetch_add(1, Relaxed);
-    let mut req = [0u8; DIAG_REQ_LEN];
-    diag_request(
-        &mut req,
-        seq,
-        NLM_F_REQUEST,
-        family,
-        libc::IPPROTO_TCP,
-        (&diag_ip(local, family), local.port()),
-        (&diag_ip(remote, family), remote.port()),
-        local.scope().max(remote.scope()),
-    );
-    let lease = DIAG.take(ns)?;
-    let mut buf = [0u8; 512];
-    let n = match send(lease.fd, &req).and_then(|_| reply_for(lease.fd, seq, &mut buf)) {
-        Ok(n) => n,
-        Err(e) => {
-            lease.discard();
-            return Err(e);
-        }
-    };
-    match get_u16(&buf, 4) {
-        NLMSG_ERROR if error_of(&buf) == libc::ENOENT => Ok(None),
-        NLMSG_ERROR => Err(error_of(&buf)),
-        SOCK_DIAG_BY_FAMILY => parse_diag_msg(&buf[..n], 16)
-            .map(|f| Some(f.state))
-            .ok_or(libc::EIO),
-        _ => Err(libc::EIO),
-    }
+    let ifindex = local.scope().max(remote.scope());
+    Ok(exact(ns, libc::IPPROTO_TCP, (local, remote), ifindex)?.map(|f| f.state))
 }
 
 /// Who holds a local port, from a dump filtered on it (rare paths only: a dump walks the table).

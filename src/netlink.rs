@@ -615,12 +615,8 @@ pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Hold
 }
 
 /// The holders of `port` over the families that conflict with a socket of this family (a
-/// dual-stack IPv6 socket also conflicts with IPv4 holders).
-pub fn port_holders(protocol: c_int, v6: bool, port: u16) -> Result<Holders, c_int> {
-    port_holders_in(Ns::Any, protocol, v6, port)
-}
-
-/// `port_holders` in the network namespace of the program's socket `sock`.
+/// dual-stack IPv6 socket also conflicts with IPv4 holders), asked in the network namespace of
+/// the program's socket `sock`.
 pub fn port_holders_for(
     sock: c_int,
     protocol: c_int,

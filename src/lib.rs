@@ -138,7 +138,7 @@ extern "C" fn after_fork_in_child() {
     ownfd::after_fork(true);
     netlink::after_fork_in_child();
     ports::after_fork_in_child();
-    udp::source::after_fork_in_child();
+    udp::after_fork_in_child();
     stats::after_fork_in_child();
 }
 

@@ -614,6 +614,101 @@ pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Hold
     Err(libc::EIO)
 }
 
+/// One UDP socket as a dump tells it: what the UDP lock's consent rule needs (`udp::consent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dumped {
+    pub family: c_int,
+    pub state: u8,
+    pub local_port: u16,
+    /// The 16 address bytes of inet_diag_sockid (IPv4 in the first 4).
+    pub local_ip: [u8; 16],
+    pub uid: u32,
+    /// INET_DIAG_SOCKOPT's bind_address_no_port (Linux 5.10+; None where the kernel has no such
+    /// attribute): connectx's mark of a flow it shares.
+    pub no_port: Option<bool>,
+}
+
+const INET_DIAG_SOCKOPT: u16 = 22;
+
+/// Parses one dumped inet_diag_msg and its attributes (`msg` = the netlink message without its
+/// 16-byte header).
+pub fn parse_dumped(msg: &[u8]) -> Option<Dumped> {
+    if msg.len() < 72 {
+        return None;
+    }
+    let mut local_ip = [0u8; 16];
+    local_ip.copy_from_slice(&msg[8..24]);
+    let mut no_port = None;
+    let mut at = 72;
+    while at + 4 <= msg.len() {
+        let len = get_u16(msg, at) as usize;
+        if len < 4 || at + len > msg.len() {
+            break;
+        }
+        if get_u16(msg, at + 2) == INET_DIAG_SOCKOPT && len >= 6 {
+            // struct inet_diag_sockopt: bind_address_no_port is bit 0 of the second byte.
+            no_port = Some(msg[at + 5] & 1 != 0);
+        }
+        at += (len + 3) & !3;
+    }
+    Some(Dumped {
+        family: msg[0] as c_int,
+        state: msg[1],
+        local_port: u16::from_be_bytes([msg[4], msg[5]]),
+        local_ip,
+        uid: get_u32(msg, 64),
+        no_port,
+    })
+}
+
+/// Every UDP socket of `family` in namespace `ns` (one dump: it walks the whole table), each
+/// given to `f`. A socket of its own, closed after.
+pub fn udp_dump(ns: Ns, family: c_int, f: &mut dyn FnMut(&Dumped)) -> Result<(), c_int> {
+    let _keep = KeepErrno::new();
+    let seq = SEQ.fetch_add(1, Relaxed);
+    let mut req = [0u8; DIAG_REQ_LEN];
+    diag_request(
+        &mut req,
+        seq,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        family,
+        libc::IPPROTO_UDP,
+        (&[0; 16], 0),
+        (&[0; 16], 0),
+        0,
+    );
+    let lease = DIAG.temporary(ns)?;
+    send(lease.fd, &req)?;
+    let mut buf = [0u8; 16384];
+    for _ in 0..1_000_000 {
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { real::recv(lease.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return Err(if n < 0 { errno() } else { libc::EIO });
+        }
+        let n = n as usize;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = get_u32(&buf, at) as usize;
+            if len < 16 || at + len > n {
+                return Err(libc::EIO);
+            }
+            match get_u16(&buf, at + 4) {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => return Err(error_of(&buf[at..])),
+                SOCK_DIAG_BY_FAMILY => {
+                    if let Some(d) = parse_dumped(&buf[at + 16..at + len]) {
+                        f(&d);
+                    }
+                }
+                _ => {}
+            }
+            at += (len + 3) & !3;
+        }
+    }
+    Err(libc::EIO)
+}
+
 /// The holders of `port` over the families that conflict with a socket of this family (a
 /// dual-stack IPv6 socket also conflicts with IPv4 holders), asked in the network namespace of
 /// the program's socket `sock`.

@@ -233,6 +233,7 @@ pub fn diag_failed(e: c_int) -> Verdict {
 pub fn connected(fd: c_int, r: &Sock, local: &SockAddr, dst: &SockAddr) {
     let _keep = KeepErrno::new();
     let _ = set_reuseport(fd, r, true);
+    super::consent::mark(fd, r);
     r.clear(DEFERRED);
     r.set_local(local);
     r.set(HAS_PORT | CONNECTED);

@@ -26,12 +26,12 @@
 use super::flow::{
     Check, Flow, check, connected, cookie, diag_failed, drain, flow_for, release, same_ip, wildcard,
 };
-use super::{Pass, Verdict, hints, lock_unavailable};
+use super::{Pass, Verdict, consent, exhausted, hints, lock_unavailable};
 use crate::addr::SockAddr;
 use crate::netlink::{self, Ns, TCP_ESTABLISHED};
 use crate::ports;
 use crate::real;
-use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseport};
+use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseaddr, set_reuseport};
 use crate::state::*;
 use crate::stats::{self, Event};
 use crate::sys::{self, errno};
@@ -86,6 +86,9 @@ struct Search {
     /// The source the kernel gave in the last candidate's real connect, when it differed from
     /// the one it gave for port 0 (policy routing by port): checked again with it.
     src: Option<SockAddr>,
+    /// The ports whose holders all consent (`consent`), and the key to ask again.
+    consent: consent::Handle,
+    netns: u64,
 }
 
 /// Ports whose bind failed (EADDRINUSE) in this pass: tried again before EAGAIN.
@@ -127,8 +130,27 @@ pub unsafe fn search(
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
     let range = ports::narrow(ns, r.port_range.load(Acquire));
-    // The lock's bind must take a port: our IP_BIND_ADDRESS_NO_PORT (a deferred bind) goes off.
-    if set_noport(fd, r, false).is_err() || set_reuseport(fd, r, true).is_err() {
+    let bind_at = bound.unwrap_or_else(|| wildcard(r)).with_port(0);
+    // Consent first (no port of the range open to sharing: EAGAIN at once, remembered).
+    let netns = exhausted::netns_cookie(fd);
+    let view = match consent::view(fd, netns, &bind_at) {
+        Ok(v) => v,
+        Err(e) => return diag_failed(e),
+    };
+    if !consent::any_allowed(view, range) {
+        crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");
+        exhausted::note_nothing_shareable(fd, r);
+        stats::exhausted(Event::UdpEagain, "UDP", &bind_at, Some(&dst));
+        return Verdict::fail(libc::EAGAIN);
+    }
+    // The lock's bind must take a port: our IP_BIND_ADDRESS_NO_PORT (a deferred bind) goes off;
+    // and it shares with SO_REUSEPORT only, which the kernel keeps to one user (SO_REUSEADDR
+    // would let it share with any user's SO_REUSEADDR socket). The program's SO_REUSEADDR stays
+    // off on the lock's flows (getsockopt answers it): their port is the lock's to share.
+    if set_noport(fd, r, false).is_err()
+        || set_reuseaddr(fd, r, false).is_err()
+        || set_reuseport(fd, r, true).is_err()
+    {
         return Verdict::Pass(Pass::InternalError);
     }
     let Ok(me) = cookie(fd, r) else {
@@ -138,7 +160,7 @@ pub unsafe fn search(
     let now = sys::now_ms();
     let slot = hints::find(&flow.peer);
     let mut s = Search {
-        bind_at: bound.unwrap_or_else(|| wildcard(r)).with_port(0),
+        bind_at,
         flow,
         me,
         ask_first: hints::busy(slot, now),
@@ -149,6 +171,8 @@ pub unsafe fn search(
         lost: 0,
         now,
         src: None,
+        consent: view,
+        netns,
     };
     let mut full = true;
     let mut pass = 0;
@@ -209,6 +233,14 @@ unsafe fn try_port(
 ) -> Step {
     if s.use_marks && hints::mine(s.slot, port) {
         s.skipped += 1;
+        return Step::Next;
+    }
+    // Never a port held by a socket that did not consent (`consent`).
+    let allowed = consent::allows(s.consent, port).or_else(|| {
+        s.consent = consent::view(fd, s.netns, &s.bind_at).ok()?;
+        consent::allows(s.consent, port)
+    });
+    if allowed != Some(true) {
         return Step::Next;
     }
     if let (true, Some(src)) = (s.ask_first, s.src.or(s.flow.src_hint)) {

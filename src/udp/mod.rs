@@ -18,6 +18,7 @@
 //! destinations), `source` (the route's source and interface, cached), `exhausted` (the memory of
 //! a full range).
 
+mod consent;
 pub mod exhausted;
 mod flow;
 pub mod hints;
@@ -90,6 +91,12 @@ fn lock_unavailable(flag: &AtomicBool, what: &str, e: c_int) -> Verdict {
         ),
     );
     Verdict::Pass(Pass::LockUnavailable)
+}
+
+/// In the child after fork: what another thread of the parent left half written.
+pub fn after_fork_in_child() {
+    source::after_fork_in_child();
+    consent::after_fork_in_child();
 }
 
 /// A fixed port the program bound (bind(ip, P)).
@@ -188,7 +195,10 @@ pub(super) unsafe fn kernel_first(
     len: socklen_t,
 ) -> Verdict {
     // A socket with a port of its own needs none from the kernel: its connect is never skipped.
-    if r.any(HAS_PORT) || !exhausted::recent(fd, r) {
+    // Nor where the lock found nothing to share a moment ago: the kernel's connect then finds a
+    // port released since, and its EAGAIN stands without the lock.
+    let nothing_shareable = !r.any(HAS_PORT) && exhausted::nothing_shareable(fd, r);
+    if r.any(HAS_PORT) || nothing_shareable || !exhausted::recent(fd, r) {
         // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
         // with it the kernel hands out ports it shares with the lock's flows, to the same
         // destination too (KERNEL.md). A socket with a port of its own keeps the program's.
@@ -216,6 +226,10 @@ pub(super) unsafe fn kernel_first(
         }
         // No free port for this source: the socket is still unbound (KERNEL.md).
         exhausted::note(fd, r);
+        if nothing_shareable {
+            crate::debug!("connect(fd {fd}): no free port, and none to share a moment ago");
+            return Verdict::answer(ret as isize, e);
+        }
     }
     // SAFETY: forwarded from our caller.
     let (dst, copy) = match unsafe { destination(r, addr, len) } {
@@ -251,6 +265,7 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     // then nothing could check them. Known only: the kernel's connect pays for no probe (a
     // process whose lock cannot run never shares the port; others that can check before they do).
     if !lock_known_unavailable() && set_reuseport(fd, r, true).is_ok() {
+        consent::mark(fd, r);
         r.set(OUR_PORT);
         crate::debug!("connect(fd {fd}): the kernel's own; its port is open to other flows");
     }

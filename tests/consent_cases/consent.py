@@ -1,0 +1,94 @@
+"""Scenarios of issue 17 (consent), driven by tests/consent.rs. Each subcommand prints one line
+of key=value fields. Bounded loops, loopback only."""
+import errno, os, socket, sys, time
+
+SO_REUSEPORT = socket.SO_REUSEPORT
+
+
+def err(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def server(port, count, seconds):
+    """A UDP server not under connectx: SO_REUSEPORT, bound on a port inside the range."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_REUSEPORT, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(0.5)
+    got = 0
+    end = time.time() + seconds
+    last = time.time()
+    print("ready", file=sys.stderr, flush=True)
+    # Until every datagram came, or 1.5 s without one once some came (the rest were lost).
+    while got < count and time.time() < end and not (got and time.time() - last > 1.5):
+        try:
+            s.recv(64)
+            got += 1
+            last = time.time()
+        except socket.timeout:
+            pass
+    print(f"received={got}", flush=True)
+
+
+def hold(dst, n, seconds):
+    """n sockets connected to dst:7 (they fill the range), held."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect((dst, 7))
+            socks.append(s)
+        except OSError as e:
+            print(f"hold_error={err(e)}", flush=True)
+            break
+    print(f"held={len(socks)}", flush=True)
+    time.sleep(seconds)
+
+
+def churn(dst, seconds):
+    """socket, connect, close, over and over, to many ports of dst."""
+    ok = eagain = other = 0
+    end = time.time() + seconds
+    i = 0
+    while time.time() < end:
+        i += 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect((dst, 1000 + i % 20000))
+            ok += 1
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                eagain += 1
+            else:
+                other += 1
+        s.close()
+    print(f"churn_ok={ok} churn_eagain={eagain} churn_other={other}", flush=True)
+
+
+def send(port, count):
+    """count datagrams to 127.0.0.1:port from a port outside the range, paced."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 5000))
+    for i in range(count):
+        s.sendto(b"x", ("127.0.0.1", port))
+        if i % 50 == 49:
+            time.sleep(0.001)
+    print(f"sent={count}", flush=True)
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "server":
+        server(int(args[0]), int(args[1]), float(args[2]))
+    elif cmd == "hold":
+        hold(args[0], int(args[1]), float(args[2]))
+    elif cmd == "churn":
+        churn(args[0], float(args[1]))
+    elif cmd == "send":
+        send(int(args[0]), int(args[1]))
+    else:
+        sys.exit(f"unknown scenario {cmd}")
+
+
+main()

@@ -100,8 +100,9 @@ def run(args, with_lib=False, timeout=600, extra_env=None):
 class Helper:
     """A client in the background (server or socket holder) that stops when its stdin closes."""
 
-    def __init__(self, args, with_lib=False):
-        self.p = subprocess.Popen([CLIENT] + [str(a) for a in args], env=env_for(with_lib),
+    def __init__(self, args, with_lib=False, extra_env=None):
+        self.p = subprocess.Popen([CLIENT] + [str(a) for a in args],
+                                  env={**env_for(with_lib), **(extra_env or {})},
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.line = self.p.stdout.readline().strip()
         if not self.line:
@@ -444,6 +445,61 @@ def bench_share(q):
            "empty_ns": statistics.median(r[False][2] for r in rr), "rounds": len(rr), "n": n}
     log(f"  must share: {res['shared_ns']/1000:.2f} µs vs plain empty {res['empty_ns']/1000:.2f} µs: "
         f"{res['ratio']:.2f}×")
+    return res
+
+
+# ---------------------------------------------------------------- 3c. nothing may be shared
+
+WORST_PORTS = (1000, 10000, 28232)
+
+
+def worst_cost(ports, n, warm, rounds):
+    """A range of `ports` ports, each held by a plain connected UDP socket of another program
+    (no SO_REUSEPORT, no connectx mark: connectx may not share them), then `socket` +
+    `connect(127.0.0.3)` + `close`, which must fail with EAGAIN: without and with the library,
+    alternating, in this one namespace. Per round: the first connect (the lock's first search,
+    with its SOCK_DIAG dump), the median, p90 and maximum of the next n."""
+    chunk = 12500
+    helpers, start = [], 0
+    while start < ports:
+        k = min(chunk, ports - start)
+        helpers.append(Helper(["hold", k, "127.0.0.1", 32768 + start, k, "127.0.0.2", 7000, 900],
+                              extra_env={"HOLD_PLAIN": "1"}))
+        start += k
+    if os.cpu_count() >= 2:
+        os.sched_setaffinity(0, {0})
+    out = {False: [], True: []}
+    try:
+        for i in range(rounds):
+            for with_lib in ([False, True] if i % 2 == 0 else [True, False]):
+                out[with_lib].append([float(x) for x in
+                                      run(["eagain", n, warm, "127.0.0.3", DPORT], with_lib).split()])
+                time.sleep(1.1)  # the library's memories (a second) start afresh each round
+    finally:
+        for h in helpers:
+            h.stop()
+    return out
+
+
+def bench_worst(q):
+    rounds, n, warm = (2, 50, 0) if q else (5, 300, 0)
+    res = []
+    for ports in (WORST_PORTS[:1] if q else WORST_PORTS):
+        pr = (32768, 32768 + ports - 1)
+        o = in_netns(worst_cost, ports, n, warm, rounds, port_range=pr)
+        wo, wi = o["false"], o["true"]
+        med = lambda rows, k: statistics.median(r[k] for r in rows)
+        row = {"ports": ports, "rounds": rounds, "n": n,
+               "without_first_ns": med(wo, 0), "without_median_ns": med(wo, 1),
+               "without_max_ns": med(wo, 3),
+               "with_first_ns": med(wi, 0), "with_median_ns": med(wi, 1), "with_max_ns": med(wi, 3)}
+        row["first_ratio"] = row["with_first_ns"] / row["without_median_ns"]
+        row["remembered_ratio"] = row["with_median_ns"] / row["without_median_ns"]
+        row["max_ratio"] = row["with_max_ns"] / row["without_median_ns"]
+        log(f"  nothing shareable, {ports} ports: kernel {row['without_median_ns']/1000:.0f} µs; "
+            f"connectx first {row['first_ratio']:.2f}×, remembered {row['remembered_ratio']:.2f}×, "
+            f"max {row['max_ratio']:.2f}×")
+        res.append(row)
     return res
 
 
@@ -915,6 +971,25 @@ def report(res, args, elapsed):
         w(f"| ratio (median of per-round ratios; IQR {sh['ratio_iqr'][0]:.2f}–{sh['ratio_iqr'][-1]:.2f}) "
           f"| {sh['ratio']:.2f}× |\n")
 
+    if "worst" in res:
+        w("## 3c. Nothing may be shared: every port held by another program's sockets\n")
+        w("Every port of the range carries a plain connected UDP socket of a program not under "
+          "connectx (no SO_REUSEPORT, no connectx mark: the lock may not share them, "
+          "src/udp/consent.rs). `socket` + `connect(127.0.0.3)` + `close` must fail with EAGAIN, "
+          "without and with the library alternating in one namespace, a second apart (the library's "
+          "memories start afresh each round). Time inside `connect()`; medians over the rounds. "
+          "\"first\" is the first connect of a round (the lock's search, with its SOCK_DIAG dump); "
+          "\"remembered\" the median of the next ones (the failed search is remembered for a second "
+          "per namespace, source and range); \"max\" the slowest. Ratios against the kernel "
+          "alone's median EAGAIN. Targets: every connect ≤ 2×, remembered ≤ 1.2×.\n")
+        w("| ports | kernel alone (median EAGAIN) | connectx first | remembered | max | first / remembered / max |")
+        w("|---|---|---|---|---|---|")
+        for r in res["worst"]:
+            w(f"| {r['ports']:,} | {us(r['without_median_ns'])} | {us(r['with_first_ns'])} | "
+              f"{us(r['with_median_ns'])} | {us(r['with_max_ns'])} | {r['first_ratio']:.2f}× / "
+              f"{r['remembered_ratio']:.2f}× / {r['max_ratio']:.2f}× |")
+        w("")
+
     w(f"## 4. Near exhaustion: one destination, R = {fl['R']} ports\n")
     w(f"One process connects UDP sockets to 127.0.0.2:7000 one after another ({fl['R']} + 10 tries, "
       f"sockets kept open), {len(fw['ok'])} fills with and without the library, alternating. Time "
@@ -1003,7 +1078,7 @@ def build():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small smoke run; writes into bench/quick/")
-    ap.add_argument("--only", help="comma-separated subset: capacity,cost,scale,share,fill,start (debugging; "
+    ap.add_argument("--only", help="comma-separated subset: capacity,cost,scale,share,worst,fill,start (debugging; "
                                    "reuses the other sections from the last results.json)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite BENCHMARKS.md and the charts from the saved results.json")
@@ -1036,6 +1111,7 @@ def main():
     q = args.quick
     steps = [("capacity", lambda: bench_capacity()), ("cost", lambda: bench_cost(q)),
              ("scale", lambda: bench_scale(q)), ("share", lambda: bench_share(q)),
+             ("worst", lambda: bench_worst(q)),
              ("fill", lambda: bench_fill(q)),
              ("start_mem", lambda: bench_start_mem(q))]
     for name, fn in steps:

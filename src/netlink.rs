@@ -158,6 +158,7 @@ fn all_slots() -> impl Iterator<Item = &'static Slot> {
         .iter()
         .chain(ROUTE.slots.iter())
         .chain(TEMP.iter())
+        .chain(std::iter::once(&DUMP))
 }
 
 /// Which namespace a request must be answered in.
@@ -661,52 +662,107 @@ pub fn parse_dumped(msg: &[u8]) -> Option<Dumped> {
     })
 }
 
-/// Every UDP socket of `family` in namespace `ns` (one dump: it walks the whole table), each
-/// given to `f`. A socket of its own, closed after.
-pub fn udp_dump(ns: Ns, family: c_int, f: &mut dyn FnMut(&Dumped)) -> Result<(), c_int> {
-    let _keep = KeepErrno::new();
-    let seq = SEQ.fetch_add(1, Relaxed);
-    let mut req = [0u8; DIAG_REQ_LEN];
-    diag_request(
-        &mut req,
-        seq,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        family,
-        libc::IPPROTO_UDP,
-        (&[0; 16], 0),
-        (&[0; 16], 0),
-        0,
-    );
-    let lease = DIAG.temporary(ns)?;
-    send(lease.fd, &req)?;
-    let mut buf = [0u8; 16384];
-    for _ in 0..1_000_000 {
-        // SAFETY: buf is writable for its length.
-        let n = unsafe { real::recv(lease.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
-            return Err(if n < 0 { errno() } else { libc::EIO });
+/// The socket of a dump read over several calls (`udp::consent` builds its view a slice per
+/// connect, so that no connect pays for a whole dump of a large table). One per process, taken
+/// with `DumpLease::take`; recorded like every socket of ours (fork, close_range, reuse checks).
+static DUMP: Slot = Slot::new();
+
+/// The right to use the dump socket, given back on drop (the socket and its dump stay open).
+pub struct DumpLease(());
+
+impl DumpLease {
+    pub fn take() -> Option<DumpLease> {
+        (!DUMP.busy.swap(true, Acquire)).then_some(DumpLease(()))
+    }
+
+    /// Starts a dump of every UDP socket of `family` in namespace `ns`, on a fresh socket (a dump
+    /// under way on the old one is dropped with it).
+    pub fn start(&self, ns: Ns, family: c_int) -> Result<(), c_int> {
+        let _keep = KeepErrno::new();
+        let pid = adopt()?;
+        if DUMP.fd() >= 0 {
+            DUMP.release_fd();
         }
-        let n = n as usize;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = get_u32(&buf, at) as usize;
-            if len < 16 || at + len > n {
-                return Err(libc::EIO);
-            }
-            match get_u16(&buf, at + 4) {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => return Err(error_of(&buf[at..])),
-                SOCK_DIAG_BY_FAMILY => {
-                    if let Some(d) = parse_dumped(&buf[at + 16..at + len]) {
-                        f(&d);
-                    }
+        let fd = DUMP.open(NETLINK_SOCK_DIAG, pid)?;
+        let want = wanted(ns);
+        if want != 0 && DUMP.netns.load(Relaxed) != want {
+            DUMP.release_fd();
+            return Err(WRONG_NETNS);
+        }
+        let seq = SEQ.fetch_add(1, Relaxed);
+        let mut req = [0u8; DIAG_REQ_LEN];
+        diag_request(
+            &mut req,
+            seq,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            family,
+            libc::IPPROTO_UDP,
+            (&[0; 16], 0),
+            (&[0; 16], 0),
+            0,
+        );
+        send(fd, &req).inspect_err(|_| DUMP.release_fd())
+    }
+
+    /// Reads the dump under way, giving each socket to `f`, until it ends (Ok(true)) or
+    /// `more()` says stop (Ok(false): go on next time). Err: the dump is lost (start again).
+    pub fn read(
+        &self,
+        more: &mut dyn FnMut() -> bool,
+        f: &mut dyn FnMut(&Dumped),
+    ) -> Result<bool, c_int> {
+        let _keep = KeepErrno::new();
+        let pid = adopt()?;
+        let Some(fd) = DUMP.usable(pid, 0) else {
+            return Err(libc::EIO);
+        };
+        let mut buf = [0u8; 16384];
+        loop {
+            // The kernel fills the next part of a dump while the previous one is read: it is
+            // queued already, and MSG_DONTWAIT never waits.
+            let n = match recv(fd, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    DUMP.release_fd();
+                    return Err(e);
                 }
-                _ => {}
+            };
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = get_u32(&buf, at) as usize;
+                if len < 16 || at + len > n {
+                    DUMP.release_fd();
+                    return Err(libc::EIO);
+                }
+                match get_u16(&buf, at + 4) {
+                    NLMSG_DONE => {
+                        DUMP.release_fd();
+                        return Ok(true);
+                    }
+                    NLMSG_ERROR => {
+                        DUMP.release_fd();
+                        return Err(error_of(&buf[at..]));
+                    }
+                    SOCK_DIAG_BY_FAMILY => {
+                        if let Some(d) = parse_dumped(&buf[at + 16..at + len]) {
+                            f(&d);
+                        }
+                    }
+                    _ => {}
+                }
+                at += (len + 3) & !3;
             }
-            at += (len + 3) & !3;
+            if !more() {
+                return Ok(false);
+            }
         }
     }
-    Err(libc::EIO)
+}
+
+impl Drop for DumpLease {
+    fn drop(&mut self) {
+        DUMP.busy.store(false, Release);
+    }
 }
 
 /// The holders of `port` over the families that conflict with a socket of this family (a

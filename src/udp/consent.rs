@@ -27,25 +27,31 @@
 //! rebuilt); a search holding an older generation re-reads the view.
 
 use crate::addr::SockAddr;
-use crate::netlink::{self, Dumped, Ns, TCP_ESTABLISHED};
+use crate::netlink::{DumpLease, Dumped, Ns, TCP_ESTABLISHED};
 use crate::sockopt::set_noport;
 use crate::state::Sock;
 use crate::sys;
 use libc::c_int;
-use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 const ENTRIES: usize = 4;
+/// A view is built again when older than this…
 pub const TTL_MS: u64 = 1000;
+/// …and used, while its successor is built, for at most this long.
+const MAX_AGE_MS: u64 = 5000;
 const WORDS: usize = 65536 / 64;
 
 struct View {
-    /// Odd while rebuilt; 0 = never built.
+    /// Bumped when `current` flips (a reader's handle then goes stale) or the key changes.
     generation: AtomicU64,
     netns: AtomicU64,
     addr: [AtomicU64; 4],
+    /// When the current bitmap was built (0: none yet).
     built_ms: AtomicU64,
+    /// Which of `bits` readers use; the other is the one being built.
+    current: AtomicU32,
     /// One bit per port: some socket on it does not consent.
-    refused: [AtomicU64; WORDS],
+    bits: [[AtomicU64; WORDS]; 2],
 }
 
 static VIEWS: [View; ENTRIES] = [const {
@@ -54,9 +60,19 @@ static VIEWS: [View; ENTRIES] = [const {
         netns: AtomicU64::new(0),
         addr: [const { AtomicU64::new(0) }; 4],
         built_ms: AtomicU64::new(0),
-        refused: [const { AtomicU64::new(0) }; WORDS],
+        current: AtomicU32::new(0),
+        bits: [const { [const { AtomicU64::new(0) }; WORDS] }; 2],
     }
 }; ENTRIES];
+
+/// The build under way (one per process: one dump socket), guarded by the dump lease: which
+/// entry + 1 (0 = none), the family being dumped (0: IPv4, 1: IPv6), when it started, the uid.
+static BUILD_ENTRY: AtomicU32 = AtomicU32::new(0);
+static BUILD_STAGE: AtomicU32 = AtomicU32::new(0);
+static BUILD_START_MS: AtomicU64 = AtomicU64::new(0);
+static BUILD_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Keys are claimed one at a time.
+static CLAIMING: AtomicBool = AtomicBool::new(false);
 
 /// A view as one search sees it.
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +98,7 @@ fn overlaps(at: &SockAddr, family: c_int, holder: &[u8; 16]) -> bool {
     if at.is_unspecified() || holder_any {
         return true;
     }
-    match (at.as_v4().or_else(|| at.v4_mapped()), holder_v4, at) {
+    match (at.as_v4(), holder_v4, at) {
         (Some(a), Some(h), _) => a == h,
         (None, None, SockAddr::V6 { ip, .. }) => ip == holder,
         _ => false,
@@ -95,87 +111,118 @@ pub fn consents(d: &Dumped, uid: u32) -> bool {
 }
 
 fn key_matches(v: &View, netns: u64, at: &[u64; 4]) -> bool {
-    v.netns.load(Relaxed) == netns && v.addr.iter().zip(at).all(|(w, a)| w.load(Relaxed) == *a)
+    v.netns.load(Acquire) == netns && v.addr.iter().zip(at).all(|(w, a)| w.load(Acquire) == *a)
 }
 
-/// The view for (`netns`, `at`), fresh (built within `TTL_MS`), built now if need be with a dump
-/// in the namespace of the program's socket `sock`. Err: no view could be had (the lock then
-/// binds nothing that is held).
-pub fn view(sock: c_int, netns: u64, at: &SockAddr) -> Result<Handle, c_int> {
+/// The view for (`netns`, `at`): its current bitmap if one was built within `MAX_AGE_MS`. A view
+/// older than `TTL_MS` (or none) is built meanwhile, a slice per call: this call reads the dump
+/// for at most `budget_ns` (the kernel's own EAGAIN is the measure: module doc). None: no view
+/// yet (the lock then binds nothing that is held).
+pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Handle> {
     let key = at.with_port(0).to_words();
     let now = sys::now_ms();
-    for (index, v) in VIEWS.iter().enumerate() {
-        let generation = v.generation.load(Acquire);
-        if generation & 1 == 0
-            && generation != 0
-            && key_matches(v, netns, &key)
-            && now.saturating_sub(v.built_ms.load(Relaxed)) <= TTL_MS
-            && v.generation.load(Acquire) == generation
-        {
-            return Ok(Handle { index, generation });
-        }
+    let index = match VIEWS.iter().position(|v| key_matches(v, netns, &key)) {
+        Some(i) => i,
+        None => claim(netns, &key)?,
+    };
+    let v = &VIEWS[index];
+    let built = v.built_ms.load(Acquire);
+    if built == 0 || now.saturating_sub(built) > TTL_MS {
+        build_slice(sock, index, at, budget_ns, now);
     }
-    build(sock, netns, at, &key, now)
+    let generation = v.generation.load(Acquire);
+    let built = v.built_ms.load(Acquire);
+    let usable = built != 0
+        && now.saturating_sub(built) <= MAX_AGE_MS
+        && key_matches(v, netns, &key)
+        && v.generation.load(Acquire) == generation;
+    usable.then_some(Handle { index, generation })
 }
 
-fn build(
-    sock: c_int,
-    netns: u64,
-    at: &SockAddr,
-    key: &[u64; 4],
-    now: u64,
-) -> Result<Handle, c_int> {
-    // The entry of this key if any, else the oldest; never one another thread is building.
-    let mut order: [usize; ENTRIES] = std::array::from_fn(|i| i);
-    order.sort_unstable_by_key(|&i| {
-        let v = &VIEWS[i];
-        (!key_matches(v, netns, key), v.built_ms.load(Relaxed))
-    });
-    let (index, generation) = order
-        .iter()
-        .find_map(|&i| {
-            let g = VIEWS[i].generation.load(Acquire);
-            (g & 1 == 0
-                && VIEWS[i]
-                    .generation
-                    .compare_exchange(g, g + 1, Acquire, Relaxed)
-                    .is_ok())
-            .then_some((i, g + 1))
-        })
-        .ok_or(libc::EAGAIN)?;
-    let v = &VIEWS[index];
-    for w in &v.refused {
-        w.store(0, Relaxed);
+/// Gives an entry to a new key: the oldest one not being built.
+fn claim(netns: u64, key: &[u64; 4]) -> Option<usize> {
+    if CLAIMING.swap(true, Acquire) {
+        return None;
     }
+    let building = BUILD_ENTRY.load(Acquire) as usize;
+    let index = (0..ENTRIES)
+        .filter(|&i| i + 1 != building)
+        .min_by_key(|&i| VIEWS[i].built_ms.load(Relaxed));
+    if let Some(i) = index {
+        let v = &VIEWS[i];
+        v.built_ms.store(0, Release);
+        v.generation.fetch_add(1, AcqRel);
+        v.netns.store(netns, Release);
+        for (w, k) in v.addr.iter().zip(key) {
+            w.store(*k, Release);
+        }
+    }
+    CLAIMING.store(false, Release);
+    index
+}
+
+/// Reads the dump for entry `index` for at most `budget_ns`; flips the view when it is done.
+fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms: u64) {
+    let Some(lease) = DumpLease::take() else {
+        return; // another thread of this process is reading a dump: it carries the build on
+    };
+    let v = &VIEWS[index];
+    let building = BUILD_ENTRY.load(Acquire) as usize;
+    let stale_build = now_ms.saturating_sub(BUILD_START_MS.load(Acquire)) > MAX_AGE_MS;
+    if building != index + 1 || BUILD_GENERATION.load(Acquire) != v.generation.load(Acquire) {
+        if building != 0 && !stale_build {
+            return; // another key's build is under way: it finishes first
+        }
+        // A new build of this entry: the bitmap readers do not use, cleared.
+        let next = 1 - v.current.load(Acquire) as usize;
+        for w in &v.bits[next] {
+            w.store(0, Relaxed);
+        }
+        if lease.start(Ns::Of(sock), libc::AF_INET).is_err() {
+            BUILD_ENTRY.store(0, Release);
+            return;
+        }
+        BUILD_ENTRY.store(index as u32 + 1, Release);
+        BUILD_STAGE.store(0, Release);
+        BUILD_START_MS.store(now_ms, Release);
+        BUILD_GENERATION.store(v.generation.load(Acquire), Release);
+    }
+    let next = 1 - v.current.load(Acquire) as usize;
     // SAFETY: no arguments.
     let uid = unsafe { libc::geteuid() };
+    let deadline = sys::now_ns().saturating_add(budget_ns);
+    let mut more = || sys::now_ns() < deadline;
     let mut mark = |d: &Dumped| {
         if !consents(d, uid) && overlaps(at, d.family, &d.local_ip) {
             let p = d.local_port as usize;
-            v.refused[p / 64].fetch_or(1 << (p % 64), Relaxed);
+            v.bits[next][p / 64].fetch_or(1 << (p % 64), Relaxed);
         }
     };
-    let mut result = Ok(());
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        result = result.and_then(|_| netlink::udp_dump(Ns::Of(sock), family, &mut mark));
-    }
-    for (w, k) in v.addr.iter().zip(key) {
-        w.store(*k, Relaxed);
-    }
-    v.netns.store(netns, Relaxed);
-    match result {
-        Ok(()) => {
-            v.built_ms.store(now.max(1), Relaxed);
-            v.generation.store(generation + 1, Release);
-            Ok(Handle {
-                index,
-                generation: generation + 1,
-            })
-        }
-        Err(e) => {
-            v.built_ms.store(0, Relaxed);
-            v.generation.store(generation + 1, Release);
-            Err(e)
+    loop {
+        match lease.read(&mut more, &mut mark) {
+            Ok(false) => return,
+            Ok(true) if BUILD_STAGE.load(Acquire) == 0 => {
+                // IPv6 holders too: a dual-stack socket on the port conflicts with the lock's.
+                if lease.start(Ns::Of(sock), libc::AF_INET6).is_err() {
+                    BUILD_ENTRY.store(0, Release);
+                    return;
+                }
+                // At least one part of it now (the IPv6 table is often small: done at once).
+                BUILD_STAGE.store(1, Release);
+            }
+            Ok(true) => {
+                // Done: readers move to the new bitmap (their older handles go stale).
+                v.current.store(next as u32, Release);
+                v.built_ms
+                    .store(BUILD_START_MS.load(Acquire).max(1), Release);
+                v.generation.fetch_add(1, AcqRel);
+                BUILD_ENTRY.store(0, Release);
+                return;
+            }
+            Err(_) => {
+                BUILD_ENTRY.store(0, Release);
+                return;
+            }
         }
     }
 }
@@ -184,7 +231,8 @@ fn build(
 pub fn allows(h: Handle, port: u16) -> Option<bool> {
     let v = &VIEWS[h.index];
     let p = port as usize;
-    let refused = v.refused[p / 64].load(Relaxed) & (1 << (p % 64)) != 0;
+    let cur = v.current.load(Acquire) as usize;
+    let refused = v.bits[cur][p / 64].load(Relaxed) & (1 << (p % 64)) != 0;
     (v.generation.load(Acquire) == h.generation).then_some(!refused)
 }
 
@@ -197,22 +245,14 @@ pub fn mark(fd: c_int, r: &Sock) {
 /// Is any port of `range` (reserved ports aside) open to the lock? A bitmap scan, no system
 /// call: a range held only by sockets that may not be shared answers EAGAIN at once.
 pub fn any_allowed(h: Handle, range: (u16, u16)) -> bool {
-    let v = &VIEWS[h.index];
-    (range.0..=range.1).any(|p| {
-        let i = p as usize;
-        v.refused[i / 64].load(Relaxed) & (1 << (i % 64)) == 0 && !crate::ports::is_reserved(p)
-    })
+    (range.0..=range.1).any(|p| allows(h, p) != Some(false) && !crate::ports::is_reserved(p))
 }
 
-/// In the child after fork: a view another thread of the parent was building stays half built.
+/// In the child after fork: a build of the parent's (its dump socket is gone) starts afresh, and
+/// a key claim that another thread of the parent had under way is over.
 pub fn after_fork_in_child() {
-    for v in &VIEWS {
-        let g = v.generation.load(Relaxed);
-        if g & 1 == 1 {
-            v.built_ms.store(0, Relaxed);
-            v.generation.store(g + 1, Release);
-        }
-    }
+    BUILD_ENTRY.store(0, Release);
+    CLAIMING.store(false, Release);
 }
 
 #[cfg(test)]

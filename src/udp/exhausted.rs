@@ -21,6 +21,8 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 static LAST_MS: AtomicU64 = AtomicU64::new(0);
 static KEYS: [AtomicU64; ENTRIES] = [const { AtomicU64::new(0) }; ENTRIES];
 static AT_MS: [AtomicU64; ENTRIES] = [const { AtomicU64::new(0) }; ENTRIES];
+/// How long the kernel took to answer that EAGAIN: the measure of what the lock may add.
+static COST_NS: [AtomicU64; ENTRIES] = [const { AtomicU64::new(0) }; ENTRIES];
 static NONE_LAST_MS: AtomicU64 = AtomicU64::new(0);
 static NONE_KEYS: [AtomicU64; ENTRIES] = [const { AtomicU64::new(0) }; ENTRIES];
 static NONE_AT_MS: [AtomicU64; ENTRIES] = [const { AtomicU64::new(0) }; ENTRIES];
@@ -98,9 +100,21 @@ pub fn recent(fd: libc::c_int, r: &Sock) -> bool {
     recalls(KERNEL_FULL, fd, r)
 }
 
-/// The kernel just answered EAGAIN for this socket's source.
-pub fn note(fd: libc::c_int, r: &Sock) {
-    remember(KERNEL_FULL, fd, r)
+/// The kernel just answered EAGAIN for this socket's source, after `cost_ns`.
+pub fn note(fd: libc::c_int, r: &Sock, cost_ns: u64) {
+    remember(KERNEL_FULL, fd, r);
+    COST_NS[key(fd, r) as usize % ENTRIES].store(cost_ns, Release);
+}
+
+/// What the kernel's last EAGAIN for this socket's source cost (0: not known).
+pub fn kernel_cost_ns(fd: libc::c_int, r: &Sock) -> u64 {
+    let k = key(fd, r);
+    let i = k as usize % ENTRIES;
+    if KEYS[i].load(Acquire) == k {
+        COST_NS[i].load(Acquire)
+    } else {
+        0
+    }
 }
 
 /// Did the lock find no port it may share for this socket's source within the last second?

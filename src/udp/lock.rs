@@ -133,16 +133,19 @@ pub unsafe fn search(
     let bind_at = bound.unwrap_or_else(|| wildcard(r)).with_port(0);
     // Consent first (no port of the range open to sharing: EAGAIN at once, remembered).
     let netns = exhausted::netns_cookie(fd);
-    let view = match consent::view(fd, netns, &bind_at) {
-        Ok(v) => v,
-        Err(e) => return diag_failed(e),
-    };
-    if !consent::any_allowed(view, range) {
-        crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");
-        exhausted::note_nothing_shareable(fd, r);
+    // What the view's build may add to this connect: half of what the kernel's own EAGAIN took.
+    let budget = (exhausted::kernel_cost_ns(fd, r) / 2).clamp(100_000, 5_000_000);
+    let view = consent::view(fd, netns, &bind_at, budget);
+    let Some(view) = view.filter(|v| consent::any_allowed(*v, range)) else {
+        if view.is_some() {
+            crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");
+            exhausted::note_nothing_shareable(fd, r);
+        } else {
+            crate::debug!("connect(fd {fd}): UDP lock: which ports may be shared is not known yet");
+        }
         stats::exhausted(Event::UdpEagain, "UDP", &bind_at, Some(&dst));
         return Verdict::fail(libc::EAGAIN);
-    }
+    };
     // The lock's bind must take a port: our IP_BIND_ADDRESS_NO_PORT (a deferred bind) goes off;
     // and it shares with SO_REUSEPORT only, which the kernel keeps to one user (SO_REUSEADDR
     // would let it share with any user's SO_REUSEADDR socket). The program's SO_REUSEADDR stays
@@ -237,7 +240,7 @@ unsafe fn try_port(
     }
     // Never a port held by a socket that did not consent (`consent`).
     let allowed = consent::allows(s.consent, port).or_else(|| {
-        s.consent = consent::view(fd, s.netns, &s.bind_at).ok()?;
+        s.consent = consent::view(fd, s.netns, &s.bind_at, 0)?;
         consent::allows(s.consent, port)
     });
     if allowed != Some(true) {

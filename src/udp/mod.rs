@@ -208,9 +208,11 @@ pub(super) unsafe fn kernel_first(
         // Until its unlock the kernel's port is this socket's alone: another thread's lock
         // that meets it then must look again (`lock::Opening`).
         let _opening = lock::Opening::new();
+        let started = crate::sys::now_ns();
         // SAFETY: the program's own arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         let e = errno();
+        let took = crate::sys::now_ns().saturating_sub(started);
         if ret == 0 {
             // The kernel read the address: its family tells a disconnect.
             // SAFETY: the kernel has just read `len` bytes at `addr`.
@@ -225,7 +227,7 @@ pub(super) unsafe fn kernel_first(
             return Verdict::answer(ret as isize, e);
         }
         // No free port for this source: the socket is still unbound (KERNEL.md).
-        exhausted::note(fd, r);
+        exhausted::note(fd, r, took);
         if nothing_shareable {
             crate::debug!("connect(fd {fd}): no free port, and none to share a moment ago");
             return Verdict::answer(ret as isize, e);

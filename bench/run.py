@@ -453,12 +453,11 @@ def bench_share(q):
 WORST_PORTS = (1000, 10000, 28232)
 
 
-def worst_cost(ports, n, warm, rounds):
+def worst_cost(ports, seconds, rounds):
     """A range of `ports` ports, each held by a plain connected UDP socket of another program
     (no SO_REUSEPORT, no connectx mark: connectx may not share them), then `socket` +
-    `connect(127.0.0.3)` + `close`, which must fail with EAGAIN: without and with the library,
-    alternating, in this one namespace. Per round: the first connect (the lock's first search,
-    with its SOCK_DIAG dump), the median, p90 and maximum of the next n."""
+    `connect(127.0.0.3)` + `close`, which must fail with EAGAIN, for `seconds`: without and with
+    the library, alternating, in this one namespace (client.c `eagain`)."""
     chunk = 12500
     helpers, start = [], 0
     while start < ports:
@@ -473,8 +472,7 @@ def worst_cost(ports, n, warm, rounds):
         for i in range(rounds):
             for with_lib in ([False, True] if i % 2 == 0 else [True, False]):
                 out[with_lib].append([float(x) for x in
-                                      run(["eagain", n, warm, "127.0.0.3", DPORT], with_lib).split()])
-                time.sleep(1.1)  # the library's memories (a second) start afresh each round
+                                      run(["eagain", seconds, "127.0.0.3", DPORT], with_lib).split()])
     finally:
         for h in helpers:
             h.stop()
@@ -482,23 +480,26 @@ def worst_cost(ports, n, warm, rounds):
 
 
 def bench_worst(q):
-    rounds, n, warm = (2, 50, 0) if q else (5, 300, 0)
+    rounds, seconds = (2, 0.5) if q else (5, 3)
     res = []
     for ports in (WORST_PORTS[:1] if q else WORST_PORTS):
         pr = (32768, 32768 + ports - 1)
-        o = in_netns(worst_cost, ports, n, warm, rounds, port_range=pr)
+        o = in_netns(worst_cost, ports, seconds, rounds, port_range=pr)
         wo, wi = o["false"], o["true"]
         med = lambda rows, k: statistics.median(r[k] for r in rows)
-        row = {"ports": ports, "rounds": rounds, "n": n,
-               "without_first_ns": med(wo, 0), "without_median_ns": med(wo, 1),
-               "without_max_ns": med(wo, 3),
-               "with_first_ns": med(wi, 0), "with_median_ns": med(wi, 1), "with_max_ns": med(wi, 3)}
-        row["first_ratio"] = row["with_first_ns"] / row["without_median_ns"]
-        row["remembered_ratio"] = row["with_median_ns"] / row["without_median_ns"]
-        row["max_ratio"] = row["with_max_ns"] / row["without_median_ns"]
-        log(f"  nothing shareable, {ports} ports: kernel {row['without_median_ns']/1000:.0f} µs; "
-            f"connectx first {row['first_ratio']:.2f}×, remembered {row['remembered_ratio']:.2f}×, "
-            f"max {row['max_ratio']:.2f}×")
+        # columns: process's first connect, the search a second later, median, p99, max, count
+        row = {"ports": ports, "rounds": rounds, "seconds": seconds}
+        for name, rows in (("without", wo), ("with", wi)):
+            for k, col in enumerate(["first", "again", "median", "p99", "max"]):
+                row[f"{name}_{col}_ns"] = med(rows, k)
+        base = row["without_median_ns"]
+        for col in ["first", "again", "median", "p99", "max"]:
+            row[f"{col}_ratio"] = row[f"with_{col}_ns"] / base
+            row[f"kernel_{col}_ratio"] = row[f"without_{col}_ns"] / base
+        log(f"  nothing shareable, {ports} ports: kernel EAGAIN {base/1000:.0f} µs; connectx: "
+            f"search {row['again_ratio']:.2f}×, remembered {row['median_ratio']:.2f}×, "
+            f"p99 {row['p99_ratio']:.2f}× (kernel {row['kernel_p99_ratio']:.2f}×), "
+            f"process's first {row['first_ratio']:.2f}× (kernel {row['kernel_first_ratio']:.2f}×)")
         res.append(row)
     return res
 
@@ -978,16 +979,20 @@ def report(res, args, elapsed):
           "src/udp/consent.rs). `socket` + `connect(127.0.0.3)` + `close` must fail with EAGAIN, "
           "without and with the library alternating in one namespace, a second apart (the library's "
           "memories start afresh each round). Time inside `connect()`; medians over the rounds. "
-          "\"first\" is the first connect of a round (the lock's search, with its SOCK_DIAG dump); "
-          "\"remembered\" the median of the next ones (the failed search is remembered for a second "
-          "per namespace, source and range); \"max\" the slowest. Ratios against the kernel "
-          "alone's median EAGAIN. Targets: every connect ≤ 2×, remembered ≤ 1.2×.\n")
-        w("| ports | kernel alone (median EAGAIN) | connectx first | remembered | max | first / remembered / max |")
+          "Columns: the connect a second after the process's first (the lock searches again: its view "
+          "of who consents is built a slice per connect, at most half of what the kernel's own EAGAIN "
+          "took); the median of the later ones (the failed search is remembered for a second per "
+          "namespace, source and range); their 99th percentile; and the process's very first connect, "
+          "which also carries the library's one-time set-up (kernel feature probes, counters file). "
+          "Ratios against the kernel alone's median EAGAIN. Targets: every connect ≤ 2×, "
+          "remembered ≤ 1.2×.\n")
+        w("| ports | kernel alone: median EAGAIN | connectx: search (a second on) | remembered (median) | p99, kernel / connectx | process's first connect, kernel / connectx |")
         w("|---|---|---|---|---|---|")
         for r in res["worst"]:
-            w(f"| {r['ports']:,} | {us(r['without_median_ns'])} | {us(r['with_first_ns'])} | "
-              f"{us(r['with_median_ns'])} | {us(r['with_max_ns'])} | {r['first_ratio']:.2f}× / "
-              f"{r['remembered_ratio']:.2f}× / {r['max_ratio']:.2f}× |")
+            w(f"| {r['ports']:,} | {us(r['without_median_ns'])} | {us(r['with_again_ns'])} "
+              f"({r['again_ratio']:.2f}×) | {us(r['with_median_ns'])} ({r['median_ratio']:.2f}×) | "
+              f"{r['kernel_p99_ratio']:.2f}× / {r['p99_ratio']:.2f}× | "
+              f"{us(r['without_first_ns'])} / {us(r['with_first_ns'])} ({r['first_ratio']:.2f}×) |")
         w("")
 
     w(f"## 4. Near exhaustion: one destination, R = {fl['R']} ports\n")

@@ -244,8 +244,15 @@ fn bound_socket(ty: c_int) -> Option<(c_int, u16)> {
     // A loopback address nobody uses: its ports are free even when the ports of 127.0.0.1 and
     // of the wildcard are all taken (a process that starts while its namespace runs out must
     // still learn what the kernel offers); else the wildcard.
-    for ip in [[127, 255, 255, 254], [0; 4]] {
-        let a = SockAddr::V4 { ip, port: 0 };
+    // A port named first (a few random ones above 1023): the kernel checks only that port's
+    // chain, where port 0 makes it walk every hash slot, which costs as much as the EAGAIN of a
+    // full range (issue 17: the first connect of a process in a full range).
+    let named = (0..4).map(|_| 1024 + (crate::ports::random() % (65536 - 1024)) as u16);
+    for (ip, port) in named
+        .map(|p| ([127, 255, 255, 254], p))
+        .chain([([127, 255, 255, 254], 0), ([0; 4], 0)])
+    {
+        let a = SockAddr::V4 { ip, port };
         match sys::bind(fd, &a).and_then(|_| sys::getsockname(fd)) {
             Ok(a) if a.port() != 0 => return Some((fd, a.port())),
             _ => {}

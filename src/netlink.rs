@@ -561,6 +561,8 @@ pub struct Holders {
     pub listening: u32,
     /// UDP: bound but not connected (a server, or a socket between bind and connect).
     pub unconnected: u32,
+    /// UDP: connected, but not a connectx flow of this user (`udp::consent`).
+    pub foreign: u32,
 }
 
 pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_int> {
@@ -596,11 +598,20 @@ pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Hold
             match get_u16(&buf, at + 4) {
                 NLMSG_DONE => return Ok(h),
                 NLMSG_ERROR => return Err(error_of(&buf[at..])),
-                SOCK_DIAG_BY_FAMILY => match parse_diag_msg(&buf[..n], at + 16) {
+                SOCK_DIAG_BY_FAMILY => match parse_dumped(&buf[at + 16..(at + len).min(n)]) {
                     Some(f) if f.local_port == port => match f.state {
                         TCP_LISTEN => h.listening += 1,
                         TCP_CLOSE => h.unconnected += 1,
-                        _ => h.flows += 1,
+                        _ => {
+                            h.flows += 1;
+                            // SAFETY: no arguments.
+                            let me = unsafe { libc::geteuid() };
+                            if protocol == libc::IPPROTO_UDP
+                                && (f.uid != me || f.no_port != Some(true))
+                            {
+                                h.foreign += 1;
+                            }
+                        }
                     },
                     _ => {}
                 },
@@ -789,6 +800,7 @@ fn port_holders_in(ns: Ns, protocol: c_int, v6: bool, port: u16) -> Result<Holde
         sum.flows += h.flows;
         sum.listening += h.listening;
         sum.unconnected += h.unconnected;
+        sum.foreign += h.foreign;
     }
     Ok(sum)
 }

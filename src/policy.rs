@@ -286,7 +286,18 @@ pub fn send(
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if r.any(DEFERRED) && has_destination() {
+    if !r.any(PENDING | DEFERRED) || !has_destination() {
+        return Verdict::Pass(Pass::NothingToDo);
+    }
+    if r.any(PENDING) {
+        // A shared fixed port held back, used without connect: bound now (exclusive until its
+        // connect), or, held by others this moment, the error its bind would have had.
+        materialize(fd, r);
+        if !r.any(HAS_PORT) {
+            return Verdict::fail(libc::EADDRINUSE);
+        }
+    }
+    if r.any(DEFERRED) {
         materialize(fd, r);
         if r.any(DEFERRED) && !r.any(PROGRAM_DEFERRED | RELEASED) {
             // No port for a socket that will not connect (an unconnected socket cannot share
@@ -317,6 +328,9 @@ pub unsafe fn names_destination(msg: *const libc::msghdr) -> bool {
 }
 
 pub fn before_recv(fd: c_int) -> Verdict {
+    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(PENDING)) {
+        materialize(fd, r);
+    }
     // A port released by a disconnect stays released: the kernel does not autobind on receive.
     if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(DEFERRED) && !r.any(RELEASED)) {
         materialize(fd, r);
@@ -340,9 +354,23 @@ pub fn materialize(fd: c_int, r: &Sock) {
         r.clear(PENDING);
         let Some(a) = r.app_addr() else { return };
         let _keep = KeepErrno::new();
-        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
-        restore_app_reuse(fd, r);
+        // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
+        // kernel keeps to sockets of one user. Cleared at once: nobody may join until connect.
+        let share = if r.is_tcp() {
+            set_reuseaddr
+        } else {
+            set_reuseport
+        };
+        let shared = share(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
+        if r.is_tcp() {
+            restore_app_reuse(fd, r);
+        } else {
+            let _ = set_reuseport(fd, r, false);
+        }
         if shared {
+            if r.is_udp() {
+                r.set(SHARED);
+            }
             bound_fixed(r, &a);
         }
         return;
@@ -380,8 +408,8 @@ pub fn materialize(fd: c_int, r: &Sock) {
 /// - TCP: the bind is held back (PENDING, the socket stays unbound) until connect, which binds P
 ///   only if P's 4-tuple to the destination is free (`tcp::connect`): a socket whose connect
 ///   fails never holds P, as it would not have without us.
-/// - UDP: bound again with SO_REUSEADDR, then cleared at once, so nobody else may join until
-///   this socket connects.
+/// - UDP: the same (`udp::shared::connect_pending`); P is bound with SO_REUSEPORT, cleared at
+///   once, so nobody else may join until this socket connects.
 fn share_fixed(
     fd: c_int,
     r: &Sock,
@@ -397,35 +425,19 @@ fn share_fixed(
         && config::get().is_some_and(|c| c.bind_busy == BindBusy::Share)
         && netlink::port_holders_for(fd, protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
     {
-        if r.is_tcp() {
-            r.set_app_addr(&a);
-            r.set(PENDING);
-            crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
-            return Verdict::done(0);
-        }
-        let _keep = KeepErrno::new();
-        // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
-        // kernel keeps to sockets of one user. Cleared at once: nobody may join until connect.
-        let share = if r.is_tcp() {
-            set_reuseaddr
+        // Held back (the socket stays unbound) until connect, which binds P only if P's 4-tuple
+        // to the destination is free (`tcp::connect`, `udp::shared::connect_pending`): a socket
+        // whose connect fails never holds P, as it would not have without us (issue 17: a UDP
+        // socket that held P after a failed connect kept every later bind of P out).
+        r.set_app_addr(&a);
+        r.set(PENDING);
+        crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
+        crate::stats::count(if r.is_tcp() {
+            crate::stats::Event::TcpSharedFixedPort
         } else {
-            set_reuseport
-        };
-        let shared = share(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
-        let _ = share(fd, r, false);
-        if shared {
-            if r.is_udp() {
-                r.set(SHARED);
-            }
-            crate::debug!("bind(fd {fd}): {a} shares a port held only by outgoing flows");
-            crate::stats::count(if r.is_tcp() {
-                crate::stats::Event::TcpSharedFixedPort
-            } else {
-                crate::stats::Event::UdpSharedFixedPort
-            });
-            bound_fixed(r, &a);
-            return Verdict::done(0);
-        }
+            crate::stats::Event::UdpSharedFixedPort
+        });
+        return Verdict::done(0);
     }
     Verdict::fail(libc::EADDRINUSE)
 }

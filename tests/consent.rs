@@ -53,3 +53,41 @@ rm -rf $T
         "the server must get every datagram while the lock churns:\n{with}"
     );
 }
+
+/// Echo servers (not under connectx) on `addrs`, started and waited for.
+fn echo(addrs: &str) -> String {
+    format!(
+        r#"E=$(mktemp)
+{PY} echo {addrs} 60 2>$E &
+for i in $(seq 200); do [ -s $E ] && break; sleep 0.05; done
+rm -f $E
+"#
+    )
+}
+
+/// Why 5: s1 binds (ip, P) and connects to A; s2 binds (ip, P) (shared: fine) and its connect
+/// to A fails (A's 4-tuple is taken); s3 binds (ip, P) to reach B. Before: s3's bind failed
+/// (EADDRINUSE: s2 kept P exclusively). Now s2 never held P, and s3 reaches B; IPv4 and IPv6.
+#[test]
+fn a_failed_connect_on_a_shared_fixed_port_gives_the_port_back() {
+    let script = format!(
+        "{}tag v4 $RUN {PY} fixed 4\ntag v6 $RUN {PY} fixed 6\n",
+        echo("127.0.0.1:7 127.0.0.1:8 [::1]:7 [::1]:8")
+    );
+    let with = netns("40000-40009", None, true, &script);
+    for v in ["v4", "v6"] {
+        with.expect(
+            &format!("{v}: s2 shares P but cannot take A's 4-tuple; s3 reaches B from P"),
+            v,
+            &[
+                ("s1", "echo"),
+                ("s2_bind", "ok"),
+                ("s2_connect", "EADDRNOTAVAIL"),
+                ("s3_bind", "ok"),
+                ("s3_port", "45000"),
+                ("s3", "echo"),
+                ("s1_again", "echo"),
+            ],
+        );
+    }
+}

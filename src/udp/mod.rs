@@ -36,10 +36,11 @@ use crate::{log, real};
 use libc::{c_int, sockaddr, socklen_t};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 
-/// A fixed port held by others may be shared only with connected sockets: an unconnected
-/// holder is a server, or a socket between bind and connect.
+/// A fixed port held by others may be shared only with connected sockets that consented
+/// (`consent`: connectx flows of this user): an unconnected holder is a server, or a socket
+/// between bind and connect; a connected one without the mark is a program's own.
 pub fn may_share(h: &netlink::Holders) -> bool {
-    h.flows > 0 && h.unconnected == 0
+    h.flows > 0 && h.unconnected == 0 && h.foreign == 0
 }
 
 static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
@@ -148,6 +149,23 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     let Some(_busy) = Busy::take(r) else {
         return Verdict::fail(libc::EAGAIN);
     };
+    if r.any(PENDING) {
+        // A fixed port held by connectx flows, held back at bind: bound now only if its 4-tuple
+        // to this destination is free.
+        if !lock_available() {
+            return Verdict::fail(libc::EADDRNOTAVAIL);
+        }
+        // SAFETY: forwarded from our caller.
+        return match unsafe { destination(r, addr, len) } {
+            // SAFETY: our copy of the program's address.
+            Destination::Inet(dst, copy) => unsafe {
+                shared::connect_pending(fd, r, dst, copy.ptr(), copy.len())
+            },
+            // A disconnect or another family on a socket without its port yet: as the kernel
+            // answers an unbound socket.
+            _ => Verdict::Pass(Pass::KernelAnswers),
+        };
+    }
     if !(r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT)) {
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };

@@ -212,6 +212,43 @@ pub unsafe fn connect_fixed(
     Verdict::done(0)
 }
 
+/// A connect on a fixed port held back at bind (PENDING: P was held by connectx flows only).
+/// The 4-tuple is checked before the socket binds P: taken, EADDRNOTAVAIL and the socket stays
+/// unbound, so P stays open to the next socket that binds it (as TCP does). Free, P is bound
+/// and locked, and `connect_fixed` checks again under the lock. A flow that takes the 4-tuple
+/// between the two checks leaves this socket holding P after its EADDRNOTAVAIL, as before.
+///
+/// # Safety
+/// As `search`.
+pub unsafe fn connect_pending(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let (Some(app), Ok(me)) = (r.app_addr(), cookie(fd, r)) else {
+        return Verdict::Pass(Pass::InternalError);
+    };
+    let flow = flow_for(fd, r, &dst, Some(&app).filter(|a| !a.is_unspecified()));
+    let local = flow.src_hint.map_or(app, |src| src.with_port(app.port()));
+    match check(&flow, &local, &[me]) {
+        Check::Free => {}
+        Check::Taken | Check::Busy => {
+            crate::debug!("connect(fd {fd}): {local} -> {dst} is taken; the port stays unbound");
+            return Verdict::fail(libc::EADDRNOTAVAIL);
+        }
+        Check::Failed(e) => return diag_failed(e),
+    }
+    crate::policy::materialize(fd, r);
+    if !r.any(HAS_PORT) {
+        // Someone holds P's lock this moment, or a holder that may not be shared came.
+        return Verdict::fail(libc::EADDRNOTAVAIL);
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { connect_fixed(fd, r, dst, addr, len) }
+}
+
 /// A fixed-port socket connected: open its port to other flows.
 fn opened(fd: c_int, r: &Sock, local: Option<SockAddr>, dst: &SockAddr) {
     match local {

@@ -77,6 +77,71 @@ def send(port, count):
     print(f"sent={count}", flush=True)
 
 
+def echo(addrs, seconds):
+    """UDP echo servers (not under connectx) on "ip:port" or "[ip6]:port" addresses."""
+    import select
+    socks = []
+    for a in addrs:
+        host, port = a.rsplit(":", 1)
+        fam = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.bind((host.strip("[]"), int(port)))
+        socks.append(s)
+    print("ready", file=sys.stderr, flush=True)
+    end = time.time() + seconds
+    while time.time() < end:
+        r, _, _ = select.select(socks, [], [], 0.2)
+        for s in r:
+            data, peer = s.recvfrom(2048)
+            s.sendto(data, peer)
+
+
+def ask(s, msg):
+    """Sends msg on a connected socket; the echo it gets back (or a timeout mark)."""
+    s.settimeout(2)
+    s.send(msg)
+    try:
+        return s.recv(2048)
+    except socket.timeout:
+        return b"(timeout)"
+
+
+def fixed(family):
+    """Why 5: s1 binds (ip, P) and connects to A; s2 binds (ip, P) and connects to A (taken);
+    s3 binds (ip, P) to reach B."""
+    fam = socket.AF_INET6 if family == "6" else socket.AF_INET
+    ip = "::1" if family == "6" else "127.0.0.1"
+    a, b = (ip, 7), (ip, 8)
+    P = 45000
+    out = []
+    s1 = socket.socket(fam, socket.SOCK_DGRAM)
+    s1.bind((ip, P))
+    s1.connect(a)
+    out.append("s1=" + ("echo" if ask(s1, b"s1") == b"s1" else "noecho"))
+    s2 = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        s2.bind((ip, P))
+        out.append("s2_bind=ok")
+        try:
+            s2.connect(a)
+            out.append("s2_connect=ok")
+        except OSError as e:
+            out.append(f"s2_connect={err(e)}")
+    except OSError as e:
+        out.append(f"s2_bind={err(e)}")
+    s3 = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        s3.bind((ip, P))
+        out.append("s3_bind=ok")
+        s3.connect(b)
+        out.append(f"s3_port={s3.getsockname()[1]}")
+        out.append("s3=" + ("echo" if ask(s3, b"s3") == b"s3" else "noecho"))
+        out.append("s1_again=" + ("echo" if ask(s1, b"s1b") == b"s1b" else "noecho"))
+    except OSError as e:
+        out.append(f"s3_error={err(e)}")
+    print(" ".join(out), flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "server":
@@ -85,6 +150,10 @@ def main():
         hold(args[0], int(args[1]), float(args[2]))
     elif cmd == "churn":
         churn(args[0], float(args[1]))
+    elif cmd == "echo":
+        echo(args[:-1], float(args[-1]))
+    elif cmd == "fixed":
+        fixed(args[0])
     elif cmd == "send":
         send(int(args[0]), int(args[1]))
     else:

@@ -88,7 +88,11 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         let fixed = r.any(APP_REUSEPORT)
             && matches!(unsafe { SockAddr::read_program(addr, len) }.addr,
                         ProgramAddr::Inet(a) if a.port() != 0);
-        let _ = set_reuseport(fd, r, fixed);
+        if fixed && !program_defers {
+            // SAFETY: forwarded from our caller.
+            return unsafe { udp_bind_own_group(fd, r, addr, len) };
+        }
+        let _ = set_reuseport(fd, r, false);
     }
     // UDP is kernel first at bind too: bind(ip, 0) is the kernel's own while a port is free,
     // deferred only where the kernel finds none (below). TCP defers it always: the kernel then
@@ -116,6 +120,15 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
                 // The kernel's port: the socket is the kernel's (its connect opens the port).
                 r.set_app_addr(&a);
                 r.set(HAS_PORT);
+                if r.any(APP_REUSEPORT) {
+                    // The program asked for a reuseport group on a port of the kernel's choice
+                    // (a server's first worker): the port was chosen without the option (never
+                    // a connectx flow's), the group opens now for its other workers (issue 17).
+                    let _keep = KeepErrno::new();
+                    if set_reuseport(fd, r, true).is_ok() {
+                        r.set(GROUP);
+                    }
+                }
             }
             Some(a) if a.port() == 0 => {
                 r.set_app_addr(&a);
@@ -148,6 +161,59 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         }
         _ => kernels,
     }
+}
+
+/// UDP bind(ip, P) with the program's own SO_REUSEPORT. Tried first without the option: a
+/// free port is the program's alone, its group then opened (one more setsockopt). Held: bound
+/// with the option, as without connectx, and if connectx flows hold P (their port open to
+/// sharing by connectx, which without it would have refused this bind) the socket's connects
+/// are checked like every shared fixed port: no duplicate 4-tuple (issue 17).
+///
+/// # Safety
+/// `addr`/`len` as given to bind(2).
+unsafe fn udp_bind_own_group(
+    fd: c_int,
+    r: &Sock,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let _ = set_noport(fd, r, false);
+    let _ = set_reuseport(fd, r, false);
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let e = sys::errno();
+    let (ret, e) = if ret == 0 || e != libc::EADDRINUSE {
+        (ret, e)
+    } else {
+        let _ = set_reuseport(fd, r, true);
+        // SAFETY: as above.
+        let ret = unsafe { real::bind(fd, addr, len) };
+        let e = sys::errno();
+        if ret == 0 {
+            let port = sys::getsockname(fd).map_or(0, |a| a.port());
+            let _keep = KeepErrno::new();
+            if netlink::port_holders_for(fd, libc::IPPROTO_UDP, r.any(V6), port)
+                .is_ok_and(|h| h.flows > h.foreign)
+            {
+                crate::debug!(
+                    "bind(fd {fd}): port {port} carries connectx flows: checked at connect"
+                );
+                r.set(SHARED);
+            }
+        }
+        (ret, e)
+    };
+    if ret == 0 {
+        let _keep = KeepErrno::new();
+        let _ = set_reuseport(fd, r, true);
+        // SAFETY: the kernel has read `len` bytes at `addr` (the bind succeeded).
+        if let Some(a) =
+            unsafe { SockAddr::from_raw(addr, len) }.or_else(|| sys::getsockname(fd).ok())
+        {
+            bound_fixed(r, &a);
+        }
+    }
+    Verdict::answer(ret as isize, e)
 }
 
 /// UDP bind(ip, 0) found no free port (the kernel's EADDRINUSE): where the lock can run, bind

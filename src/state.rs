@@ -53,6 +53,10 @@ pub const SHARED: u32 = 1 << 17;
 /// TCP: bind(ip, P) found P held only by connections: not bound yet; connect binds P (shared)
 /// only if P's 4-tuple to the destination is free, getsockname or listen bind it exclusively.
 pub const PENDING: u32 = 1 << 18;
+/// UDP: bind(ip, 0) with the program's own SO_REUSEPORT: the kernel chose a free port (without
+/// the option, so never one of connectx's flows), then the option went on, so the port's
+/// reuseport group is the program's own (a server's workers bind it after). Not a connectx flow.
+pub const GROUP: u32 = 1 << 19;
 
 #[repr(C)]
 pub struct Sock {

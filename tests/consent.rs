@@ -91,3 +91,44 @@ fn a_failed_connect_on_a_shared_fixed_port_gives_the_port_back() {
         );
     }
 }
+
+/// Why 4: a server's first worker sets SO_REUSEPORT and binds 127.0.0.1:0, three more bind that
+/// port with SO_REUSEPORT. Before: 1 of 4 bound under connectx (getsockopt said 1 all the same).
+/// Now 4 of 4, as without it, and the group delivers every datagram.
+#[test]
+fn a_servers_workers_all_bind_their_reuseport_group() {
+    let with = netns(
+        "40000-40009",
+        None,
+        true,
+        &format!("tag w $RUN {PY} workers"),
+    );
+    with.expect(
+        "4 of 4 workers bind; the group gets all 200 datagrams",
+        "w",
+        &[("bound", "4"), ("reuseport", "1"), ("received", "200")],
+    );
+}
+
+/// Why 3: program A connects to S (connectx opens its port to sharing); program B, also under
+/// connectx, binds A's source port with its own SO_REUSEPORT and connects to S. Before: both on
+/// one 4-tuple, each getting the other's answers. Now B's connect to S gets EADDRNOTAVAIL (as TCP
+/// says), B reaches S2 from that port with its own answers, and A gets only its own.
+#[test]
+fn two_programs_never_share_a_4_tuple() {
+    let script = format!("{}tag ab $RUN {PY} a\n", echo("127.0.0.2:7 127.0.0.3:7"));
+    let with = netns("40000-40009", None, true, &script);
+    with.expect(
+        "B may bind A's port but not take A's 4-tuple; each gets only its own answers",
+        "ab",
+        &[
+            ("a_before", "own"),
+            ("b_bind", "ok"),
+            ("b_to_s", "EADDRNOTAVAIL"),
+            ("b_to_s2", "ok"),
+            ("b_to_s2_echo", "own"),
+            ("a_own", "20"),
+            ("a_stray", "0"),
+        ],
+    );
+}

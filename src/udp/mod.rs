@@ -166,7 +166,9 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
             _ => Verdict::Pass(Pass::KernelAnswers),
         };
     }
-    if !(r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT)) {
+    if !(r.any(OUR_PORT)
+        || fixed_port(r) && (!r.any(APP_REUSEADDR | APP_REUSEPORT) || r.any(SHARED)))
+    {
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
     }
@@ -274,9 +276,9 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     let _keep = KeepErrno::new();
     r.clear(DEFERRED);
     r.set(HAS_PORT | CONNECTED);
-    if fixed_port(r) {
+    if fixed_port(r) || r.any(GROUP) {
         // The program's own port, which it shares itself (SO_REUSEADDR or SO_REUSEPORT, or
-        // this would be connect_fixed): nothing of ours to add.
+        // this would be connect_fixed), or its own reuseport group: nothing of ours to add.
         return;
     }
     // The unlock: the port is open to other flows of this user (one system call), so that the

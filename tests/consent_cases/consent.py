@@ -142,6 +142,94 @@ def fixed(family):
     print(" ".join(out), flush=True)
 
 
+def workers():
+    """Why 4: a server's first worker sets SO_REUSEPORT and binds 127.0.0.1:0, three more bind
+    that port with SO_REUSEPORT."""
+    socks, bound = [], 0
+    port = 0
+    for i in range(4):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, SO_REUSEPORT, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            port = s.getsockname()[1]
+            bound += 1
+        except OSError as e:
+            print(f"worker{i}_error={err(e)}", end=" ")
+        socks.append(s)
+    opt = socks[0].getsockopt(socket.SOL_SOCKET, SO_REUSEPORT)
+    # Each datagram to the group reaches exactly one worker.
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind(("127.0.0.1", 5001))
+    for i in range(200):
+        c.sendto(b"w", ("127.0.0.1", port))
+    time.sleep(0.2)
+    got = 0
+    for s in socks:
+        s.setblocking(False)
+        while True:
+            try:
+                s.recv(16)
+                got += 1
+            except BlockingIOError:
+                break
+    print(f"bound={bound} reuseport={opt} received={got}", flush=True)
+
+
+def program_b(port):
+    """Why 3, program B: binds A's source port with its own SO_REUSEPORT, connects to S (A's
+    destination), then to S2."""
+    out = []
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_REUSEPORT, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        out.append("b_bind=ok")
+    except OSError as e:
+        print(f"b_bind={err(e)}", flush=True)
+        return
+    try:
+        s.connect(("127.0.0.2", 7))
+        out.append("b_to_s=ok")
+        out.append("b_to_s_echo=" + ("own" if ask(s, b"B1") == b"B1" else "other"))
+    except OSError as e:
+        out.append(f"b_to_s={err(e)}")
+    try:
+        s.connect(("127.0.0.3", 7))
+        out.append("b_to_s2=ok")
+        out.append(f"b_port={s.getsockname()[1]}")
+        out.append("b_to_s2_echo=" + ("own" if ask(s, b"B2") == b"B2" else "other"))
+    except OSError as e:
+        out.append(f"b_to_s2={err(e)}")
+    print(" ".join(out), flush=True)
+
+
+def program_a():
+    """Why 3, program A: connects to S, lets program B (another process) try A's port, then
+    checks that A still gets its own answers and nothing else."""
+    import subprocess
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.connect(("127.0.0.2", 7))
+    port = a.getsockname()[1]
+    before = ask(a, b"A0")
+    b = subprocess.run([sys.executable, __file__, "b", str(port)], capture_output=True, text=True,
+                       timeout=30)
+    mine = 0
+    for i in range(20):
+        if ask(a, b"A%d" % i) == b"A%d" % i:
+            mine += 1
+    a.setblocking(False)
+    stray = 0
+    while True:
+        try:
+            a.recv(64)
+            stray += 1
+        except BlockingIOError:
+            break
+    print(f"a_port={port} a_before={'own' if before == b'A0' else 'other'} a_own={mine} "
+          f"a_stray={stray} {b.stdout.strip()} {b.stderr.strip()}", flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "server":
@@ -150,6 +238,12 @@ def main():
         hold(args[0], int(args[1]), float(args[2]))
     elif cmd == "churn":
         churn(args[0], float(args[1]))
+    elif cmd == "workers":
+        workers()
+    elif cmd == "a":
+        program_a()
+    elif cmd == "b":
+        program_b(int(args[0]))
     elif cmd == "echo":
         echo(args[:-1], float(args[-1]))
     elif cmd == "fixed":

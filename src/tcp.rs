@@ -161,9 +161,10 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
 fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     let Some(a) = r.app_addr() else { return false };
     let _keep = KeepErrno::new();
-    let (Some(ns), Some(local)) = (ports::namespace_range(), local_end(fd, &a, dst)) else {
+    let (Some(nsp), Some(local)) = (ports::of_socket(fd), local_end(fd, &a, dst)) else {
         return false;
     };
+    let ns = nsp.range();
     // The socket's own IP_LOCAL_PORT_RANGE narrows the choice, as it narrows the kernel's.
     let own = sys::get_int(fd, libc::IPPROTO_IP, crate::policy::IP_LOCAL_PORT_RANGE).unwrap_or(0);
     let range = ports::narrow(ns, own as u32);
@@ -171,7 +172,7 @@ fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     // Bounded: at true exhaustion every probe fails, and each costs a SOCK_DIAG lookup.
     for p in ports::shuffled(range).take(MAX_PROBES) {
         // Ports with any holder on this 4-tuple (a TIME_WAIT too) are skipped.
-        if ports::is_reserved(p)
+        if nsp.is_reserved(p)
             || netlink::tcp_holder(Ns::Of(fd), &local.with_port(p), dst) != Ok(None)
         {
             continue;

@@ -132,3 +132,28 @@ fn two_programs_never_share_a_4_tuple() {
         ],
     );
 }
+
+/// Why 6: a program fills its namespace's range (so the lock has read that namespace's ports),
+/// moves to a new namespace (unshare), sets another range and reserved ports there, and fills it.
+/// Before: the lock used the first namespace's copy for up to a second. Now the second
+/// namespace's ports at once: its 5 free ports shared, none reserved or outside its range, and
+/// the sixth connect gets EAGAIN.
+#[test]
+fn a_second_namespaces_ports_are_honoured_at_once() {
+    let with = netns(
+        "40000-40009",
+        None,
+        true,
+        &format!("tag ns $RUN {PY} netns"),
+    );
+    with.expect(
+        "the new namespace's range and reserved ports, at once",
+        "ns",
+        &[
+            ("first_ns_shared", "1"),
+            ("second_ns_shared", "5"),
+            ("ports_allowed", "yes"),
+            ("errors", "EAGAIN"),
+        ],
+    );
+}

@@ -244,8 +244,8 @@ pub fn mark(fd: c_int, r: &Sock) {
 
 /// Is any port of `range` (reserved ports aside) open to the lock? A bitmap scan, no system
 /// call: a range held only by sockets that may not be shared answers EAGAIN at once.
-pub fn any_allowed(h: Handle, range: (u16, u16)) -> bool {
-    (range.0..=range.1).any(|p| allows(h, p) != Some(false) && !crate::ports::is_reserved(p))
+pub fn any_allowed(h: Handle, range: (u16, u16), ports: crate::ports::NsPorts) -> bool {
+    (range.0..=range.1).any(|p| allows(h, p) != Some(false) && !ports.is_reserved(p))
 }
 
 /// In the child after fork: a build of the parent's (its dump socket is gone) starts afresh, and

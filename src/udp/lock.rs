@@ -126,17 +126,17 @@ pub unsafe fn search(
     len: socklen_t,
 ) -> Verdict {
     let bound = r.app_addr().filter(|_| r.any(DEFERRED));
-    let Some(ns) = ports::namespace_range() else {
+    let netns = exhausted::netns_cookie(fd);
+    let Some(nsp) = ports::in_namespace(netns) else {
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
-    let range = ports::narrow(ns, r.port_range.load(Acquire));
+    let range = ports::narrow(nsp.range(), r.port_range.load(Acquire));
     let bind_at = bound.unwrap_or_else(|| wildcard(r)).with_port(0);
     // Consent first (no port of the range open to sharing: EAGAIN at once, remembered).
-    let netns = exhausted::netns_cookie(fd);
     // What the view's build may add to this connect: half of what the kernel's own EAGAIN took.
     let budget = (exhausted::kernel_cost_ns(fd, r) / 2).clamp(100_000, 5_000_000);
     let view = consent::view(fd, netns, &bind_at, budget);
-    let Some(view) = view.filter(|v| consent::any_allowed(*v, range)) else {
+    let Some(view) = view.filter(|v| consent::any_allowed(*v, range, nsp)) else {
         if view.is_some() {
             crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");
             exhausted::note_nothing_shareable(fd, r);
@@ -185,7 +185,7 @@ pub unsafe fn search(
             .filter(|_| full)
             .chain(retry.ports[..retry.n].iter().copied().filter(|_| !full));
         for port in ports {
-            if ports::is_reserved(port) {
+            if nsp.is_reserved(port) {
                 continue;
             }
             for _ in 0..2 {

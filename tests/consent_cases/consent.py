@@ -230,6 +230,47 @@ def program_a():
           f"a_stray={stray} {b.stdout.strip()} {b.stderr.strip()}", flush=True)
 
 
+def fill_and_share(first, more):
+    """`first` sockets to 127.0.0.2:7 (the kernel's ports), then `more` to 127.0.0.3:7 (the lock
+    must share): the count that connected and their ports."""
+    held, ports, errors = [], [], []
+    for i in range(first):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("127.0.0.2", 7))
+        held.append(s)
+    ok = 0
+    for i in range(more):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect(("127.0.0.3", 7))
+            ok += 1
+            ports.append(s.getsockname()[1])
+            held.append(s)
+        except OSError as e:
+            errors.append(err(e))
+    return held, ok, ports, errors
+
+
+def netns_switch():
+    """Why 6: a program fills its namespace's range (the lock reads that namespace's ports),
+    moves to a new namespace, sets another range and reserved ports there, and fills it."""
+    import ctypes, subprocess
+    held, ok1, _, _ = fill_and_share(10, 1)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x40000000) != 0:
+        print("unshare=failed", flush=True)
+        return
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+        f.write("41000 41009")
+    with open("/proc/sys/net/ipv4/ip_local_reserved_ports", "w") as f:
+        f.write("41000-41004")
+    held2, ok2, ports, errors = fill_and_share(5, 6)
+    inside = all(41005 <= p <= 41009 for p in ports)
+    print(f"first_ns_shared={ok1} second_ns_shared={ok2} ports_allowed={'yes' if inside else 'no'} "
+          f"ports={','.join(map(str, ports))} errors={','.join(errors) or '-'}", flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "server":
@@ -244,6 +285,8 @@ def main():
         program_a()
     elif cmd == "b":
         program_b(int(args[0]))
+    elif cmd == "netns":
+        netns_switch()
     elif cmd == "echo":
         echo(args[:-1], float(args[-1]))
     elif cmd == "fixed":

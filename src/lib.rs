@@ -113,6 +113,9 @@ fn init() {
         );
     }
     netlink::adopt_now();
+    if cfg.enabled && cfg.udp {
+        udp::inherited::adopt();
+    }
     // SAFETY: registering plain functions, run around fork.
     unsafe {
         libc::pthread_atfork(

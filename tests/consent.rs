@@ -157,3 +157,22 @@ fn a_second_namespaces_ports_are_honoured_at_once() {
         ],
     );
 }
+
+/// Why 7: a UDP flow whose port connectx shares reaches another program across exec (an
+/// inherited fd), which reconnects it onto a 4-tuple another socket owns. Before: the kernel's
+/// connect, unchecked (a duplicate 4-tuple). Now the library adopts the inherited flow when it
+/// loads, and the reconnect is refused (EADDRNOTAVAIL, as for every shared fixed port).
+#[test]
+fn an_inherited_flow_cannot_reconnect_onto_a_taken_4_tuple() {
+    let with = netns(
+        "40000-40009",
+        None,
+        true,
+        &format!("tag inh $RUN {PY} inherit"),
+    );
+    with.expect(
+        "the inherited flow's reconnect onto a taken 4-tuple is refused",
+        "inh",
+        &[("child_reconnect", "EADDRNOTAVAIL")],
+    );
+}

@@ -22,6 +22,7 @@ mod consent;
 pub mod exhausted;
 mod flow;
 pub mod hints;
+pub mod inherited;
 mod lock;
 mod shared;
 pub mod source;

@@ -271,6 +271,30 @@ def netns_switch():
           f"ports={','.join(map(str, ports))} errors={','.join(errors) or '-'}", flush=True)
 
 
+def inherit():
+    """Why 7: a flow whose port connectx shares reaches another program across exec; that
+    program reconnects it onto a 4-tuple another socket owns."""
+    import subprocess
+    held, ok, ports, errors = fill_and_share(10, 1)
+    if ok != 1:
+        print(f"setup=failed errors={','.join(errors)}", flush=True)
+        return
+    q = ports[0]  # g: (Q, 127.0.0.3:7), through the lock
+    f = next(s for s in held[:10] if s.getsockname()[1] == q)  # f: (Q, 127.0.0.2:7)
+    r = subprocess.run([sys.executable, __file__, "child", str(f.fileno())], pass_fds=[f.fileno()],
+                       capture_output=True, text=True, timeout=30)
+    print(f"shared_port={q} {r.stdout.strip()} {r.stderr.strip()}", flush=True)
+
+
+def child(fd):
+    s = socket.socket(fileno=fd)
+    try:
+        s.connect(("127.0.0.3", 7))
+        print(f"child_reconnect=ok child_port={s.getsockname()[1]}", flush=True)
+    except OSError as e:
+        print(f"child_reconnect={err(e)}", flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "server":
@@ -287,6 +311,10 @@ def main():
         program_b(int(args[0]))
     elif cmd == "netns":
         netns_switch()
+    elif cmd == "inherit":
+        inherit()
+    elif cmd == "child":
+        child(int(args[0]))
     elif cmd == "echo":
         echo(args[:-1], float(args[-1]))
     elif cmd == "fixed":

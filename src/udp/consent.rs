@@ -52,6 +52,8 @@ struct View {
     current: AtomicU32,
     /// One bit per port: some socket on it does not consent.
     bits: [[AtomicU64; WORDS]; 2],
+    /// While a view is built: the ports seen so far with a socket that consents.
+    seen: [AtomicU64; WORDS],
 }
 
 static VIEWS: [View; ENTRIES] = [const {
@@ -62,6 +64,7 @@ static VIEWS: [View; ENTRIES] = [const {
         built_ms: AtomicU64::new(0),
         current: AtomicU32::new(0),
         bits: [const { [const { AtomicU64::new(0) }; WORDS] }; 2],
+        seen: [const { AtomicU64::new(0) }; WORDS],
     }
 }; ENTRIES];
 
@@ -79,6 +82,9 @@ static CLAIMING: AtomicBool = AtomicBool::new(false);
 pub struct Handle {
     index: usize,
     generation: u64,
+    /// No view was complete yet: what the build has read so far. A port it shows may be shared
+    /// only after a look at that port alone (`lock`: a dump filtered on the port).
+    pub partial: bool,
 }
 
 /// Does a holder bound to `holder` (dump bytes of `family`) conflict with a bind to `at`?
@@ -132,11 +138,24 @@ pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Ha
     }
     let generation = v.generation.load(Acquire);
     let built = v.built_ms.load(Acquire);
-    let usable = built != 0
-        && now.saturating_sub(built) <= MAX_AGE_MS
-        && key_matches(v, netns, &key)
-        && v.generation.load(Acquire) == generation;
-    usable.then_some(Handle { index, generation })
+    if !key_matches(v, netns, &key) || v.generation.load(Acquire) != generation {
+        return None;
+    }
+    if built != 0 && now.saturating_sub(built) <= MAX_AGE_MS {
+        return Some(Handle {
+            index,
+            generation,
+            partial: false,
+        });
+    }
+    // None complete yet (the first build of this key, larger than one slice): what was read so
+    // far, so that a connect that can share is not refused for want of the rest (the lock looks
+    // at a port alone before it binds it).
+    (BUILD_ENTRY.load(Acquire) as usize == index + 1).then_some(Handle {
+        index,
+        generation,
+        partial: true,
+    })
 }
 
 /// Gives an entry to a new key: the oldest one not being built.
@@ -175,7 +194,7 @@ fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms:
         }
         // A new build of this entry: the bitmap readers do not use, cleared.
         let next = 1 - v.current.load(Acquire) as usize;
-        for w in &v.bits[next] {
+        for w in v.bits[next].iter().chain(&v.seen) {
             w.store(0, Relaxed);
         }
         if lease.start(Ns::Of(sock), libc::AF_INET).is_err() {
@@ -193,8 +212,10 @@ fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms:
     let deadline = sys::now_ns().saturating_add(budget_ns);
     let mut more = || sys::now_ns() < deadline;
     let mut mark = |d: &Dumped| {
-        if !consents(d, uid) && overlaps(at, d.family, &d.local_ip) {
-            let p = d.local_port as usize;
+        let p = d.local_port as usize;
+        if consents(d, uid) {
+            v.seen[p / 64].fetch_or(1 << (p % 64), Relaxed);
+        } else if overlaps(at, d.family, &d.local_ip) {
             v.bits[next][p / 64].fetch_or(1 << (p % 64), Relaxed);
         }
     };
@@ -230,10 +251,16 @@ fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms:
 /// May the lock bind into `port`? None: the view changed under the search (ask `view` again).
 pub fn allows(h: Handle, port: u16) -> Option<bool> {
     let v = &VIEWS[h.index];
-    let p = port as usize;
-    let cur = v.current.load(Acquire) as usize;
-    let refused = v.bits[cur][p / 64].load(Relaxed) & (1 << (p % 64)) != 0;
-    (v.generation.load(Acquire) == h.generation).then_some(!refused)
+    let (p, bit) = (port as usize / 64, 1u64 << (port % 64));
+    let allowed = if h.partial {
+        let building = 1 - v.current.load(Acquire) as usize;
+        v.seen[p].load(Relaxed) & bit != 0 && v.bits[building][p].load(Relaxed) & bit == 0
+    } else {
+        v.bits[v.current.load(Acquire) as usize][p].load(Relaxed) & bit == 0
+    };
+    let same = v.generation.load(Acquire) == h.generation
+        && (!h.partial || BUILD_ENTRY.load(Acquire) as usize == h.index + 1);
+    same.then_some(allowed)
 }
 
 /// Marks a flow whose port connectx opens to sharing (module doc): one setsockopt, after the

@@ -137,7 +137,7 @@ pub unsafe fn search(
     let budget = (exhausted::kernel_cost_ns(fd, r) / 2).clamp(100_000, 5_000_000);
     let view = consent::view(fd, netns, &bind_at, budget);
     let Some(view) = view.filter(|v| consent::any_allowed(*v, range, nsp)) else {
-        if view.is_some() {
+        if view.is_some_and(|v| !v.partial) {
             crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");
             exhausted::note_nothing_shareable(fd, r);
         } else {
@@ -245,6 +245,14 @@ unsafe fn try_port(
     });
     if allowed != Some(true) {
         return Step::Next;
+    }
+    if s.consent.partial {
+        // No complete view yet: the port alone is looked at (a dump filtered on it, both
+        // families): every socket on it must consent.
+        match netlink::port_holders_for(fd, libc::IPPROTO_UDP, true, port) {
+            Ok(h) if h.unconnected == 0 && h.foreign == 0 => {}
+            _ => return Step::Next,
+        }
     }
     if let (true, Some(src)) = (s.ask_first, s.src.or(s.flow.src_hint)) {
         // A destination that lost races lately: skip a port it holds without binding it.

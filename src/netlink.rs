@@ -166,6 +166,8 @@ fn all_slots() -> impl Iterator<Item = &'static Slot> {
 pub enum Ns {
     /// The namespace of the program's socket `fd` (SO_NETNS_COOKIE).
     Of(c_int),
+    /// A namespace whose SO_NETNS_COOKIE the caller knows already (a socket's never changes).
+    Known(u64),
     /// Wherever the pooled socket is (callers without a socket).
     Any,
 }
@@ -246,8 +248,20 @@ impl Pool {
     }
 }
 
+impl Ns {
+    /// The namespace of socket `fd`, whose SO_NETNS_COOKIE is `cookie` if known (0: ask).
+    pub fn of_known(fd: c_int, cookie: u64) -> Ns {
+        if cookie != 0 {
+            Ns::Known(cookie)
+        } else {
+            Ns::Of(fd)
+        }
+    }
+}
+
 fn wanted(ns: Ns) -> u64 {
     match ns {
+        Ns::Known(cookie) => cookie,
         Ns::Of(fd) => ownfd::netns_of(fd),
         Ns::Any => 0,
     }

@@ -66,6 +66,8 @@ pub struct Sock {
     pub port_range: AtomicU32,
     /// SO_COOKIE once known (0 = not asked yet).
     pub cookie: AtomicU64,
+    /// SO_NETNS_COOKIE once known (0 = not asked yet): a socket never changes namespace.
+    pub netns: AtomicU64,
     /// The UDP flow this socket holds in `udp::hints` (0 = none), given back when it ends.
     pub flow: AtomicU64,
     /// UDP: the thread running the lock on this socket (0 = none; see `udp::Busy`).
@@ -122,6 +124,7 @@ impl Sock {
     fn reset(&self, flags: u32) {
         self.port_range.store(0, Relaxed);
         self.cookie.store(0, Relaxed);
+        self.netns.store(0, Relaxed);
         crate::udp::hints::unmark(self.flow.swap(0, Relaxed));
         self.busy.store(0, Relaxed);
         for a in self.app_addr.iter().chain(&self.local) {

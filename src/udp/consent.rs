@@ -134,7 +134,7 @@ pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Ha
     let v = &VIEWS[index];
     let built = v.built_ms.load(Acquire);
     if built == 0 || now.saturating_sub(built) > TTL_MS {
-        build_slice(sock, index, at, budget_ns, now);
+        build_slice(sock, netns, index, at, budget_ns, now);
     }
     let generation = v.generation.load(Acquire);
     let built = v.built_ms.load(Acquire);
@@ -181,7 +181,7 @@ fn claim(netns: u64, key: &[u64; 4]) -> Option<usize> {
 }
 
 /// Reads the dump for entry `index` for at most `budget_ns`; flips the view when it is done.
-fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms: u64) {
+fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, budget_ns: u64, now_ms: u64) {
     let Some(lease) = DumpLease::take() else {
         return; // another thread of this process is reading a dump: it carries the build on
     };
@@ -197,7 +197,10 @@ fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms:
         for w in v.bits[next].iter().chain(&v.seen) {
             w.store(0, Relaxed);
         }
-        if lease.start(Ns::Of(sock), libc::AF_INET).is_err() {
+        if lease
+            .start(Ns::of_known(sock, netns), libc::AF_INET)
+            .is_err()
+        {
             BUILD_ENTRY.store(0, Release);
             return;
         }
@@ -224,7 +227,10 @@ fn build_slice(sock: c_int, index: usize, at: &SockAddr, budget_ns: u64, now_ms:
             Ok(false) => return,
             Ok(true) if BUILD_STAGE.load(Acquire) == 0 => {
                 // IPv6 holders too: a dual-stack socket on the port conflicts with the lock's.
-                if lease.start(Ns::Of(sock), libc::AF_INET6).is_err() {
+                if lease
+                    .start(Ns::of_known(sock, netns), libc::AF_INET6)
+                    .is_err()
+                {
                     BUILD_ENTRY.store(0, Release);
                     return;
                 }

@@ -45,13 +45,24 @@ pub fn netns_cookie(fd: libc::c_int) -> u64 {
     if r == 0 { v } else { 0 }
 }
 
+/// The socket's network namespace (SO_NETNS_COOKIE), asked once per socket.
+pub fn netns_of(fd: libc::c_int, r: &Sock) -> u64 {
+    let known = r.netns.load(Acquire);
+    if known != 0 {
+        return known;
+    }
+    let n = netns_cookie(fd);
+    r.netns.store(n, Release);
+    n
+}
+
 fn key(fd: libc::c_int, r: &Sock) -> u64 {
     let addr = r
         .app_addr()
         .filter(|_| r.any(DEFERRED))
         .map_or([0; 4], |a| a.with_port(0).to_words());
     let words = [
-        netns_cookie(fd),
+        netns_of(fd, r),
         addr[0],
         addr[1],
         addr[2],

@@ -126,7 +126,7 @@ pub unsafe fn search(
     len: socklen_t,
 ) -> Verdict {
     let bound = r.app_addr().filter(|_| r.any(DEFERRED));
-    let netns = exhausted::netns_cookie(fd);
+    let netns = exhausted::netns_of(fd, r);
     let Some(nsp) = ports::in_namespace(netns) else {
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
@@ -257,7 +257,7 @@ unsafe fn try_port(
     if let (true, Some(src)) = (s.ask_first, s.src.or(s.flow.src_hint)) {
         // A destination that lost races lately: skip a port it holds without binding it.
         match netlink::udp_exact(
-            Ns::Of(fd),
+            Ns::of_known(fd, s.netns),
             &src.with_port(port),
             &s.flow.peer,
             s.flow.ifindex,

@@ -183,7 +183,7 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         }
         flow::release(fd);
         hints::unmark(r.flow.swap(0, AcqRel));
-        r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+        r.clear(OUR_PORT | HAS_PORT | GROUP | CONNECTED);
         restore_app_reuse(fd, r);
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
@@ -277,11 +277,15 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     let _keep = KeepErrno::new();
     r.clear(DEFERRED);
     r.set(HAS_PORT | CONNECTED);
-    if fixed_port(r) || r.any(GROUP) {
+    if fixed_port(r) {
         // The program's own port, which it shares itself (SO_REUSEADDR or SO_REUSEPORT, or
-        // this would be connect_fixed), or its own reuseport group: nothing of ours to add.
+        // this would be connect_fixed): nothing of ours to add.
         return;
     }
+    // A port the kernel chose, also one the program opened to its own reuseport group (GROUP:
+    // dig binds (ip, 0) with SO_REUSEPORT, then connects): the flow is marked like any other,
+    // and the lock shares the port only while every socket on it consents, so never while a
+    // worker of that group sits on it unconnected (`consent`).
     // The unlock: the port is open to other flows of this user (one system call), so that the
     // lock can share it once the range is full. From now on the socket's connects are checked.
     // Not where the lock is known not to run (no SOCK_DIAG, a kernel without what it needs):
@@ -307,7 +311,7 @@ pub fn disconnected(fd: c_int, r: &Sock) {
     }
     // The lock bound port 0 in a one-port range and the kernel autobinds its own: neither holds
     // SOCK_BINDPORT_LOCK, so the kernel released the port (keeping a bound address).
-    r.clear(OUR_PORT | HAS_PORT);
+    r.clear(OUR_PORT | HAS_PORT | GROUP);
     if r.any(DEFERRED) {
         // The port the kernel's bind(ip, 0) would have taken is released too: getsockname
         // shows port 0 and does not bind one.

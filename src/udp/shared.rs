@@ -87,7 +87,7 @@ pub unsafe fn reconnect(
         // No port any more: another process sharing the socket (fork) disconnected it. As a
         // socket without a port: the kernel's own connect first.
         hints::unmark(r.flow.swap(0, AcqRel));
-        r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+        r.clear(OUR_PORT | HAS_PORT | GROUP | CONNECTED);
         restore_app_reuse(fd, r);
         // SAFETY: forwarded from our caller.
         return unsafe { super::kernel_first(fd, r, addr, len) };
@@ -102,7 +102,7 @@ pub unsafe fn reconnect(
     // program bound it) and search as for a fresh socket.
     release(fd);
     hints::unmark(r.flow.swap(0, AcqRel));
-    r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+    r.clear(OUR_PORT | HAS_PORT | GROUP | CONNECTED);
     restore_app_reuse(fd, r);
     if app.is_some() {
         r.set(DEFERRED);

@@ -133,8 +133,9 @@ pub unsafe fn search(
     let range = ports::narrow(nsp.range(), r.port_range.load(Acquire));
     let bind_at = bound.unwrap_or_else(|| wildcard(r)).with_port(0);
     // Consent first (no port of the range open to sharing: EAGAIN at once, remembered).
-    // What the view's build may add to this connect: half of what the kernel's own EAGAIN took.
-    let budget = (exhausted::kernel_cost_ns(fd, r) / 2).clamp(100_000, 5_000_000);
+    // What the view's build may add to this connect: a third of what the kernel's own EAGAIN
+    // took (the rest of the lock and the cold caches after it fit in the other two thirds).
+    let budget = (exhausted::kernel_cost_ns(fd, r) / 3).clamp(100_000, 5_000_000);
     let view = consent::view(fd, netns, &bind_at, budget);
     let Some(view) = view.filter(|v| consent::any_allowed(*v, range, nsp)) else {
         if view.is_some_and(|v| !v.partial) {

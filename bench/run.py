@@ -962,7 +962,8 @@ def report(res, args, elapsed):
         sh = res["share"]
         w(f"## 3b. A connect that must share: R = {R_SHARE} ports, every one connected elsewhere\n")
         w(f"A helper holds {R_SHARE} UDP sockets, one on each port of the range, connected to "
-          "127.0.0.2:7000 (SO_REUSEPORT on: the state connectx leaves a connected socket in). Then "
+          "127.0.0.2:7000 (SO_REUSEPORT on and connectx's mark, IP_BIND_ADDRESS_NO_PORT: the state "
+          "connectx leaves a connected socket in, so the lock may share them). Then "
           "`socket` + `connect(127.0.0.3:9)` + `close` under connectx: the kernel has no free port, "
           "so every connect goes through the lock (the kernel's own EAGAIN is remembered for a second, "
           "so its scan of the full range is paid once). Against: the same loop without the library in "

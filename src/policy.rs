@@ -49,26 +49,26 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     let Some(r) = state::get_or_create(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if r.any(LISTENING) {
+    if r.is(Phase::Listening) {
         return Verdict::Pass(Pass::Server);
     }
-    if r.any(PENDING) {
+    if r.is(Phase::Pending) {
         // A second bind after one we hold back: the kernel would refuse it (EINVAL) since the
         // first gave the socket P, so give it P first and let the kernel answer.
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.has(DEFERRED | RELEASED) {
+    if r.is(Phase::Released) {
         // After a disconnect released its port the socket may bind again (the kernel allows it
         // while the socket has no port): a new bind, as on a fresh socket.
-        r.clear(DEFERRED | RELEASED);
-    } else if r.any(DEFERRED) {
+        r.enter(Phase::Free);
+    } else if r.deferred() {
         // A second bind: the kernel would refuse it (EINVAL) once the first had a port, so give
         // the socket its port first and let the kernel answer exactly.
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.any(HAS_PORT | CONNECTED) {
+    if r.has_port() || r.any(CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
     }
     if r.is_udp() && udp::lock_known_unavailable() {
@@ -119,28 +119,27 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
             Some(a) if a.port() == 0 && udp_kernel_first => {
                 // The kernel's port: the socket is the kernel's (its connect opens the port).
                 r.set_app_addr(&a);
-                r.set(HAS_PORT);
-                if r.any(APP_REUSEPORT) {
-                    // The program asked for a reuseport group on a port of the kernel's choice
-                    // (a server's first worker): the port was chosen without the option (never
-                    // a connectx flow's), the group opens now for its other workers (issue 17).
-                    let _keep = KeepErrno::new();
-                    if set_reuseport(fd, r, true).is_ok() {
-                        r.set(GROUP);
-                    }
-                }
+                // The program asked for a reuseport group on a port of the kernel's choice (a
+                // server's first worker): the port was chosen without the option (never a
+                // connectx flow's), the group opens now for its other workers (issue 17).
+                let _keep = KeepErrno::new();
+                let group = r.any(APP_REUSEPORT) && set_reuseport(fd, r, true).is_ok();
+                r.enter(if group { Phase::Group } else { Phase::Bound });
             }
             Some(a) if a.port() == 0 => {
                 r.set_app_addr(&a);
-                r.set(DEFERRED);
-                r.put(PROGRAM_DEFERRED, r.is_udp() && program_defers);
+                r.enter(if r.is_udp() && program_defers {
+                    Phase::ProgramDeferred
+                } else {
+                    Phase::Deferred
+                });
                 crate::debug!(
                     "bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)"
                 );
             }
             // The option stays on: the kernel ignores it on a socket with a port.
             Some(a) => bound_fixed(r, &a),
-            None => r.set(HAS_PORT),
+            None => r.enter(Phase::Bound),
         }
         return kernels;
     }
@@ -182,6 +181,7 @@ unsafe fn udp_bind_own_group(
     // SAFETY: the program's own arguments, unchanged.
     let ret = unsafe { real::bind(fd, addr, len) };
     let e = sys::errno();
+    let mut with_flows = false;
     let (ret, e) = if ret == 0 || e != libc::EADDRINUSE {
         (ret, e)
     } else {
@@ -198,7 +198,7 @@ unsafe fn udp_bind_own_group(
                 crate::debug!(
                     "bind(fd {fd}): port {port} carries connectx flows: checked at connect"
                 );
-                r.set(SHARED);
+                with_flows = true;
             }
         }
         (ret, e)
@@ -211,6 +211,9 @@ unsafe fn udp_bind_own_group(
             unsafe { SockAddr::from_raw(addr, len) }.or_else(|| sys::getsockname(fd).ok())
         {
             bound_fixed(r, &a);
+            if with_flows {
+                r.enter(Phase::Shared);
+            }
         }
     }
     Verdict::answer(ret as isize, e)
@@ -229,7 +232,7 @@ fn udp_bind_without_port(fd: c_int, r: &Sock, a: SockAddr, kernels: Verdict) -> 
         return kernels;
     }
     r.set_app_addr(&a);
-    r.set(DEFERRED);
+    r.enter(Phase::Deferred);
     crate::debug!("bind(fd {fd}): {a}: no free port; deferred to connect (the UDP lock)");
     Verdict::done(0)
 }
@@ -247,7 +250,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
     };
     // A child of fork has no counters file yet (its parent's stays the parent's).
     crate::stats::touch();
-    if r.any(LISTENING) {
+    if r.is(Phase::Listening) {
         return Verdict::Pass(Pass::Server);
     }
     if r.is_tcp() {
@@ -284,7 +287,7 @@ pub fn listen(fd: c_int) -> Verdict {
         // Accepted sockets inherit the listener's options: no IP_BIND_ADDRESS_NO_PORT of ours
         // (policy::bind leaves it on after a fixed port) may reach them.
         let _ = set_noport(fd, r, r.any(APP_NOPORT));
-        r.set(LISTENING);
+        r.enter(Phase::Listening);
     }
     Verdict::Pass(Pass::Server)
 }
@@ -302,7 +305,7 @@ pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if let (true, Some(a)) = (r.any(PENDING), r.app_addr()) {
+    if let (true, Some(a)) = (r.is(Phase::Pending), r.app_addr()) {
         let mut given = [0u8; std::mem::size_of::<socklen_t>()];
         // SAFETY: the program's own argument, copied safely.
         let readable = unsafe { sys::copy_from_program(len.cast::<u8>(), &mut given) }.is_ok();
@@ -319,8 +322,7 @@ pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -
         }
         return result;
     }
-    if r.any(DEFERRED)
-        && !r.any(RELEASED)
+    if matches!(r.phase(), Phase::Deferred | Phase::ProgramDeferred)
         && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind)
     {
         materialize(fd, r);
@@ -345,27 +347,27 @@ pub fn send(
         if flags & libc::MSG_FASTOPEN != 0 {
             // A held-back fixed port is bound first (the destination is not read here); the
             // kernel checks the 4-tuple.
-            if r.any(PENDING) {
+            if r.is(Phase::Pending) {
                 materialize(fd, r);
             }
             return tcp::connect(fd, r, real, || false, || None);
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if !r.any(PENDING | DEFERRED) || !has_destination() {
+    if !(r.is(Phase::Pending) || r.deferred()) || !has_destination() {
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if r.any(PENDING) {
+    if r.is(Phase::Pending) {
         // A shared fixed port held back, used without connect: bound now (exclusive until its
         // connect), or, held by others this moment, the error its bind would have had.
         materialize(fd, r);
-        if !r.any(HAS_PORT) {
+        if !r.has_port() {
             return Verdict::fail(libc::EADDRINUSE);
         }
     }
-    if r.any(DEFERRED) {
+    if r.deferred() {
         materialize(fd, r);
-        if r.any(DEFERRED) && !r.any(PROGRAM_DEFERRED | RELEASED) {
+        if r.is(Phase::Deferred) {
             // No port for a socket that will not connect (an unconnected socket cannot share
             // one): the kernel would have refused its bind(ip, 0), so the send gets that error.
             // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
@@ -394,11 +396,13 @@ pub unsafe fn names_destination(msg: *const libc::msghdr) -> bool {
 }
 
 pub fn before_recv(fd: c_int) -> Verdict {
-    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(PENDING)) {
+    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.is(Phase::Pending)) {
         materialize(fd, r);
     }
     // A port released by a disconnect stays released: the kernel does not autobind on receive.
-    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(DEFERRED) && !r.any(RELEASED)) {
+    if let Some(r) = state::get(fd)
+        .filter(|r| r.is_udp() && matches!(r.phase(), Phase::Deferred | Phase::ProgramDeferred))
+    {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
@@ -416,8 +420,8 @@ pub fn before_recv(fd: c_int) -> Verdict {
 /// A fixed-port bind held back (PENDING) is made now with SO_REUSEADDR, then cleared: the port
 /// is the socket's alone until it connects. If that fails, the socket stays unbound.
 pub fn materialize(fd: c_int, r: &Sock) {
-    if r.any(PENDING) {
-        r.clear(PENDING);
+    if r.is(Phase::Pending) {
+        r.enter(Phase::Free);
         let Some(a) = r.app_addr() else { return };
         let _keep = KeepErrno::new();
         // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
@@ -434,17 +438,17 @@ pub fn materialize(fd: c_int, r: &Sock) {
             let _ = set_reuseport(fd, r, false);
         }
         if shared {
-            if r.is_udp() {
-                r.set(SHARED);
-            }
             bound_fixed(r, &a);
+            if r.is_udp() {
+                r.enter(Phase::Shared);
+            }
         }
         return;
     }
-    if !r.any(DEFERRED) || r.any(PROGRAM_DEFERRED) {
+    if !matches!(r.phase(), Phase::Deferred | Phase::Released) {
         return;
     }
-    r.clear(DEFERRED | RELEASED);
+    r.enter(Phase::Free);
     let Some(a) = r.app_addr() else { return };
     let _keep = KeepErrno::new();
     let _ = set_noport(fd, r, false);
@@ -458,12 +462,12 @@ pub fn materialize(fd: c_int, r: &Sock) {
     match sys::bind(fd, &a) {
         Ok(()) => {
             r.set_local(&sys::getsockname(fd).unwrap_or(a));
-            r.set(HAS_PORT);
+            r.enter(Phase::Bound);
         }
         Err(e) => {
             crate::debug!("fd {fd}: deferred bind to {a} failed (errno {e}); still deferred");
             if set_noport(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
-                r.set(DEFERRED);
+                r.enter(Phase::Deferred);
             }
         }
     }
@@ -496,7 +500,7 @@ fn share_fixed(
         // whose connect fails never holds P, as it would not have without us (issue 17: a UDP
         // socket that held P after a failed connect kept every later bind of P out).
         r.set_app_addr(&a);
-        r.set(PENDING);
+        r.enter(Phase::Pending);
         crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
         crate::stats::count(if r.is_tcp() {
             crate::stats::Event::TcpSharedFixedPort
@@ -511,7 +515,7 @@ fn share_fixed(
 fn bound_fixed(r: &Sock, a: &SockAddr) {
     r.set_app_addr(a);
     r.set_local(a);
-    r.set(HAS_PORT);
+    r.enter(Phase::Bound);
 }
 
 /// The value the kernel just accepted for an int option, read as the kernel reads it: an int
@@ -564,8 +568,7 @@ pub unsafe fn setsockopt(
         return Verdict::Pass(Pass::NotOurs);
     };
     if (level, name) == (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
-        && r.any(DEFERRED)
-        && !r.any(RELEASED)
+        && matches!(r.phase(), Phase::Deferred | Phase::ProgramDeferred)
     {
         // The kernel refuses to change IPV6_V6ONLY once the socket has its port (EINVAL), which
         // after bind(ip, 0) it would have: give it the port, then the kernel answers.
@@ -573,7 +576,10 @@ pub unsafe fn setsockopt(
     }
     if let Some((app, k)) = managed {
         let ret;
-        if app == APP_REUSEPORT && r.is_udp() && (!r.any(HAS_PORT) || r.any(OUR_PORT | SHARED)) {
+        if app == APP_REUSEPORT
+            && r.is_udp()
+            && (!r.has_port() || matches!(r.phase(), Phase::Ours | Phase::Shared))
+        {
             // SO_REUSEPORT is the UDP lock's own switch: held back while the socket has no port
             // (the kernel's autobind could then land on a port the lock shares: a duplicate
             // 4-tuple, KERNEL.md) and while the lock manages the port; the program's value is

@@ -42,11 +42,11 @@ pub fn connect(
     disconnects: impl FnOnce() -> bool,
     dst: impl FnOnce() -> Option<SockAddr>,
 ) -> Verdict {
-    if r.any(LISTENING) {
+    if r.is(Phase::Listening) {
         // A server keeps the kernel's semantics (a send with MSG_FASTOPEN reaches here too).
         return Verdict::Pass(Pass::Server);
     }
-    if r.any(PENDING) {
+    if r.is(Phase::Pending) {
         let Some(d) = dst() else {
             // Not a destination (AF_UNSPEC, a bad address): the kernel answers for the unbound
             // socket, as it would have after the failed bind.
@@ -56,7 +56,7 @@ pub fn connect(
             return Verdict::fail(e);
         }
         // Bound on P with SO_REUSEADDR: on as a fixed port below.
-    } else if r.any(DEFERRED) {
+    } else if r.deferred() {
         // The kernel picks the port now, per 4-tuple.
         let mut ret = real();
         if ret < 0 && sys::errno() == libc::EADDRNOTAVAIL {
@@ -79,7 +79,7 @@ pub fn connect(
         }
         return result;
     }
-    if !r.any(HAS_PORT) || r.any(CONNECTED) {
+    if !r.has_port() || r.any(CONNECTED) {
         return Verdict::Pass(Pass::KernelSharesPorts);
     }
     fixed_connect(fd, r, real, disconnects)
@@ -140,10 +140,10 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
         crate::debug!("connect(fd {fd}): {a} is already connected there");
         return Err(libc::EADDRNOTAVAIL);
     }
-    r.clear(PENDING);
+    r.enter(Phase::Free);
     if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
         r.set_local(&a);
-        r.set(HAS_PORT);
+        r.enter(Phase::Bound);
         crate::stats::count(crate::stats::Event::TcpSharedFixedPort);
         return Ok(());
     }
@@ -179,9 +179,8 @@ fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
         }
         if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a.with_port(p)).is_ok() {
             crate::debug!("connect(fd {fd}): no free port; {} shared", a.with_port(p));
-            r.clear(DEFERRED | RELEASED);
             r.set_local(&a.with_port(p));
-            r.set(HAS_PORT);
+            r.enter(Phase::Bound);
             return true;
         }
     }
@@ -233,10 +232,10 @@ fn attempted(fd: c_int, r: &Sock, ok: bool) {
         return;
     }
     if ok || going(sys::errno()) {
-        r.clear(DEFERRED | RELEASED);
+        r.enter(Phase::Free);
         return;
     }
     if sys::getsockname(fd).is_ok_and(|a| a.port() != 0) {
-        r.set(RELEASED);
+        r.enter(Phase::Released);
     }
 }

@@ -59,7 +59,7 @@ pub fn netns_of(fd: libc::c_int, r: &Sock) -> u64 {
 fn key(fd: libc::c_int, r: &Sock) -> u64 {
     let addr = r
         .app_addr()
-        .filter(|_| r.any(DEFERRED))
+        .filter(|_| r.deferred())
         .map_or([0; 4], |a| a.with_port(0).to_words());
     let words = [
         netns_of(fd, r),

@@ -242,9 +242,11 @@ pub fn connected(fd: c_int, r: &Sock, local: &SockAddr, dst: &SockAddr) {
     let _keep = KeepErrno::new();
     let _ = set_reuseport(fd, r, true);
     super::consent::mark(fd, r);
-    r.clear(DEFERRED);
+    if !r.has_port() {
+        r.enter(Phase::Bound);
+    }
     r.set_local(local);
-    r.set(HAS_PORT | CONNECTED);
+    r.set(CONNECTED);
     let slot = hints::find(dst);
     hints::unmark(r.flow.swap(hints::mark(slot, local.port()), AcqRel));
 }

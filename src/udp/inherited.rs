@@ -61,7 +61,7 @@ pub fn adopt() {
 pub fn flags_for(domain: c_int, ty: c_int, reuseport: bool, marked: bool, v6: bool) -> Option<u32> {
     let inet = domain == libc::AF_INET || domain == libc::AF_INET6;
     (inet && ty == libc::SOCK_DGRAM && reuseport && marked)
-        .then_some(UDP | (v6 as u32 * V6) | HAS_PORT | SHARED | K_REUSEPORT | K_NOPORT)
+        .then_some(UDP | (v6 as u32 * V6) | K_REUSEPORT | K_NOPORT)
 }
 
 fn adopt_one(fd: c_int) {
@@ -88,6 +88,8 @@ fn adopt_one(fd: c_int) {
     }
     track(fd, flags);
     if let Some(r) = get_record(fd) {
+        // Kept as a shared fixed port, whoever chose it.
+        r.enter(Phase::Shared);
         r.set_app_addr(&local);
         r.set_local(&local);
         if peer_connected(fd) {
@@ -123,7 +125,7 @@ mod tests {
         let udp = |reuseport, marked| {
             flags_for(libc::AF_INET, libc::SOCK_DGRAM, reuseport, marked, false)
         };
-        assert!(udp(true, true).is_some_and(|f| f & SHARED != 0 && f & HAS_PORT != 0));
+        assert!(udp(true, true).is_some_and(|f| f & UDP != 0 && f & K_REUSEPORT != 0));
         assert!(
             udp(true, false).is_none(),
             "the program's own reuseport socket"

@@ -125,7 +125,7 @@ pub unsafe fn search(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    let bound = r.app_addr().filter(|_| r.any(DEFERRED));
+    let bound = r.app_addr().filter(|_| r.deferred());
     let netns = exhausted::netns_of(fd, r);
     let Some(nsp) = ports::in_namespace(netns) else {
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
@@ -390,7 +390,7 @@ fn locked(
         return Step::Again;
     }
     drain(fd);
-    r.set(OUR_PORT);
+    r.enter(Phase::Ours);
     connected(fd, r, &now, dst);
     stats::count(Event::UdpLockConnect);
     crate::debug!(

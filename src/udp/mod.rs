@@ -103,7 +103,7 @@ pub fn after_fork_in_child() {
 
 /// A fixed port the program bound (bind(ip, P)).
 fn fixed_port(r: &Sock) -> bool {
-    r.any(HAS_PORT) && r.app_addr().is_some_and(|a| a.port() != 0)
+    r.has_port() && r.app_addr().is_some_and(|a| a.port() != 0)
 }
 
 /// The destination, when the lock needs it: copied safely (a bad buffer is the kernel's EFAULT
@@ -142,7 +142,7 @@ unsafe fn destination(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Destin
 pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
     // One connect of a socket at a time: a second thread's kernel connect must not land on a
     // port the first one's lock is sharing.
-    if lock_known_unavailable() && !r.any(OUR_PORT | SHARED) {
+    if lock_known_unavailable() && !matches!(r.phase(), Phase::Ours | Phase::Shared) {
         // This process cannot run the lock (no SOCK_DIAG, a kernel without what it needs): the
         // kernel's own connect, counted as a fallback.
         return Verdict::Pass(Pass::LockUnavailable);
@@ -150,7 +150,7 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     let Some(_busy) = Busy::take(r) else {
         return Verdict::fail(libc::EAGAIN);
     };
-    if r.any(PENDING) {
+    if r.is(Phase::Pending) {
         // A fixed port held by connectx flows, held back at bind: bound now only if its 4-tuple
         // to this destination is free.
         if !lock_available() {
@@ -167,8 +167,8 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
             _ => Verdict::Pass(Pass::KernelAnswers),
         };
     }
-    if !(r.any(OUR_PORT)
-        || fixed_port(r) && (!r.any(APP_REUSEADDR | APP_REUSEPORT) || r.any(SHARED)))
+    if !(r.is(Phase::Ours)
+        || fixed_port(r) && (!r.any(APP_REUSEADDR | APP_REUSEPORT) || r.is(Phase::Shared)))
     {
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
@@ -178,12 +178,13 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         // Nothing can be checked (SOCK_DIAG went away): never connect unchecked on a shared
         // port. A port the kernel or the lock chose goes back, and the kernel's own connect
         // gives the socket one of its own; a fixed port cannot be given back: EAGAIN.
-        if !r.any(OUR_PORT) {
+        if !r.is(Phase::Ours) {
             return Verdict::fail(libc::EAGAIN);
         }
         flow::release(fd);
         hints::unmark(r.flow.swap(0, AcqRel));
-        r.clear(OUR_PORT | HAS_PORT | GROUP | CONNECTED);
+        r.enter(Phase::Free);
+        r.clear(CONNECTED);
         restore_app_reuse(fd, r);
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
@@ -192,7 +193,7 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     match unsafe { destination(r, addr, len) } {
         // SAFETY: our copy of the program's address.
         Destination::Inet(dst, copy) => unsafe {
-            if r.any(OUR_PORT) {
+            if r.is(Phase::Ours) {
                 shared::reconnect(fd, r, dst, copy.ptr(), copy.len())
             } else {
                 shared::connect_fixed(fd, r, dst, copy.ptr(), copy.len())
@@ -218,12 +219,12 @@ pub(super) unsafe fn kernel_first(
     // A socket with a port of its own needs none from the kernel: its connect is never skipped.
     // Nor where the lock found nothing to share a moment ago: the kernel's connect then finds a
     // port released since, and its EAGAIN stands without the lock.
-    let nothing_shareable = !r.any(HAS_PORT) && exhausted::nothing_shareable(fd, r);
-    if r.any(HAS_PORT) || nothing_shareable || !exhausted::recent(fd, r) {
+    let nothing_shareable = !r.has_port() && exhausted::nothing_shareable(fd, r);
+    if r.has_port() || nothing_shareable || !exhausted::recent(fd, r) {
         // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
         // with it the kernel hands out ports it shares with the lock's flows, to the same
         // destination too (KERNEL.md). A socket with a port of its own keeps the program's.
-        if !r.any(HAS_PORT) && r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
+        if !r.has_port() && r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
         // Until its unlock the kernel's port is this socket's alone: another thread's lock
@@ -275,8 +276,10 @@ pub(super) unsafe fn kernel_first(
 /// back (getsockopt answers it): our SO_REUSEPORT is the lock's switch on this port now.
 fn kernel_connected(fd: c_int, r: &Sock) {
     let _keep = KeepErrno::new();
-    r.clear(DEFERRED);
-    r.set(HAS_PORT | CONNECTED);
+    if !r.has_port() {
+        r.enter(Phase::Bound);
+    }
+    r.set(CONNECTED);
     if fixed_port(r) {
         // The program's own port, which it shares itself (SO_REUSEADDR or SO_REUSEPORT, or
         // this would be connect_fixed): nothing of ours to add.
@@ -293,7 +296,7 @@ fn kernel_connected(fd: c_int, r: &Sock) {
     // process whose lock cannot run never shares the port; others that can check before they do).
     if !lock_known_unavailable() && set_reuseport(fd, r, true).is_ok() {
         consent::mark(fd, r);
-        r.set(OUR_PORT);
+        r.enter(Phase::Ours);
         crate::debug!("connect(fd {fd}): the kernel's own; its port is open to other flows");
     }
 }
@@ -311,11 +314,13 @@ pub fn disconnected(fd: c_int, r: &Sock) {
     }
     // The lock bound port 0 in a one-port range and the kernel autobinds its own: neither holds
     // SOCK_BINDPORT_LOCK, so the kernel released the port (keeping a bound address).
-    r.clear(OUR_PORT | HAS_PORT | GROUP);
-    if r.any(DEFERRED) {
+    match r.phase() {
         // The port the kernel's bind(ip, 0) would have taken is released too: getsockname
         // shows port 0 and does not bind one.
-        r.set(RELEASED);
+        Phase::Deferred => r.enter(Phase::Released),
+        // The program's own deferral stays the program's (nothing of ours binds it).
+        Phase::ProgramDeferred | Phase::Released => {}
+        _ => r.enter(Phase::Free),
     }
     restore_app_reuse(fd, r);
     let _ = set_noport(fd, r, r.any(APP_NOPORT));

@@ -87,7 +87,8 @@ pub unsafe fn reconnect(
         // No port any more: another process sharing the socket (fork) disconnected it. As a
         // socket without a port: the kernel's own connect first.
         hints::unmark(r.flow.swap(0, AcqRel));
-        r.clear(OUR_PORT | HAS_PORT | GROUP | CONNECTED);
+        r.enter(Phase::Free);
+        r.clear(CONNECTED);
         restore_app_reuse(fd, r);
         // SAFETY: forwarded from our caller.
         return unsafe { super::kernel_first(fd, r, addr, len) };
@@ -102,11 +103,13 @@ pub unsafe fn reconnect(
     // program bound it) and search as for a fresh socket.
     release(fd);
     hints::unmark(r.flow.swap(0, AcqRel));
-    r.clear(OUR_PORT | HAS_PORT | GROUP | CONNECTED);
+    r.clear(CONNECTED);
+    r.enter(if app.is_some() {
+        Phase::Deferred
+    } else {
+        Phase::Free
+    });
     restore_app_reuse(fd, r);
-    if app.is_some() {
-        r.set(DEFERRED);
-    }
     // SAFETY: forwarded from our caller.
     unsafe { lock::search(fd, r, dst, addr, len) }
 }
@@ -155,14 +158,14 @@ pub unsafe fn connect_fixed(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if !r.any(SHARED) && !r.any(K_REUSEPORT) {
+    if !r.is(Phase::Shared) && !r.any(K_REUSEPORT) {
         // Nobody else holds the port: the kernel's connect cannot make a duplicate.
         // SAFETY: our copy of the program's arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         if ret < 0 {
             return Verdict::answer(ret as isize, errno());
         }
-        r.set(SHARED);
+        r.enter(Phase::Shared);
         let local = sys::getsockname(fd).ok().or(r.local());
         opened(fd, r, local, &dst);
         return Verdict::done(0);
@@ -241,7 +244,7 @@ pub unsafe fn connect_pending(
         Check::Failed(e) => return diag_failed(e),
     }
     crate::policy::materialize(fd, r);
-    if !r.any(HAS_PORT) {
+    if !r.has_port() {
         // Someone holds P's lock this moment, or a holder that may not be shared came.
         return Verdict::fail(libc::EADDRNOTAVAIL);
     }

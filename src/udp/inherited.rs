@@ -104,6 +104,7 @@ fn get_record(fd: c_int) -> Option<&'static Sock> {
 }
 
 fn peer_connected(fd: c_int) -> bool {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
     let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: sa and len are valid for writes of the sizes given.

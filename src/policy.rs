@@ -502,11 +502,10 @@ fn share_fixed(
         r.set_app_addr(&a);
         r.enter(Phase::Pending);
         crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
-        crate::stats::count(if r.is_tcp() {
-            crate::stats::Event::TcpSharedFixedPort
-        } else {
-            crate::stats::Event::UdpSharedFixedPort
-        });
+        if r.is_udp() {
+            // (TCP counts it when its connect binds P: `tcp::bind_pending`.)
+            crate::stats::count(crate::stats::Event::UdpSharedFixedPort);
+        }
         return Verdict::done(0);
     }
     Verdict::fail(libc::EADDRINUSE)

@@ -269,6 +269,38 @@ pub fn allows(h: Handle, port: u16) -> Option<bool> {
     same.then_some(allowed)
 }
 
+/// Before a sentinel binds a port connectx shares (`shared`): false only when a complete view
+/// of this namespace says a socket on the port did not consent. No view (the lock has not run
+/// here lately), nothing is asked: a reconnect while ports are free pays for no dump.
+pub fn known_to_consent(fd: c_int, r: &Sock, local: &SockAddr) -> bool {
+    let netns = r.netns.load(Acquire);
+    let at = if r.any(crate::state::V6) {
+        SockAddr::V6 {
+            ip: [0; 16],
+            port: 0,
+            flowinfo: 0,
+            scope: 0,
+        }
+    } else {
+        SockAddr::V4 {
+            ip: [0; 4],
+            port: 0,
+        }
+    };
+    let key = at.to_words();
+    if netns == 0
+        || !VIEWS
+            .iter()
+            .any(|v| key_matches(v, netns, &key) && v.built_ms.load(Acquire) != 0)
+    {
+        return true;
+    }
+    match view(fd, netns, &at, 0) {
+        Some(h) if !h.partial => allows(h, local.port()) != Some(false),
+        _ => true,
+    }
+}
+
 /// Marks a flow whose port connectx opens to sharing (module doc): one setsockopt, after the
 /// SO_REUSEPORT of the unlock. Undone where the program's value is put back (a disconnect).
 pub fn mark(fd: c_int, r: &Sock) {

@@ -129,6 +129,11 @@ unsafe fn connect_on_own_port(
 ) -> Option<Verdict> {
     let flow = flow_for(fd, r, dst, Some(local));
     let me = cookie(fd, r).ok()?;
+    if !super::consent::known_to_consent(fd, r, local) {
+        // A socket that did not consent (a same-user server with SO_REUSEPORT) came onto the
+        // port since: the sentinel would join its group. The port goes back; the search runs.
+        return None;
+    }
     let sentinel = Sentinel::lock(r, local, &flow.peer).ok()?;
     match check(&flow, local, &[me, sentinel.cookie]) {
         Check::Free => {}

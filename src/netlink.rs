@@ -646,6 +646,7 @@ pub struct Dumped {
     pub family: c_int,
     pub state: u8,
     pub local_port: u16,
+    pub remote_port: u16,
     /// The 16 address bytes of inet_diag_sockid (IPv4 in the first 4).
     pub local_ip: [u8; 16],
     pub uid: u32,
@@ -681,6 +682,7 @@ pub fn parse_dumped(msg: &[u8]) -> Option<Dumped> {
         family: msg[0] as c_int,
         state: msg[1],
         local_port: u16::from_be_bytes([msg[4], msg[5]]),
+        remote_port: u16::from_be_bytes([msg[6], msg[7]]),
         local_ip,
         uid: get_u32(msg, 64),
         no_port,

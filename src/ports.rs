@@ -146,20 +146,33 @@ pub fn in_namespace(netns: u64) -> Option<NsPorts> {
         }
         return Some(NsPorts(c));
     }
-    // A namespace without a copy: the oldest entry takes it (read here rather than wait for a
-    // thread that is reading it, which may not run for a long while on a busy machine).
-    let c = COPIES
-        .iter()
-        .filter(|c| !c.refreshing.load(Acquire))
-        .min_by_key(|c| c.read_at.load(Acquire))?;
-    if c.refreshing.swap(true, Acquire) {
-        return None;
+    // A namespace without a copy: the oldest entry not being read takes it (read here rather
+    // than wait for a thread that is reading one, which may not run for a long while on a busy
+    // machine; two threads may then each make a copy of one namespace, which is harmless).
+    for _ in 0..64 {
+        let c = COPIES
+            .iter()
+            .filter(|c| !c.refreshing.load(Acquire))
+            .min_by_key(|c| c.read_at.load(Acquire));
+        if let Some(c) = c
+            && !c.refreshing.swap(true, Acquire)
+        {
+            c.range.store(0, Release);
+            c.netns.store(netns, Release);
+            let ok = refresh(c, netns);
+            c.refreshing.store(false, Release);
+            return ok.then_some(NsPorts(c));
+        }
+        if let Some(c) = COPIES
+            .iter()
+            .find(|c| c.netns.load(Acquire) == netns && c.range.load(Acquire) != 0)
+        {
+            return Some(NsPorts(c));
+        }
+        // SAFETY: no arguments.
+        unsafe { libc::sched_yield() };
     }
-    c.range.store(0, Release);
-    c.netns.store(netns, Release);
-    let ok = refresh(c, netns);
-    c.refreshing.store(false, Release);
-    ok.then_some(NsPorts(c))
+    None
 }
 
 impl NsPorts {

@@ -27,7 +27,7 @@
 //! rebuilt); a search holding an older generation re-reads the view.
 
 use crate::addr::SockAddr;
-use crate::netlink::{DumpLease, Dumped, Ns, TCP_ESTABLISHED};
+use crate::netlink::{DumpLease, Dumped, Ns, TCP_CLOSE, TCP_ESTABLISHED};
 use crate::sockopt::set_noport;
 use crate::state::Sock;
 use crate::sys;
@@ -111,9 +111,14 @@ fn overlaps(at: &SockAddr, family: c_int, holder: &[u8; 16]) -> bool {
     }
 }
 
-/// The consent rule for one socket on a port (module doc).
+/// The consent rule for one socket on a port (module doc): a marked flow of this user, or one
+/// of connectx's own moments on a port it shares: the lock between its bind and its connect
+/// (marked at once, unconnected; the port is locked meanwhile), a sentinel (connected to the
+/// peer's port 0, `shared`).
 pub fn consents(d: &Dumped, uid: u32) -> bool {
-    d.state == TCP_ESTABLISHED && d.uid == uid && d.no_port == Some(true)
+    d.uid == uid
+        && (d.no_port == Some(true) && matches!(d.state, TCP_ESTABLISHED | TCP_CLOSE)
+            || d.state == TCP_ESTABLISHED && d.remote_port == 0)
 }
 
 fn key_matches(v: &View, netns: u64, at: &[u64; 4]) -> bool {
@@ -127,14 +132,37 @@ fn key_matches(v: &View, netns: u64, at: &[u64; 4]) -> bool {
 pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Handle> {
     let key = at.with_port(0).to_words();
     let now = sys::now_ms();
-    let index = match VIEWS.iter().position(|v| key_matches(v, netns, &key)) {
-        Some(i) => i,
-        None => claim(netns, &key)?,
-    };
+    // Another thread claiming an entry this moment: look again (bounded).
+    let mut found = None;
+    for _ in 0..64 {
+        found = VIEWS
+            .iter()
+            .position(|v| key_matches(v, netns, &key))
+            .or_else(|| claim(netns, &key));
+        if found.is_some() {
+            break;
+        }
+        // SAFETY: no arguments.
+        unsafe { libc::sched_yield() };
+    }
+    let index = found?;
     let v = &VIEWS[index];
-    let built = v.built_ms.load(Acquire);
-    if built == 0 || now.saturating_sub(built) > TTL_MS {
-        build_slice(sock, netns, index, at, budget_ns, now);
+    let deadline = sys::now_ns().saturating_add(budget_ns);
+    let mut first = true;
+    loop {
+        let built = v.built_ms.load(Acquire);
+        if built != 0 && (now.saturating_sub(built) <= TTL_MS || !first) {
+            break; // fresh, or an older one to use while the next is built
+        }
+        build_slice(sock, netns, index, at, deadline, now);
+        first = false;
+        // No view yet and another thread of this process is reading the dump: wait for its
+        // slice (within this connect's budget) rather than refuse for want of a view.
+        if v.built_ms.load(Acquire) != 0 || sys::now_ns() >= deadline {
+            break;
+        }
+        // SAFETY: no arguments.
+        unsafe { libc::sched_yield() };
     }
     let generation = v.generation.load(Acquire);
     let built = v.built_ms.load(Acquire);
@@ -180,8 +208,9 @@ fn claim(netns: u64, key: &[u64; 4]) -> Option<usize> {
     index
 }
 
-/// Reads the dump for entry `index` for at most `budget_ns`; flips the view when it is done.
-fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, budget_ns: u64, now_ms: u64) {
+/// Reads the dump for entry `index` until `deadline` (ns, `sys::now_ns`; at least one part);
+/// flips the view when it is done.
+fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u64, now_ms: u64) {
     let Some(lease) = DumpLease::take() else {
         return; // another thread of this process is reading a dump: it carries the build on
     };
@@ -212,7 +241,6 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, budget_ns: 
     let next = 1 - v.current.load(Acquire) as usize;
     // SAFETY: no arguments.
     let uid = unsafe { libc::geteuid() };
-    let deadline = sys::now_ns().saturating_add(budget_ns);
     let mut more = || sys::now_ns() < deadline;
     let mut mark = |d: &Dumped| {
         let p = d.local_port as usize;
@@ -329,6 +357,7 @@ mod tests {
             family: libc::AF_INET,
             state,
             local_port: 40000,
+            remote_port: 53,
             local_ip: [0; 16],
             uid,
             no_port,
@@ -343,8 +372,15 @@ mod tests {
             "another user"
         );
         assert!(
-            !consents(&dumped(7, 5, Some(true)), 5),
+            !consents(&dumped(7, 5, Some(false)), 5),
             "unconnected: a server"
+        );
+        assert!(consents(&dumped(7, 5, Some(true)), 5), "the lock at work");
+        let mut sentinel = dumped(TCP_ESTABLISHED, 5, Some(false));
+        sentinel.remote_port = 0;
+        assert!(
+            consents(&sentinel, 5),
+            "a sentinel (connected to the peer's port 0)"
         );
         assert!(
             !consents(&dumped(TCP_ESTABLISHED, 5, Some(false)), 5),

@@ -279,7 +279,15 @@ unsafe fn try_port(
         lock_unavailable(&WARNED_RANGE, "no IP_LOCAL_PORT_RANGE in this kernel", e);
         return Step::Done(Verdict::fail(libc::EAGAIN));
     }
+    // The bind must take a port: no IP_BIND_ADDRESS_NO_PORT (the mark of a candidate given
+    // back stays on otherwise).
+    let _ = set_noport(fd, r, false);
     let bound = sys::bind(fd, &s.bind_at);
+    if bound.is_ok() {
+        // The mark at once: another process's view that dumps this moment sees a connectx lock
+        // at work (it consents), not an unconnected socket that refuses the port for a second.
+        consent::mark(fd, r);
+    }
     let _ = set_port_range(fd, app_range);
     match bound {
         Ok(()) => {}

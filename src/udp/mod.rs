@@ -230,11 +230,22 @@ pub(super) unsafe fn kernel_first(
         // Until its unlock the kernel's port is this socket's alone: another thread's lock
         // that meets it then must look again (`lock::Opening`).
         let _opening = lock::Opening::new();
+        // connectx's mark before the connect (it does not change the kernel's autobind): a view
+        // dumped between this connect and its unlock sees a connectx flow, not a socket that
+        // refuses its port for a second (`consent`). Taken off again if the connect fails.
+        let marks = !fixed_port(r) && !lock_known_unavailable();
+        if marks {
+            consent::mark(fd, r);
+        }
         let started = crate::sys::now_ns();
         // SAFETY: the program's own arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         let e = errno();
         let took = crate::sys::now_ns().saturating_sub(started);
+        if ret != 0 && marks {
+            let _keep = KeepErrno::new();
+            let _ = set_noport(fd, r, r.any(APP_NOPORT));
+        }
         if ret == 0 {
             // The kernel read the address: its family tells a disconnect.
             // SAFETY: the kernel has just read `len` bytes at `addr`.

@@ -13,6 +13,36 @@ pub use connectx_core::{
 mod hooks;
 pub mod vfork;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Whether `connectx run` supervises this process tree (CONNECTX_SUPERVISED=1 in the
+/// environment at load, see docs/supervisor.md): the supervisor then handles every trapped
+/// call, so the hooks stand down (each makes the real call) and no call is handled twice.
+/// 0: not read yet; 1: not supervised; 2: supervised. Read once (the first hook or the
+/// constructor, whichever runs first), so a program changing its environment later changes
+/// nothing.
+static SUPERVISED: AtomicU8 = AtomicU8::new(0);
+
+/// True when the hooks must only make the real call (a vfork child, or a supervised tree).
+#[inline]
+pub fn stands_down() -> bool {
+    vfork::in_child()
+        || match SUPERVISED.load(Ordering::Relaxed) {
+            0 => read_supervised(),
+            v => v == 2,
+        }
+}
+
+#[cold]
+fn read_supervised() -> bool {
+    // SAFETY: a NUL-terminated literal; getenv returns NULL or a NUL-terminated string.
+    let p = unsafe { libc::getenv(c"CONNECTX_SUPERVISED".as_ptr()) };
+    // SAFETY: p is non-null, a string of the environment.
+    let on = !p.is_null() && unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes() == b"1";
+    SUPERVISED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    on
+}
+
 /// At exit (exit(3) or a return from main; not _exit or a fatal signal): the counters file goes.
 #[cfg(not(test))]
 #[used]
@@ -29,6 +59,9 @@ static DESTRUCTOR: extern "C" fn() = {
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: extern "C" fn() = {
     extern "C" fn constructor() {
+        if stands_down() {
+            return;
+        }
         ensure_init();
     }
     constructor

@@ -1,0 +1,293 @@
+//! The notification loop: workers each wait on the listener (several may wait at once: the
+//! kernel hands each notification to one), and a worker that takes one while none is left
+//! waiting starts another first, so a slow call never holds up the others (SHAPES.md §D).
+//!
+//! Per call (docs/supervisor.md): the program's arguments are read once into our memory
+//! (process_vm_readv), the program's socket is duplicated (pidfd_getfd) for the length of the
+//! call only, ID_VALID proves the thread still waits in that call, then the core's policy runs
+//! on the duplicate with our copy of the address and its answer is sent back. Calls that need
+//! nothing from us get CONTINUE: the kernel runs them in the program as it made them.
+
+use super::record;
+use connectx_core::decision::Verdict;
+use connectx_core::state::{TCP, UDP, V6};
+use connectx_core::{policy, real, sys};
+use libc::{c_int, seccomp_notif, seccomp_notif_resp};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// At most this many workers (each waits on the listener or serves one call).
+const MAX_WORKERS: usize = 256;
+
+pub struct Loop {
+    pub listener: c_int,
+    idle: AtomicUsize,
+    workers: AtomicUsize,
+    /// The id each worker is answering (0: none), in memory shared with the keeper, which
+    /// answers them CONTINUE if this process dies in the middle (`keeper.rs`).
+    slots: &'static [AtomicU64],
+}
+
+impl Loop {
+    pub fn start(listener: c_int, slots: &'static [AtomicU64]) {
+        let l = Arc::new(Loop {
+            listener,
+            idle: AtomicUsize::new(0),
+            workers: AtomicUsize::new(0),
+            slots,
+        });
+        spawn_worker(&l);
+    }
+}
+
+fn spawn_worker(l: &Arc<Loop>) {
+    let n = l.workers.fetch_add(1, Ordering::AcqRel);
+    if n >= MAX_WORKERS.min(l.slots.len()) {
+        l.workers.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    l.idle.fetch_add(1, Ordering::AcqRel);
+    let l2 = Arc::clone(l);
+    let spawned = std::thread::Builder::new()
+        .name("cx-supervise".into())
+        .stack_size(256 * 1024)
+        .spawn(move || worker(l2, n));
+    if spawned.is_err() {
+        l.idle.fetch_sub(1, Ordering::AcqRel);
+        l.workers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn worker(l: Arc<Loop>, slot: usize) {
+    loop {
+        // SAFETY: seccomp_notif is plain data; RECV wants it zeroed.
+        let mut req: seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the listener and a buffer of the ioctl's type.
+        let r = unsafe { libc::ioctl(l.listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) };
+        if r != 0 {
+            match sys::errno() {
+                // Interrupted, or the program's thread went away before we took its call.
+                libc::EINTR | libc::ENOENT => continue,
+                _ => {
+                    l.idle.fetch_sub(1, Ordering::AcqRel);
+                    return;
+                }
+            }
+        }
+        l.slots[slot].store(req.id, Ordering::Release);
+        if l.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
+            spawn_worker(&l);
+        }
+        let resp =
+            std::panic::catch_unwind(|| handle(l.listener, &req)).unwrap_or(Answer::Continue);
+        send(l.listener, req.id, resp);
+        l.slots[slot].store(0, Ordering::Release);
+        l.idle.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer {
+    /// The kernel runs the call in the program, as made.
+    Continue,
+    /// We made the call: its return value and errno.
+    Done(i64, c_int),
+    /// The call is no longer waiting (the thread was killed or interrupted): nothing to send.
+    Gone,
+}
+
+pub fn send(listener: c_int, id: u64, a: Answer) {
+    // SAFETY: plain data.
+    let mut resp: seccomp_notif_resp = unsafe { std::mem::zeroed() };
+    resp.id = id;
+    match a {
+        Answer::Gone => return,
+        Answer::Continue => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        Answer::Done(ret, e) if ret < 0 => resp.error = -e,
+        Answer::Done(ret, _) => resp.val = ret,
+    }
+    // SAFETY: the listener and a response of the ioctl's type. ENOENT: the call went away
+    // meanwhile (a signal, the thread killed), which is normal.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+}
+
+/// The call is still waiting: what we read from the program is what it asked (SHAPES §D).
+fn still_waiting(listener: c_int, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: the listener and a u64.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
+}
+
+/// A pidfd for the process of thread `tid` (pidfd_getfd takes any task of that process).
+fn pidfd_of(tid: i32) -> Option<OwnedFd> {
+    let open = |pid: i32, flags: c_int| {
+        // SAFETY: plain system call.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) } as c_int;
+        // SAFETY: a new fd of ours.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // PIDFD_THREAD (6.9) names a thread; before, only a process leader has a pidfd.
+    if let Some(fd) = open(tid, libc::O_EXCL).or_else(|| open(tid, 0)) {
+        return Some(fd);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    open(tgid, 0)
+}
+
+fn tgid_of(pidfd: &OwnedFd) -> i32 {
+    let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The program's address argument, copied once into our memory. None: unreadable or of a
+/// length no socket takes (the kernel answers it: EFAULT, EINVAL).
+fn read_addr(tid: i32, ptr: u64, len: u64) -> Option<([u8; 128], u32)> {
+    if !(2..=128).contains(&len) || ptr == 0 {
+        return None;
+    }
+    let mut buf = [0u8; 128];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len as usize,
+    };
+    let remote = libc::iovec {
+        iov_base: ptr as *mut _,
+        iov_len: len as usize,
+    };
+    // SAFETY: our buffer is len bytes; the remote side is checked by the kernel.
+    let n = unsafe { libc::process_vm_readv(tid, &local, 1, &remote, 1, 0) };
+    (n == len as isize).then_some((buf, len as u32))
+}
+
+fn family(buf: &[u8; 128]) -> c_int {
+    u16::from_ne_bytes([buf[0], buf[1]]) as c_int
+}
+
+fn port(buf: &[u8; 128]) -> u16 {
+    u16::from_be_bytes([buf[2], buf[3]])
+}
+
+/// The socket's kind for the core's table (TCP/UDP, V6), or None: not a socket we manage.
+fn kind(dup: c_int) -> Option<u32> {
+    let get = |name| sys::get_int(dup, libc::SOL_SOCKET, name).ok();
+    let fam = match get(libc::SO_DOMAIN)? {
+        libc::AF_INET => 0,
+        libc::AF_INET6 => V6,
+        _ => return None,
+    };
+    let cfg = connectx_core::config::get().filter(|c| c.enabled)?;
+    match (get(libc::SO_TYPE)?, get(libc::SO_PROTOCOL)?) {
+        (libc::SOCK_STREAM, libc::IPPROTO_TCP) if cfg.tcp => Some(TCP | fam),
+        (libc::SOCK_DGRAM, libc::IPPROTO_UDP) if cfg.udp => Some(UDP | fam),
+        _ => None,
+    }
+}
+
+/// One trapped call.
+pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
+    let nr = req.data.nr as libc::c_long;
+    let [fd, ptr, len, ..] = req.data.args;
+    let tid = req.pid as i32;
+    // Read once: everything below uses this copy, never the program's memory again.
+    let Some((buf, len)) = read_addr(tid, ptr, len) else {
+        return Answer::Continue;
+    };
+    let fam = family(&buf);
+    if fam != libc::AF_INET
+        && fam != libc::AF_INET6
+        && !(nr == libc::SYS_connect && fam == libc::AF_UNSPEC)
+    {
+        // A unix socket's bind or connect acts in the program's filesystem and credentials.
+        return Answer::Continue;
+    }
+    if nr == libc::SYS_bind && port(&buf) != 0 && port(&buf) < 1024 {
+        // A privileged port is checked against the program's own capabilities.
+        return Answer::Continue;
+    }
+    let Some(pidfd) = pidfd_of(tid) else {
+        return Answer::Continue;
+    };
+    // SAFETY: plain system call; the duplicate is ours and closes when `dup` drops.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd as c_int, 0) };
+    if raw < 0 {
+        // Not an fd (EBADF), or we may not take it: the kernel answers the program.
+        return Answer::Continue;
+    }
+    // SAFETY: a new fd of ours.
+    let dup = unsafe { OwnedFd::from_raw_fd(raw as c_int) };
+    if !still_waiting(listener, req.id) {
+        return Answer::Gone;
+    }
+    let d = dup.as_raw_fd();
+    let Some(cookie) = record::cookie(d) else {
+        return Answer::Continue;
+    };
+    let is_tcp_stream = sys::get_int(d, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
+    if nr == libc::SYS_connect && is_tcp_stream && !record::known(cookie) {
+        // A TCP socket nothing was done to: the kernel shares ports itself.
+        return Answer::Continue;
+    }
+    let Some(k) = kind(d) else {
+        return Answer::Continue;
+    };
+    let Some(r) = record::load(d, cookie, k) else {
+        return Answer::Continue;
+    };
+    let tgid = tgid_of(&pidfd);
+    let addr = buf.as_ptr().cast::<libc::sockaddr>();
+    let (verdict, call) = if nr == libc::SYS_bind {
+        // SAFETY: our own copy of the address, `len` bytes.
+        (unsafe { policy::bind(d, addr, len) }, "bind")
+    } else {
+        // SAFETY: as above.
+        (unsafe { policy::connect(d, addr, len) }, "connect")
+    };
+    let answer = match verdict {
+        Verdict::Done(ret, e) => Answer::Done(ret as i64, if ret < 0 { e } else { 0 }),
+        Verdict::Pass(why) => {
+            connectx_core::debug!("{call}(pid {tid} fd {fd}): passed through: {why} (supervised)");
+            // The kernel's own call, made on the program's socket with our copy.
+            // SAFETY: our own copy of the address.
+            let ret = unsafe {
+                if nr == libc::SYS_bind {
+                    real::bind(d, addr, len)
+                } else {
+                    real::connect(d, addr, len)
+                }
+            };
+            Answer::Done(ret as i64, if ret < 0 { sys::errno() } else { 0 })
+        }
+    };
+    let connected_tcp = r.is_tcp()
+        && nr == libc::SYS_connect
+        && r.any(connectx_core::state::CONNECTED | connectx_core::state::LISTENING);
+    if connected_tcp
+        || (r.is_tcp()
+            && nr == libc::SYS_connect
+            && matches!(
+                answer,
+                Answer::Done(0, _) | Answer::Done(_, libc::EINPROGRESS)
+            ))
+    {
+        // A TCP socket whose connect got going needs nothing more from us.
+        record::unload(d);
+        record::drop_record(cookie);
+    } else {
+        record::save(d, cookie, r, tgid);
+    }
+    answer
+}

@@ -1,0 +1,137 @@
+//! The supervisor's memory of the program's sockets, between calls. The core's policy keeps a
+//! socket's phase in its per-fd table (`connectx_core::state`), which in the supervisor is
+//! indexed by the number of the duplicate held for one call. Between calls the record lives
+//! here, keyed by the socket's cookie (SO_COOKIE: unique for the life of the system, so a
+//! number the program closed and reused never inherits a record), and is loaded into the table
+//! for the duplicate at the start of a call and taken back out at its end. This file is the
+//! only place that knows the table's record layout: if the core's state changes shape, this is
+//! what follows it.
+
+use connectx_core::addr::SockAddr;
+use connectx_core::state::{self, Sock};
+use libc::c_int;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy)]
+struct Saved {
+    flags: u32,
+    port_range: u32,
+    app: Option<SockAddr>,
+    local: Option<SockAddr>,
+    /// The process holding it: records of processes that are gone are swept.
+    tgid: i32,
+}
+
+static RECORDS: Mutex<Option<HashMap<u64, Saved>>> = Mutex::new(None);
+/// Records above this many trigger a sweep of those whose process is gone; the limit then
+/// doubles, so a sweep is paid for by as many calls as it scans.
+static SWEEP_AT: Mutex<usize> = Mutex::new(4096);
+
+pub fn cookie(dup: c_int) -> Option<u64> {
+    let mut v = 0u64;
+    let mut len = 8 as libc::socklen_t;
+    // SAFETY: v is 8 writable bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            dup,
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&mut v as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(v)
+}
+
+pub fn known(cookie: u64) -> bool {
+    RECORDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|m| m.contains_key(&cookie))
+}
+
+pub fn drop_record(cookie: u64) {
+    if let Some(m) = RECORDS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        m.remove(&cookie);
+    }
+}
+
+/// Puts the record of `cookie` in the core's table for `dup` (of kind `kind`: TCP/UDP, V6), or a
+/// fresh one made from what the kernel says about the socket now (the options the program set,
+/// a port it already has), as the preload would have learned them through its hooks.
+pub fn load(dup: c_int, cookie: u64, kind: u32) -> Option<&'static Sock> {
+    let saved = RECORDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&cookie).copied());
+    state::forget(dup);
+    state::track(dup, kind);
+    let r = state::get_or_create(dup)?;
+    match saved {
+        Some(s) => {
+            r.set(s.flags);
+            r.port_range
+                .store(s.port_range, std::sync::atomic::Ordering::Relaxed);
+            if let Some(a) = s.app {
+                r.set_app_addr(&a);
+            }
+            if let Some(a) = s.local {
+                r.set_local(&a);
+            }
+        }
+        None => {
+            let on =
+                |level, name| connectx_core::sys::get_int(dup, level, name).is_ok_and(|v| v != 0);
+            if on(libc::SOL_SOCKET, libc::SO_REUSEADDR) {
+                r.set(state::APP_REUSEADDR | state::K_REUSEADDR);
+            }
+            if on(libc::SOL_SOCKET, libc::SO_REUSEPORT) {
+                r.set(state::APP_REUSEPORT | state::K_REUSEPORT);
+            }
+            if on(
+                libc::IPPROTO_IP,
+                connectx_core::sockopt::IP_BIND_ADDRESS_NO_PORT,
+            ) {
+                r.set(state::APP_NOPORT | state::K_NOPORT);
+            }
+            if let Ok(a) = connectx_core::sys::getsockname(dup)
+                && a.port() != 0
+            {
+                // Bound before we saw it (a send's autobind, a bind before supervision).
+                r.set_local(&a);
+                r.set(state::HAS_PORT);
+            }
+        }
+    }
+    r.cookie.store(cookie, std::sync::atomic::Ordering::Relaxed);
+    Some(r)
+}
+
+/// Takes the record of `dup` back out of the core's table (the duplicate is about to close).
+pub fn save(dup: c_int, cookie: u64, r: &Sock, tgid: i32) {
+    let s = Saved {
+        flags: r.flags(),
+        port_range: r.port_range.load(std::sync::atomic::Ordering::Relaxed),
+        app: r.app_addr(),
+        local: r.local(),
+        tgid,
+    };
+    state::forget(dup);
+    let mut g = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    let m = g.get_or_insert_with(HashMap::new);
+    m.insert(cookie, s);
+    let mut at = SWEEP_AT.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() > *at {
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        m.retain(|_, s| unsafe { libc::kill(s.tgid, 0) } == 0 || connectx_core::sys::errno() == libc::EPERM);
+        *at = (m.len() * 2).max(4096);
+    }
+}
+
+/// Forgets `dup` in the core's table without keeping its record.
+pub fn unload(dup: c_int) {
+    state::forget(dup);
+}

@@ -34,6 +34,8 @@ declare -A need=(
     [javac]=openjdk-17-jdk-headless
     [perl]=perl
     [ss]=iproute2
+    # the supervisor's Go program (tests/supervise.rs)
+    [go]=golang
 )
 missing=()
 for tool in "${!need[@]}"; do

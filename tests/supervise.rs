@@ -465,3 +465,25 @@ fn status_signals_and_stdin_pass_through() {
     );
     assert_eq!(o.line("stdin"), "hello", "{o}");
 }
+
+/// A supervised program shows in `connectx status` (the supervisor, with the tree's counters)
+/// and `connectx stats`, like a preloaded one.
+#[test]
+fn supervised_program_shows_in_status_and_stats() {
+    let o = scenario(&format!(
+        "$CX run -- $GO -proto tcp -dst {DSTS} -count 30 -hold 3 >/dev/null &\n\
+         i=0; while ! $CX status 2>&1 | grep -q 'per_tuple_connect=30' && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n\
+         echo \"status $($CX status 2>&1 | grep 'per_tuple_connect' | tr -s ' ')\"\n\
+         echo \"stats $($CX stats 2>&1 | tr -s ' ' | tr '\\n' ' ')\"\n\
+         wait"
+    ));
+    let status = o.line("status");
+    assert!(
+        status.contains("connectx") && status.contains("tcp.per_tuple_connect=30"),
+        "status lists the supervisor with its counters: {o}"
+    );
+    assert!(
+        o.line("stats").contains("tcp.per_tuple_connect 30"),
+        "stats: {o}"
+    );
+}

@@ -223,12 +223,15 @@ pub fn loaded() -> Vec<Loaded> {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             continue;
         };
-        let Some(lib) = maps
+        let lib = match maps
             .lines()
             .filter_map(|l| l.split_whitespace().nth(5))
             .find(|p| p.ends_with("/libconnectx.so"))
-        else {
-            continue;
+        {
+            Some(lib) => lib,
+            // `connectx run` supervising a program (docs/supervisor.md).
+            None if crate::supervise::is_supervisor(pid) => crate::supervise::STATUS_LABEL,
+            None => continue,
         };
         let program = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .unwrap_or_default()

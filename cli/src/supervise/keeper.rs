@@ -75,6 +75,8 @@ unsafe fn keep(
         // Only the supervisor holds the pipe's write end: its death is our EOF.
         libc::close(write_end);
         libc::setsid();
+        // Told apart from the supervisor in `connectx status` (is_supervisor).
+        libc::prctl(libc::PR_SET_NAME, c"connectx-keeper".as_ptr());
         for s in [
             libc::SIGHUP,
             libc::SIGINT,

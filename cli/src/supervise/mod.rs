@@ -192,6 +192,25 @@ fn forward_signals() {
     }
 }
 
+/// How `connectx status` names a supervisor in its list of processes with connectx loaded.
+pub const STATUS_LABEL: &str = "supervisor (seccomp user notification)";
+
+/// `pid` is a `connectx run` serving a supervised tree: named connectx and holding a seccomp
+/// listener (the keeper holds one too, but is named connectx-keeper).
+pub fn is_supervisor(pid: u32) -> bool {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "connectx" {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|e| {
+        std::fs::read_link(e.path())
+            .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == b"anon_inode:seccomp notify")
+    })
+}
+
 /// `connectx run`'s choice (logged at info): Some(the program's exit status, or why it could
 /// not start) when `c` ran supervised, None when the caller execs it with the preload.
 /// `user_preload` is LD_PRELOAD as the user set it: a supervised tree gets it back without

@@ -10,8 +10,8 @@
 
 use super::record;
 use connectx_core::decision::Verdict;
-use connectx_core::state::{TCP, UDP, V6};
-use connectx_core::{policy, real, sys};
+use connectx_core::state::{CONNECTED, HAS_PORT, LISTENING, PENDING, TCP, UDP, V6};
+use connectx_core::{features, policy, real, sys};
 use libc::{c_int, seccomp_notif, seccomp_notif_resp};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -197,6 +197,13 @@ fn kind(dup: c_int) -> Option<u32> {
     }
 }
 
+/// The socket's file is in blocking mode (its status flags are shared by every duplicate).
+fn blocking(dup: c_int) -> bool {
+    // SAFETY: fcntl on our own duplicate.
+    let fl = unsafe { libc::fcntl(dup, libc::F_GETFL) };
+    fl >= 0 && fl & libc::O_NONBLOCK == 0
+}
+
 /// One trapped call.
 pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
     let nr = req.data.nr as libc::c_long;
@@ -248,6 +255,21 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
         return Answer::Continue;
     };
     let tgid = tgid_of(&pidfd);
+    if nr == libc::SYS_connect && r.is_tcp() && !r.any(PENDING) && blocking(d) {
+        // A blocking TCP connect runs in the program (CONTINUE), where a signal, an alarm or
+        // a cancellation interrupt it as they would without us. What the preload does before
+        // it is done here: a deferred bind needs nothing (the kernel picks the port per
+        // 4-tuple); a fixed port is opened to other destinations (SO_REUSEADDR). What it does
+        // after (a failed connect's port closed again, a port chosen among those bind()
+        // reserved when none is left) needs the result: only a non-blocking connect, which
+        // the supervisor makes itself (Go's are), gets it.
+        if r.any(HAS_PORT) && !r.any(CONNECTED | LISTENING) && features::tcp_fixed_sharing() {
+            let _ = connectx_core::sockopt::set_reuseaddr(d, r, true);
+        }
+        record::unload(d);
+        record::drop_record(cookie);
+        return Answer::Continue;
+    }
     let addr = buf.as_ptr().cast::<libc::sockaddr>();
     let (verdict, call) = if nr == libc::SYS_bind {
         // SAFETY: our own copy of the address, `len` bytes.

@@ -13,9 +13,10 @@ use connectx_core::decision::Verdict;
 use connectx_core::state::{CONNECTED, HAS_PORT, LISTENING, PENDING, TCP, UDP, V6};
 use connectx_core::{features, policy, real, sys};
 use libc::{c_int, seccomp_notif, seccomp_notif_resp};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// At most this many workers (each waits on the listener or serves one call).
 const MAX_WORKERS: usize = 256;
@@ -31,6 +32,18 @@ pub struct Loop {
 
 impl Loop {
     pub fn start(listener: c_int, slots: &'static [AtomicU64]) {
+        // 6.6+: the program's thread and the worker hand the CPU to each other directly at
+        // each round trip (as a synchronous call would), instead of a wake-up on any CPU.
+        // Older kernels refuse it (EINVAL): the ordinary wake-up.
+        const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+        // SAFETY: the listener and a flags value.
+        unsafe {
+            libc::ioctl(
+                listener,
+                libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+            )
+        };
         let l = Arc::new(Loop {
             listener,
             idle: AtomicUsize::new(0),
@@ -67,8 +80,10 @@ fn worker(l: Arc<Loop>, slot: usize) {
         let r = unsafe { libc::ioctl(l.listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) };
         if r != 0 {
             match sys::errno() {
-                // Interrupted, or the program's thread went away before we took its call.
-                libc::EINTR | libc::ENOENT => continue,
+                libc::EINTR => continue,
+                // The program's thread went away before we took its call; or no supervised
+                // process is left (the listener hangs up), when RECV fails at once: stop.
+                libc::ENOENT if !hung_up(l.listener) => continue,
                 _ => {
                     l.idle.fetch_sub(1, Ordering::AcqRel);
                     return;
@@ -85,6 +100,18 @@ fn worker(l: Arc<Loop>, slot: usize) {
         l.slots[slot].store(0, Ordering::Release);
         l.idle.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// No process is left under the filter.
+fn hung_up(listener: c_int) -> bool {
+    let mut p = libc::pollfd {
+        fd: listener,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd; no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLHUP != 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,8 +146,63 @@ fn still_waiting(listener: c_int, id: u64) -> bool {
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
 }
 
-/// A pidfd for the process of thread `tid` (pidfd_getfd takes any task of that process).
-fn pidfd_of(tid: i32) -> Option<OwnedFd> {
+/// pidfds by thread id, kept only where a reused id can never name another process's files:
+/// a thread's own pidfd (PIDFD_THREAD, 6.9) or a process leader's (its id is reused only
+/// once the whole process is gone). A stale one fails with ESRCH and is opened again.
+static PIDFDS: Mutex<Option<HashMap<i32, Arc<OwnedFd>>>> = Mutex::new(None);
+const PIDFDS_MAX: usize = 4096;
+
+fn cached_pidfd(tid: i32) -> Option<Arc<OwnedFd>> {
+    let hit = PIDFDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&tid).cloned());
+    if hit.is_some() {
+        return hit;
+    }
+    let (fd, cacheable) = pidfd_of(tid)?;
+    let fd = Arc::new(fd);
+    if cacheable {
+        let mut g = PIDFDS.lock().unwrap_or_else(|e| e.into_inner());
+        let m = g.get_or_insert_with(HashMap::new);
+        if m.len() >= PIDFDS_MAX {
+            m.clear();
+        }
+        m.insert(tid, Arc::clone(&fd));
+    }
+    Some(fd)
+}
+
+fn forget_pidfd(tid: i32) {
+    if let Some(m) = PIDFDS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        m.remove(&tid);
+    }
+}
+
+/// The program's fd `fd`, duplicated into this process for the length of one call.
+fn take_fd(tid: i32, fd: c_int) -> Option<OwnedFd> {
+    for _ in 0..2 {
+        let pidfd = cached_pidfd(tid)?;
+        // SAFETY: plain system call; the duplicate is ours.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        if raw >= 0 {
+            // SAFETY: a new fd of ours.
+            return Some(unsafe { OwnedFd::from_raw_fd(raw as c_int) });
+        }
+        if sys::errno() != libc::ESRCH {
+            // Not an fd (EBADF), or we may not take it: the kernel answers the program.
+            return None;
+        }
+        // A pidfd of a thread or process that is gone: open it again (once).
+        forget_pidfd(tid);
+    }
+    None
+}
+
+/// A pidfd for the process of thread `tid` (pidfd_getfd takes any task of that process), and
+/// whether it may be cached under `tid`.
+fn pidfd_of(tid: i32) -> Option<(OwnedFd, bool)> {
     let open = |pid: i32, flags: c_int| {
         // SAFETY: plain system call.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) } as c_int;
@@ -129,7 +211,7 @@ fn pidfd_of(tid: i32) -> Option<OwnedFd> {
     };
     // PIDFD_THREAD (6.9) names a thread; before, only a process leader has a pidfd.
     if let Some(fd) = open(tid, libc::O_EXCL).or_else(|| open(tid, 0)) {
-        return Some(fd);
+        return Some((fd, true));
     }
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     let tgid = status
@@ -138,19 +220,7 @@ fn pidfd_of(tid: i32) -> Option<OwnedFd> {
         .trim()
         .parse()
         .ok()?;
-    open(tgid, 0)
-}
-
-fn tgid_of(pidfd: &OwnedFd) -> i32 {
-    let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Pid:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    open(tgid, 0).map(|fd| (fd, false))
 }
 
 /// The program's address argument, copied once into our memory. None: unreadable or of a
@@ -182,7 +252,7 @@ fn port(buf: &[u8; 128]) -> u16 {
 }
 
 /// The socket's kind for the core's table (TCP/UDP, V6), or None: not a socket we manage.
-fn kind(dup: c_int) -> Option<u32> {
+fn kind(dup: c_int, ty: c_int) -> Option<u32> {
     let get = |name| sys::get_int(dup, libc::SOL_SOCKET, name).ok();
     let fam = match get(libc::SO_DOMAIN)? {
         libc::AF_INET => 0,
@@ -190,7 +260,7 @@ fn kind(dup: c_int) -> Option<u32> {
         _ => return None,
     };
     let cfg = connectx_core::config::get().filter(|c| c.enabled)?;
-    match (get(libc::SO_TYPE)?, get(libc::SO_PROTOCOL)?) {
+    match (ty, get(libc::SO_PROTOCOL)?) {
         (libc::SOCK_STREAM, libc::IPPROTO_TCP) if cfg.tcp => Some(TCP | fam),
         (libc::SOCK_DGRAM, libc::IPPROTO_UDP) if cfg.udp => Some(UDP | fam),
         _ => None,
@@ -209,6 +279,32 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
     let nr = req.data.nr as libc::c_long;
     let [fd, ptr, len, ..] = req.data.args;
     let tid = req.pid as i32;
+    let Some(dup) = take_fd(tid, fd as c_int) else {
+        return Answer::Continue;
+    };
+    let d = dup.as_raw_fd();
+    let Ok(ty) = sys::get_int(d, libc::SOL_SOCKET, libc::SO_TYPE) else {
+        // Not a socket: the kernel answers ENOTSOCK.
+        return Answer::Continue;
+    };
+    let Some(cookie) = record::cookie(d) else {
+        return Answer::Continue;
+    };
+    if nr == libc::SYS_connect && ty == libc::SOCK_STREAM && !record::known(cookie) {
+        // A TCP socket nothing was done to: the kernel shares ports itself. Nothing read, so
+        // no ID_VALID needed: a CONTINUE for a call that went away is refused (ENOENT).
+        return Answer::Continue;
+    }
+    if nr == libc::SYS_connect
+        && ty == libc::SOCK_STREAM
+        && record::flags(cookie).is_some_and(|f| f & (PENDING | HAS_PORT) == 0)
+        && blocking(d)
+    {
+        // A deferred bind(ip, 0) on a blocking socket: the kernel picks the port per 4-tuple
+        // in the program's own connect (see the blocking case below).
+        record::drop_record(cookie);
+        return Answer::Continue;
+    }
     // Read once: everything below uses this copy, never the program's memory again.
     let Some((buf, len)) = read_addr(tid, ptr, len) else {
         return Answer::Continue;
@@ -225,36 +321,16 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
         // A privileged port is checked against the program's own capabilities.
         return Answer::Continue;
     }
-    let Some(pidfd) = pidfd_of(tid) else {
-        return Answer::Continue;
-    };
-    // SAFETY: plain system call; the duplicate is ours and closes when `dup` drops.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd as c_int, 0) };
-    if raw < 0 {
-        // Not an fd (EBADF), or we may not take it: the kernel answers the program.
-        return Answer::Continue;
-    }
-    // SAFETY: a new fd of ours.
-    let dup = unsafe { OwnedFd::from_raw_fd(raw as c_int) };
+    // What we read is what the program asked: its thread still waits in this call.
     if !still_waiting(listener, req.id) {
         return Answer::Gone;
     }
-    let d = dup.as_raw_fd();
-    let Some(cookie) = record::cookie(d) else {
-        return Answer::Continue;
-    };
-    let is_tcp_stream = sys::get_int(d, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
-    if nr == libc::SYS_connect && is_tcp_stream && !record::known(cookie) {
-        // A TCP socket nothing was done to: the kernel shares ports itself.
-        return Answer::Continue;
-    }
-    let Some(k) = kind(d) else {
+    let Some(k) = kind(d, ty) else {
         return Answer::Continue;
     };
     let Some(r) = record::load(d, cookie, k) else {
         return Answer::Continue;
     };
-    let tgid = tgid_of(&pidfd);
     if nr == libc::SYS_connect && r.is_tcp() && !r.any(PENDING) && blocking(d) {
         // A blocking TCP connect runs in the program (CONTINUE), where a signal, an alarm or
         // a cancellation interrupt it as they would without us. What the preload does before
@@ -309,7 +385,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
         record::unload(d);
         record::drop_record(cookie);
     } else {
-        record::save(d, cookie, r, tgid);
+        record::save(d, cookie, r, tid);
     }
     answer
 }

@@ -19,8 +19,10 @@ struct Saved {
     port_range: u32,
     app: Option<SockAddr>,
     local: Option<SockAddr>,
-    /// The process holding it: records of processes that are gone are swept.
-    tgid: i32,
+    /// The thread that last made a call on it: records whose thread is gone are swept (a
+    /// socket of a process that lives on but whose thread ended loses its record: its next
+    /// call is treated as on a fresh socket, from what the kernel says about it).
+    tid: i32,
 }
 
 static RECORDS: Mutex<Option<HashMap<u64, Saved>>> = Mutex::new(None);
@@ -50,6 +52,15 @@ pub fn known(cookie: u64) -> bool {
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .is_some_and(|m| m.contains_key(&cookie))
+}
+
+/// The phase bits of the record of `cookie`, if there is one.
+pub fn flags(cookie: u64) -> Option<u32> {
+    RECORDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&cookie).map(|s| s.flags))
 }
 
 pub fn drop_record(cookie: u64) {
@@ -111,13 +122,13 @@ pub fn load(dup: c_int, cookie: u64, kind: u32) -> Option<&'static Sock> {
 }
 
 /// Takes the record of `dup` back out of the core's table (the duplicate is about to close).
-pub fn save(dup: c_int, cookie: u64, r: &Sock, tgid: i32) {
+pub fn save(dup: c_int, cookie: u64, r: &Sock, tid: i32) {
     let s = Saved {
         flags: r.flags(),
         port_range: r.port_range.load(std::sync::atomic::Ordering::Relaxed),
         app: r.app_addr(),
         local: r.local(),
-        tgid,
+        tid,
     };
     state::forget(dup);
     let mut g = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,7 +137,7 @@ pub fn save(dup: c_int, cookie: u64, r: &Sock, tgid: i32) {
     let mut at = SWEEP_AT.lock().unwrap_or_else(|e| e.into_inner());
     if m.len() > *at {
         // SAFETY: kill with signal 0 only asks whether the process exists.
-        m.retain(|_, s| unsafe { libc::kill(s.tgid, 0) } == 0 || connectx_core::sys::errno() == libc::EPERM);
+        m.retain(|_, s| unsafe { libc::kill(s.tid, 0) } == 0 || connectx_core::sys::errno() == libc::EPERM);
         *at = (m.len() * 2).max(4096);
     }
 }

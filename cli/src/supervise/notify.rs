@@ -180,6 +180,8 @@ fn forget_pidfd(tid: i32) {
     }
 }
 
+static DENIED_NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The program's fd `fd`, duplicated into this process for the length of one call.
 fn take_fd(tid: i32, fd: c_int) -> Option<OwnedFd> {
     for _ in 0..2 {
@@ -190,8 +192,16 @@ fn take_fd(tid: i32, fd: c_int) -> Option<OwnedFd> {
             // SAFETY: a new fd of ours.
             return Some(unsafe { OwnedFd::from_raw_fd(raw as c_int) });
         }
-        if sys::errno() != libc::ESRCH {
+        let e = sys::errno();
+        if e != libc::ESRCH {
             // Not an fd (EBADF), or we may not take it: the kernel answers the program.
+            if e == libc::EPERM && !DENIED_NOTED.swap(true, Ordering::Relaxed) {
+                connectx_core::warn!(
+                    "cannot take the sockets of pid {tid} (pidfd_getfd: EPERM; ptrace is restricted, \
+                     or the program made itself non-dumpable): its calls get the kernel's own \
+                     answers (logged once)"
+                );
+            }
             return None;
         }
         // A pidfd of a thread or process that is gone: open it again (once).

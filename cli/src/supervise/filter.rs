@@ -77,23 +77,35 @@ pub unsafe fn install_in_child(report_fd: c_int) {
     };
     // SAFETY: plain system calls on our own arguments (prog lives on this stack).
     unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return report(report_fd, STEP_NO_NEW_PRIVS, *libc::__errno_location(), -1);
-        }
-        let mut listener = -1;
-        for flags in [
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 | FLAG_WAIT_KILLABLE_RECV,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32,
-        ] {
-            listener = libc::syscall(
+        let install = |flags: u32| {
+            libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
                 flags,
                 &prog as *const sock_fprog,
-            ) as c_int;
-            if listener >= 0 || *libc::__errno_location() != libc::EINVAL {
-                break;
+            ) as c_int
+        };
+        let try_flags = || {
+            let mut fd = -1;
+            for flags in [
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 | FLAG_WAIT_KILLABLE_RECV,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32,
+            ] {
+                fd = install(flags);
+                if fd >= 0 || *libc::__errno_location() != libc::EINVAL {
+                    break;
+                }
             }
+            fd
+        };
+        // With CAP_SYS_ADMIN (connectx run as root) the filter needs no no_new_privs, so
+        // setuid programs of the tree (sudo, ping) keep working. Without it, no_new_privs.
+        let mut listener = try_flags();
+        if listener < 0 && *libc::__errno_location() == libc::EACCES {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return report(report_fd, STEP_NO_NEW_PRIVS, *libc::__errno_location(), -1);
+            }
+            listener = try_flags();
         }
         if listener < 0 {
             return report(report_fd, STEP_SECCOMP, *libc::__errno_location(), -1);

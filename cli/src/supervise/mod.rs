@@ -60,6 +60,7 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
     };
     let mut child = c.spawn()?;
     drop(theirs);
+    raise_nofile();
     let name = prog.to_string_lossy();
     let _keeper = match filter::receive(ours.as_raw_fd()) {
         Some((r, Some(listener))) if r.step == filter::STEP_OK => {
@@ -130,6 +131,19 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
         return Ok(128 + sig);
     }
     Ok(status.code().unwrap_or(1))
+}
+
+/// The supervisor holds a duplicate per call in flight and cached pidfds: its own soft limit of
+/// open files goes up to the hard one (after the spawn: the program keeps the limits it had).
+fn raise_nofile() {
+    // SAFETY: plain data and system calls on it.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {

@@ -150,7 +150,8 @@ fn still_waiting(listener: c_int, id: u64) -> bool {
 /// a thread's own pidfd (PIDFD_THREAD, 6.9) or a process leader's (its id is reused only
 /// once the whole process is gone). A stale one fails with ESRCH and is opened again.
 static PIDFDS: Mutex<Option<HashMap<i32, Arc<OwnedFd>>>> = Mutex::new(None);
-const PIDFDS_MAX: usize = 4096;
+/// Bounded well below the default limit of 1024 open files.
+const PIDFDS_MAX: usize = 256;
 
 fn cached_pidfd(tid: i32) -> Option<Arc<OwnedFd>> {
     let hit = PIDFDS
@@ -395,7 +396,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
         record::unload(d);
         record::drop_record(cookie);
     } else {
-        record::save(d, cookie, r, tid);
+        record::save(d, cookie, r, tid, fd as c_int);
     }
     answer
 }

@@ -19,10 +19,11 @@ struct Saved {
     port_range: u32,
     app: Option<SockAddr>,
     local: Option<SockAddr>,
-    /// The thread that last made a call on it: records whose thread is gone are swept (a
-    /// socket of a process that lives on but whose thread ended loses its record: its next
-    /// call is treated as on a fresh socket, from what the kernel says about it).
+    /// Where the program held it at its last call (thread, fd number) and what it is (the
+    /// socket's inode): the sweep keeps the record while /proc/TID/fd/FD still names it.
     tid: i32,
+    fd: i32,
+    ino: u64,
 }
 
 static RECORDS: Mutex<Option<HashMap<u64, Saved>>> = Mutex::new(None);
@@ -121,14 +122,24 @@ pub fn load(dup: c_int, cookie: u64, kind: u32) -> Option<&'static Sock> {
     Some(r)
 }
 
-/// Takes the record of `dup` back out of the core's table (the duplicate is about to close).
-pub fn save(dup: c_int, cookie: u64, r: &Sock, tid: i32) {
+/// Takes the record of `dup` (the program's `fd`, called by thread `tid`) back out of the
+/// core's table (the duplicate is about to close).
+pub fn save(dup: c_int, cookie: u64, r: &Sock, tid: i32, fd: i32) {
+    // SAFETY: plain data; fstat on our own duplicate.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ino = if unsafe { libc::fstat(dup, &mut st) } == 0 {
+        st.st_ino
+    } else {
+        0
+    };
     let s = Saved {
         flags: r.flags(),
         port_range: r.port_range.load(std::sync::atomic::Ordering::Relaxed),
         app: r.app_addr(),
         local: r.local(),
         tid,
+        fd,
+        ino,
     };
     state::forget(dup);
     let mut g = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,13 +147,54 @@ pub fn save(dup: c_int, cookie: u64, r: &Sock, tid: i32) {
     m.insert(cookie, s);
     let mut at = SWEEP_AT.lock().unwrap_or_else(|e| e.into_inner());
     if m.len() > *at {
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        m.retain(|_, s| unsafe { libc::kill(s.tid, 0) } == 0 || connectx_core::sys::errno() == libc::EPERM);
+        // The supervisor never sees a close: sockets the program no longer holds where it
+        // last used them go (one that moved to another number then starts afresh, from what
+        // the kernel says about it). Paid for by the calls that doubled the map.
+        m.retain(|_, s| still_held(s));
         *at = (m.len() * 2).max(4096);
     }
+}
+
+fn still_held(s: &Saved) -> bool {
+    let want = format!("socket:[{}]", s.ino);
+    std::fs::read_link(format!("/proc/{}/fd/{}", s.tid, s.fd))
+        .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == want.as_bytes())
 }
 
 /// Forgets `dup` in the core's table without keeping its record.
 pub fn unload(dup: c_int) {
     state::forget(dup);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_kept_while_its_socket_is_held_where_it_was() {
+        // SAFETY: plain system calls on our own fds.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+        assert!(fd >= 0);
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        let s = Saved {
+            flags: 0,
+            port_range: 0,
+            app: None,
+            local: None,
+            tid: std::process::id() as i32,
+            fd,
+            ino: st.st_ino,
+        };
+        assert!(still_held(&s));
+        assert!(
+            !still_held(&Saved {
+                ino: st.st_ino + 1,
+                ..s
+            }),
+            "another socket"
+        );
+        unsafe { libc::close(fd) };
+        assert!(!still_held(&s), "closed");
+    }
 }

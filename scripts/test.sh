@@ -36,6 +36,7 @@ declare -A need=(
     [ss]=iproute2
     # the supervisor's Go program (tests/supervise.rs)
     [go]=golang
+    [v2ray]=v2ray
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -497,3 +497,65 @@ fn supervised_program_shows_in_status_and_stats() {
         "stats: {o}"
     );
 }
+
+/// A real Go program from Debian's packages that binds before it connects: v2ray's freedom
+/// outbound with `sendThrough` (cgo, dynamically linked: the preload loads into it and does
+/// nothing), forwarding three dokodemo-door inbounds to the three echo servers. Each client
+/// connection is one outbound bind(127.0.0.9, 0) + connect through v2ray's own code.
+#[test]
+fn v2ray_send_through_reaches_r_times_d() {
+    need("v2ray", "v2ray");
+    let inbound = |port: u16, dst: &str| {
+        format!(
+            r#"{{"listen": "127.0.0.5", "port": {port}, "protocol": "dokodemo-door",
+                "settings": {{"address": "{dst}", "port": 7, "network": "tcp"}}}}"#
+        )
+    };
+    let config = format!(
+        r#"{{"log": {{"loglevel": "warning"}},
+            "inbounds": [{}, {}, {}],
+            "outbounds": [{{"protocol": "freedom", "sendThrough": "127.0.0.9"}}]}}"#,
+        inbound(1081, "127.0.0.2"),
+        inbound(1082, "127.0.0.3"),
+        inbound(1083, "127.0.0.4")
+    );
+    let path = build_dir().join("v2ray.json");
+    std::fs::write(&path, config).unwrap();
+    // The client connects without bind (the kernel shares its ports per 4-tuple); what runs
+    // out is v2ray's bind(127.0.0.9, 0): each failed one is a connection v2ray drops (a
+    // wrong echo), so echo_ok counts the connections relayed.
+    let run = |tag: &str, how: &str| {
+        scenario(&format!(
+            "{how} v2ray -config {} >/dev/null 2>&1 &\n\
+             i=0; while ! ss -Htln | grep -q 127.0.0.5:1083 && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
+             tag {tag} $CX _client --proto tcp --mode plain \
+             --dst 127.0.0.5:1081,127.0.0.5:1082,127.0.0.5:1083 --count 31 --echo --keep-going",
+            path.display()
+        ))
+    };
+    let o = [
+        run("kernel", ""),
+        run("preload", "$CX run --no-supervise --quiet --"),
+        run("sup", "$CX run --"),
+    ];
+    let o = Out {
+        code: o[2].code,
+        stdout: o.iter().map(|o| o.stdout.as_str()).collect(),
+        stderr: o.iter().map(|o| o.stderr.as_str()).collect(),
+    };
+    o.expect(
+        "v2ray sendThrough, kernel: R connections relayed",
+        "kernel",
+        &[("echo_ok", "10")],
+    );
+    o.expect(
+        "v2ray sendThrough with the preload only: it loads and does nothing (raw system calls)",
+        "preload",
+        &[("echo_ok", "10")],
+    );
+    o.expect(
+        "v2ray sendThrough under connectx run: R×D",
+        "sup",
+        &[("echo_ok", "30"), ("echo_bad", "0")],
+    );
+}

@@ -9,6 +9,11 @@ use libc::{c_int, sock_filter, sock_fprog};
 const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7;
+/// Elsewhere the supervisor is not offered (`SUPPORTED`); the filter would allow everything.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const AUDIT_ARCH: u32 = 0;
+/// The architectures whose system call numbers and audit id this filter knows.
+pub const SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 /// x86-64's x32 ABI sets this bit in the call number: its calls are not ours.
 const X32_BIT: u32 = 0x4000_0000;
 

@@ -38,6 +38,9 @@ pub enum Mode {
 
 /// Why `prog` (the file exec will run, if found) is supervised under `mode`, or None.
 pub fn choose(mode: Mode, prog: Option<&Path>) -> Option<&'static str> {
+    if !filter::SUPPORTED {
+        return None;
+    }
     match mode {
         Mode::Never => None,
         Mode::Always => Some("--supervise"),

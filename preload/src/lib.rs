@@ -1,13 +1,12 @@
 //! libconnectx.so: the preload way in. The exported C symbols (`hooks`, `vfork`) and the
 //! constructor/destructor that run at load and exit; everything they call (the policy, the
 //! kernel side, state, config, log, counters) is connectx-core, shared with the `connectx run`
-//! supervisor (docs/supervisor.md). The modules of the core are re-exported under this crate's
-//! root so the hooks name them as `crate::policy`, `crate::state`, … as before the split.
+//! supervisor (docs/supervisor.md). The core is re-exported under this crate's root so the
+//! hooks name its modules as `crate::policy`, `crate::state`, … as before the split.
 
-pub use connectx_core::{
-    addr, config, debug, decision, ensure_init, features, info, log, netlink, ownfd, policy, ports,
-    real, sockopt, state, stats, sys, tcp, udp, warn,
-};
+// Everything public in the core, under this crate's root: a module or function the core adds
+// is found by the hooks without an edit here.
+pub use connectx_core::*;
 
 #[cfg(not(test))]
 mod hooks;

@@ -325,15 +325,19 @@ RECIPES_SUP = [
     ("tcp_plain", "TCP `connect()`"),
     ("udp_plain", "UDP `connect()`"),
 ]
-SUP_MODES = ("kernel", "preload", "supervisor")
+SUP_MODES = ("kernel", "preload", "supervisor", "supervisor_bind")
 
 
 def sup_cmd(mode, args):
     """The client's command line and environment: alone, with the library preloaded, or under
     `connectx run --supervise` (the seccomp supervisor, as for a Go or static program)."""
     args = [str(a) for a in args]
-    if mode == "supervisor":
-        return [CX, "run", "--supervise", "--", CLIENT] + args, {**env_for(False), "CONNECTX_LOG": "error"}
+    if mode.startswith("supervisor"):
+        env = {**env_for(False), "CONNECTX_LOG": "error"}
+        if mode == "supervisor_bind":
+            # The TCP-only option: bind trapped, connect never (docs/supervisor.md "Cost").
+            env["CONNECTX_SUPERVISE_CALLS"] = "bind"
+        return [CX, "run", "--supervise", "--", CLIENT] + args, env
     return [CLIENT] + args, env_for(mode == "preload")
 
 
@@ -1061,14 +1065,21 @@ def report(res, args, elapsed):
           "per connection (socket + [bind] + connect + close). Extra system calls: every process "
           "(program, supervisor, keeper) counted by `strace -f -c`, differential over 1000 "
           "connections, minus the kernel alone's.\n")
-        w("| recipe | kernel alone | preload | supervisor | preload extra calls | supervisor extra calls |")
+        w("| recipe | kernel alone | preload | supervisor | supervisor, bind only | extra calls: preload / supervisor / bind only |")
         w("|---|---|---|---|---|---|")
         for recipe, label in RECIPES_SUP:
             x = su[recipe]
+            sb = (f"{us(x['supervisor_bind_ns'])} ({x['supervisor_bind_ratio']:.2f}×)"
+                  if "supervisor_bind_ns" in x else "—")
+            sbc = f"{x['supervisor_bind_extra_calls']:+.1f}" if "supervisor_bind_ns" in x else "—"
             w(f"| {label} | {us(x['kernel_ns'])} | {us(x['preload_ns'])} ({x['preload_ratio']:.2f}×) | "
               f"{us(x['supervisor_ns'])} ({x['supervisor_ratio']:.2f}×, IQR {x['supervisor_ratio_iqr'][0]:.2f}–"
-              f"{x['supervisor_ratio_iqr'][1]:.2f}) | {x['preload_extra_calls']:+.1f} | {x['supervisor_extra_calls']:+.1f} |")
+              f"{x['supervisor_ratio_iqr'][1]:.2f}) | {sb} | {x['preload_extra_calls']:+.1f} / "
+              f"{x['supervisor_extra_calls']:+.1f} / {sbc} |")
         w("")
+        w("\"Bind only\" is `CONNECTX_SUPERVISE_CALLS=bind`: only `bind` is trapped, so a connect "
+          "never pays a round trip, and only TCP `bind(ip,0)` is served (UDP and fixed ports get "
+          "the kernel's answers; on a UDP connect it is the kernel alone).\n")
         w("Where the time goes: every trapped call is a round trip between the program and the "
           "supervisor (here both on CPU 0, the server on CPU 1: two context switches), about "
           "6–12 µs, and the supervisor's own calls (take the socket with `pidfd_getfd`, read its "

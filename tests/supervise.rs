@@ -559,3 +559,47 @@ fn v2ray_send_through_reaches_r_times_d() {
         &[("echo_ok", "30"), ("echo_bad", "0")],
     );
 }
+
+/// CONNECTX_SUPERVISE_CALLS=bind: only bind is trapped (no connect pays a round trip): TCP
+/// bind(ip, 0) still reaches R×D, UDP gets the kernel's figure; a bad value is one line naming
+/// it, and the default.
+#[test]
+fn bind_only_mode_serves_tcp_bind_only() {
+    let o = each(&[
+        (
+            "tcp",
+            format!(
+                "env CONNECTX_SUPERVISE_CALLS=bind $CX run -- $GO -proto tcp -dst {DSTS} -count 31"
+            ),
+        ),
+        (
+            "udp",
+            format!(
+                "env CONNECTX_SUPERVISE_CALLS=bind $CX run -- $GO -proto udp -dst {DSTS} -count 31"
+            ),
+        ),
+        (
+            "bad",
+            format!(
+                "env CONNECTX_SUPERVISE_CALLS=connect $CX run -- $GO -proto tcp -dst {DSTS} -count 31"
+            ),
+        ),
+    ]);
+    o.expect(
+        "bind only, TCP bind(ip,0)",
+        "tcp",
+        &[("opened", "30"), ("echo_ok", "30")],
+    );
+    o.expect(
+        "bind only, UDP: the kernel's",
+        "udp",
+        &[("opened", "10"), ("errno", "EADDRINUSE")],
+    );
+    o.expect("a bad value: the default", "bad", &[("opened", "30")]);
+    assert!(
+        o.line("bad").contains(
+            "CONNECTX_SUPERVISE_CALLS=connect is not valid (accepted: bind,connect or bind)"
+        ),
+        "{o}"
+    );
+}

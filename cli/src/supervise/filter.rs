@@ -37,20 +37,50 @@ const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
-/// The trapped calls.
-pub const TRAPPED: [libc::c_long; 2] = [libc::SYS_bind, libc::SYS_connect];
-
+/// The trapped calls: `bind` and `connect`, or `bind` only (`Calls::BindOnly`).
 pub static PROGRAM: [sock_filter; 9] = [
     stmt(LD_ABS_W, OFF_ARCH),
     jump(JEQ, AUDIT_ARCH, 0, 6),
     stmt(LD_ABS_W, OFF_NR),
     jump(JGE, X32_BIT, 4, 0),
-    jump(JEQ, TRAPPED[0] as u32, 2, 0),
-    jump(JEQ, TRAPPED[1] as u32, 1, 0),
+    jump(JEQ, libc::SYS_bind as u32, 2, 0),
+    jump(JEQ, libc::SYS_connect as u32, 1, 0),
     stmt(RET, libc::SECCOMP_RET_ALLOW),
     stmt(RET, libc::SECCOMP_RET_USER_NOTIF),
     stmt(RET, libc::SECCOMP_RET_ALLOW),
 ];
+
+/// The same with `connect` never trapped (its test compares with an impossible number).
+pub static PROGRAM_BIND_ONLY: [sock_filter; 9] = [
+    stmt(LD_ABS_W, OFF_ARCH),
+    jump(JEQ, AUDIT_ARCH, 0, 6),
+    stmt(LD_ABS_W, OFF_NR),
+    jump(JGE, X32_BIT, 4, 0),
+    jump(JEQ, libc::SYS_bind as u32, 2, 0),
+    jump(JEQ, u32::MAX, 1, 0),
+    stmt(RET, libc::SECCOMP_RET_ALLOW),
+    stmt(RET, libc::SECCOMP_RET_USER_NOTIF),
+    stmt(RET, libc::SECCOMP_RET_ALLOW),
+];
+
+/// Which calls the supervisor takes (CONNECTX_SUPERVISE_CALLS, docs/supervisor.md "Cost").
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Calls {
+    /// `bind` and `connect`: the preload's outcome for TCP and UDP (the default).
+    BindConnect,
+    /// `bind` only: TCP `bind(ip, 0)` deferred, nothing else (no connect pays a round trip;
+    /// UDP and fixed ports get the kernel's answers).
+    BindOnly,
+}
+
+impl Calls {
+    pub fn program(self) -> &'static [sock_filter; 9] {
+        match self {
+            Calls::BindConnect => &PROGRAM,
+            Calls::BindOnly => &PROGRAM_BIND_ONLY,
+        }
+    }
+}
 
 /// What the child tells the parent through the socket pair: the listener (SCM_RIGHTS) with one
 /// byte 0, or no fd and the errno of the step that failed.
@@ -75,10 +105,10 @@ const FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
 ///
 /// # Safety
 /// Call only in a freshly forked child; `report_fd` is the child's end of the socket pair.
-pub unsafe fn install_in_child(report_fd: c_int) {
+pub unsafe fn install_in_child(report_fd: c_int, program: &'static [sock_filter; 9]) {
     let prog = sock_fprog {
-        len: PROGRAM.len() as u16,
-        filter: PROGRAM.as_ptr().cast_mut(),
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
     };
     // SAFETY: plain system calls on our own arguments (prog lives on this stack).
     unsafe {

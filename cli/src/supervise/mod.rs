@@ -51,13 +51,14 @@ pub fn choose(mode: Mode, prog: Option<&Path>) -> Option<&'static str> {
 /// Runs `c` under the supervisor. Err: the program could not be started (as `Command::spawn`
 /// reports it: run.rs turns it into 127 or 126).
 pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
+    let calls = calls_from_env();
     c.env("CONNECTX_SUPERVISED", "1");
     let (ours, theirs) = socket_pair()?;
     let child_end = theirs.as_raw_fd();
     // SAFETY: install_in_child makes only async-signal-safe calls.
     unsafe {
         c.pre_exec(move || {
-            filter::install_in_child(child_end);
+            filter::install_in_child(child_end, calls.program());
             Ok(())
         })
     };
@@ -69,7 +70,7 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
         Some((r, Some(listener))) if r.step == filter::STEP_OK => {
             match keeper::start(listener) {
                 Some((slots, pipe)) => {
-                    notify::Loop::start(listener, slots);
+                    notify::Loop::start(listener, slots, calls);
                     connectx_core::info!(
                         "supervising {name} ({why}): its bind and connect calls go through connectx (seccomp user notification)"
                     );
@@ -84,7 +85,7 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
                     let slots: &'static [std::sync::atomic::AtomicU64] = Box::leak(Box::new(
                         [const { std::sync::atomic::AtomicU64::new(0) }; 64],
                     ));
-                    notify::Loop::start(listener, slots);
+                    notify::Loop::start(listener, slots, calls);
                     None
                 }
             }
@@ -145,6 +146,22 @@ fn raise_nofile() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
             r.rlim_cur = r.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// CONNECTX_SUPERVISE_CALLS: `bind,connect` (default) or `bind` (TCP bind(ip,0) only; for
+/// programs that need nothing else, at the cost of one round trip per bind and none per
+/// connect). A bad value: one line, and the default.
+fn calls_from_env() -> filter::Calls {
+    match std::env::var("CONNECTX_SUPERVISE_CALLS").ok().as_deref() {
+        None | Some("" | "bind,connect") => filter::Calls::BindConnect,
+        Some("bind") => filter::Calls::BindOnly,
+        Some(v) => {
+            connectx_core::warn!(
+                "CONNECTX_SUPERVISE_CALLS={v} is not valid (accepted: bind,connect or bind); using bind,connect"
+            );
+            filter::Calls::BindConnect
         }
     }
 }

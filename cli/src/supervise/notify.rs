@@ -8,6 +8,7 @@
 //! on the duplicate with our copy of the address and its answer is sent back. Calls that need
 //! nothing from us get CONTINUE: the kernel runs them in the program as it made them.
 
+use super::filter::Calls;
 use super::record;
 use connectx_core::decision::Verdict;
 use connectx_core::state::{CONNECTED, HAS_PORT, LISTENING, PENDING, TCP, UDP, V6};
@@ -28,10 +29,11 @@ pub struct Loop {
     /// The id each worker is answering (0: none), in memory shared with the keeper, which
     /// answers them CONTINUE if this process dies in the middle (`keeper.rs`).
     slots: &'static [AtomicU64],
+    calls: Calls,
 }
 
 impl Loop {
-    pub fn start(listener: c_int, slots: &'static [AtomicU64]) {
+    pub fn start(listener: c_int, slots: &'static [AtomicU64], calls: Calls) {
         // 6.6+: the program's thread and the worker hand the CPU to each other directly at
         // each round trip (as a synchronous call would), instead of a wake-up on any CPU.
         // Older kernels refuse it (EINVAL): the ordinary wake-up.
@@ -49,6 +51,7 @@ impl Loop {
             idle: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
             slots,
+            calls,
         });
         spawn_worker(&l);
     }
@@ -94,8 +97,8 @@ fn worker(l: Arc<Loop>, slot: usize) {
         if l.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
             spawn_worker(&l);
         }
-        let resp =
-            std::panic::catch_unwind(|| handle(l.listener, &req)).unwrap_or(Answer::Continue);
+        let resp = std::panic::catch_unwind(|| handle(l.listener, &req, l.calls))
+            .unwrap_or(Answer::Continue);
         send(l.listener, req.id, resp);
         l.slots[slot].store(0, Ordering::Release);
         l.idle.fetch_add(1, Ordering::AcqRel);
@@ -286,7 +289,7 @@ fn blocking(dup: c_int) -> bool {
 }
 
 /// One trapped call.
-pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
+pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
     let nr = req.data.nr as libc::c_long;
     let [fd, ptr, len, ..] = req.data.args;
     let tid = req.pid as i32;
@@ -328,6 +331,11 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
         // A unix socket's bind or connect acts in the program's filesystem and credentials.
         return Answer::Continue;
     }
+    if calls == Calls::BindOnly && (ty != libc::SOCK_STREAM || port(&buf) != 0) {
+        // Connects are not trapped: a held-back fixed port or a UDP bind deferred to the lock
+        // would never be carried out. Only TCP bind(ip, 0) is ours.
+        return Answer::Continue;
+    }
     if nr == libc::SYS_bind && port(&buf) != 0 && port(&buf) < 1024 {
         // A privileged port is checked against the program's own capabilities.
         return Answer::Continue;
@@ -339,7 +347,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
     let Some(k) = kind(d, ty) else {
         return Answer::Continue;
     };
-    let Some(r) = record::load(d, cookie, k) else {
+    let Some(r) = record::load(d, cookie, k, nr == libc::SYS_connect) else {
         return Answer::Continue;
     };
     if nr == libc::SYS_connect && r.is_tcp() && !r.any(PENDING) && blocking(d) {
@@ -385,6 +393,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
         && nr == libc::SYS_connect
         && r.any(connectx_core::state::CONNECTED | connectx_core::state::LISTENING);
     if connected_tcp
+        || calls == Calls::BindOnly
         || (r.is_tcp()
             && nr == libc::SYS_connect
             && matches!(
@@ -392,7 +401,8 @@ pub fn handle(listener: c_int, req: &seccomp_notif) -> Answer {
                 Answer::Done(0, _) | Answer::Done(_, libc::EINPROGRESS)
             ))
     {
-        // A TCP socket whose connect got going needs nothing more from us.
+        // A TCP socket whose connect got going needs nothing more from us (nor does any
+        // socket when connects are not trapped).
         record::unload(d);
         record::drop_record(cookie);
     } else {

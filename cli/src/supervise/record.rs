@@ -73,7 +73,8 @@ pub fn drop_record(cookie: u64) {
 /// Puts the record of `cookie` in the core's table for `dup` (of kind `kind`: TCP/UDP, V6), or a
 /// fresh one made from what the kernel says about the socket now (the options the program set,
 /// a port it already has), as the preload would have learned them through its hooks.
-pub fn load(dup: c_int, cookie: u64, kind: u32) -> Option<&'static Sock> {
+/// `at_connect`: the call is a connect (a bind needs no look at the socket's port).
+pub fn load(dup: c_int, cookie: u64, kind: u32, at_connect: bool) -> Option<&'static Sock> {
     let saved = RECORDS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -109,10 +110,12 @@ pub fn load(dup: c_int, cookie: u64, kind: u32) -> Option<&'static Sock> {
             ) {
                 r.set(state::APP_NOPORT | state::K_NOPORT);
             }
-            if let Ok(a) = connectx_core::sys::getsockname(dup)
+            // Bound before we saw it (a send's autobind, a bind before supervision): asked at
+            // connect only (at bind the kernel refuses a socket with a port itself).
+            if at_connect
+                && let Ok(a) = connectx_core::sys::getsockname(dup)
                 && a.port() != 0
             {
-                // Bound before we saw it (a send's autobind, a bind before supervision).
                 r.set_local(&a);
                 r.set(state::HAS_PORT);
             }

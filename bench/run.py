@@ -916,9 +916,12 @@ def report(res, args, elapsed):
                                      ("udp_plain", 2.0, "UDP `connect()`"),
                                      ("tcp_plain", 1.2, "TCP plain `connect()`")):
             x = su[recipe]
+            bind_only = (f"; bind-only mode {x['supervisor_bind_ratio']:.2f}×"
+                         + (" (connect untrapped)" if recipe != "tcp_bind" else "")
+                         if "supervisor_bind_ratio" in x else "")
             tgt(f"Supervised (seccomp) {label}: ≤ {limit}× the kernel alone", x["supervisor_ratio"] <= limit,
                 f"{x['supervisor_ratio']:.2f}× ({us(x['kernel_ns'])} → {us(x['supervisor_ns'])}); "
-                f"+{x['supervisor_extra_calls']:.1f} system calls (all processes)")
+                f"+{x['supervisor_extra_calls']:.1f} system calls (all processes){bind_only}")
     w("## Targets\n")
     w("| target | result | figure |")
     w("|---|---|---|")

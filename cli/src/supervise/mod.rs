@@ -64,6 +64,8 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
     };
     let mut child = c.spawn()?;
     drop(theirs);
+    // Its threads' calls find their process through it (before 6.9, notify::pidfd_of).
+    notify::add_leader(child.id() as i32);
     raise_nofile();
     let name = prog.to_string_lossy();
     let _keeper = match filter::receive(ours.as_raw_fd()) {

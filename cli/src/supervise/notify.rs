@@ -187,14 +187,15 @@ fn forget_pidfd(tid: i32) {
 static DENIED_NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The program's fd `fd`, duplicated into this process for the length of one call.
-fn take_fd(tid: i32, fd: c_int) -> Option<OwnedFd> {
+fn take_fd(tid: i32, fd: c_int) -> Result<OwnedFd, String> {
     for _ in 0..2 {
-        let pidfd = cached_pidfd(tid)?;
+        let pidfd =
+            cached_pidfd(tid).ok_or_else(|| format!("pidfd_open: errno {}", sys::errno()))?;
         // SAFETY: plain system call; the duplicate is ours.
         let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
         if raw >= 0 {
             // SAFETY: a new fd of ours.
-            return Some(unsafe { OwnedFd::from_raw_fd(raw as c_int) });
+            return Ok(unsafe { OwnedFd::from_raw_fd(raw as c_int) });
         }
         let e = sys::errno();
         if e != libc::ESRCH {
@@ -206,12 +207,12 @@ fn take_fd(tid: i32, fd: c_int) -> Option<OwnedFd> {
                      answers (logged once)"
                 );
             }
-            return None;
+            return Err(format!("pidfd_getfd: errno {e}"));
         }
         // A pidfd of a thread or process that is gone: open it again (once).
         forget_pidfd(tid);
     }
-    None
+    Err("pidfd_getfd: ESRCH twice".into())
 }
 
 /// A pidfd for the process of thread `tid` (pidfd_getfd takes any task of that process), and
@@ -224,8 +225,51 @@ fn pidfd_of(tid: i32) -> Option<(OwnedFd, bool)> {
         (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
     };
     // PIDFD_THREAD (6.9) names a thread; before, only a process leader has a pidfd.
-    if let Some(fd) = open(tid, libc::O_EXCL).or_else(|| open(tid, 0)) {
+    if let Some(fd) = open(tid, libc::O_EXCL) {
         return Some((fd, true));
+    }
+    if let Some(fd) = open(tid, 0) {
+        add_leader(tid);
+        return Some((fd, true));
+    }
+    // A thread other than its process's first, before 6.9: its process is needed. Not
+    // cached: the thread's id may be reused by another process while this one lives.
+    open(leader_of(tid)?, 0).map(|fd| (fd, false))
+}
+
+/// Processes of the supervised tree seen so far (the program, and every process whose first
+/// thread made a trapped call): where to look for the process of another thread.
+static LEADERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+const LEADERS_MAX: usize = 1024;
+
+pub fn add_leader(pid: i32) {
+    let mut v = LEADERS.lock().unwrap_or_else(|e| e.into_inner());
+    if !v.contains(&pid) {
+        if v.len() >= LEADERS_MAX {
+            v.remove(0);
+        }
+        v.push(pid);
+    }
+}
+
+/// The process of thread `tid`: one of the known processes that has it as a thread
+/// (tgkill with signal 0 asks exactly that), else /proc, if /proc is of our pid namespace
+/// (a namespace made without mounting its own /proc shows another's).
+fn leader_of(tid: i32) -> Option<i32> {
+    let known = LEADERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for pid in known.into_iter().rev() {
+        // SAFETY: signal 0 sends nothing: it only checks that `tid` is a thread of `pid`.
+        let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
+        if r == 0 || sys::errno() == libc::EPERM {
+            return Some(pid);
+        }
+    }
+    let ours = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        return None;
     }
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     let tgid = status
@@ -234,7 +278,8 @@ fn pidfd_of(tid: i32) -> Option<(OwnedFd, bool)> {
         .trim()
         .parse()
         .ok()?;
-    open(tgid, 0).map(|fd| (fd, false))
+    add_leader(tgid);
+    Some(tgid)
 }
 
 /// The program's address argument, copied once into our memory. None: unreadable or of a
@@ -293,21 +338,31 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
     let nr = req.data.nr as libc::c_long;
     let [fd, ptr, len, ..] = req.data.args;
     let tid = req.pid as i32;
-    let Some(dup) = take_fd(tid, fd as c_int) else {
-        return Answer::Continue;
+    let call = if nr == libc::SYS_bind {
+        "bind"
+    } else {
+        "connect"
+    };
+    // Every CONTINUE says why at debug (CONNECTX_LOG=debug), as the preload's passes do.
+    let pass = |why: &str| {
+        connectx_core::debug!("{call}(pid {tid} fd {fd}): the kernel's call: {why} (supervised)");
+        Answer::Continue
+    };
+    let dup = match take_fd(tid, fd as c_int) {
+        Ok(dup) => dup,
+        Err(e) => return pass(&format!("the socket cannot be taken ({e})")),
     };
     let d = dup.as_raw_fd();
     let Ok(ty) = sys::get_int(d, libc::SOL_SOCKET, libc::SO_TYPE) else {
-        // Not a socket: the kernel answers ENOTSOCK.
-        return Answer::Continue;
+        return pass("not a socket");
     };
     let Some(cookie) = record::cookie(d) else {
-        return Answer::Continue;
+        return pass("no SO_COOKIE");
     };
     if nr == libc::SYS_connect && ty == libc::SOCK_STREAM && !record::known(cookie) {
         // A TCP socket nothing was done to: the kernel shares ports itself. Nothing read, so
         // no ID_VALID needed: a CONTINUE for a call that went away is refused (ENOENT).
-        return Answer::Continue;
+        return pass("the kernel shares ports itself (a TCP socket nothing was done to)");
     }
     if nr == libc::SYS_connect
         && ty == libc::SOCK_STREAM
@@ -317,11 +372,11 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
         // A deferred bind(ip, 0) on a blocking socket: the kernel picks the port per 4-tuple
         // in the program's own connect (see the blocking case below).
         record::drop_record(cookie);
-        return Answer::Continue;
+        return pass("the kernel picks the port per 4-tuple (deferred bind, blocking connect)");
     }
     // Read once: everything below uses this copy, never the program's memory again.
     let Some((buf, len)) = read_addr(tid, ptr, len) else {
-        return Answer::Continue;
+        return pass("the address cannot be read (the kernel answers EFAULT or EINVAL)");
     };
     let fam = family(&buf);
     if fam != libc::AF_INET
@@ -329,26 +384,26 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
         && !(nr == libc::SYS_connect && fam == libc::AF_UNSPEC)
     {
         // A unix socket's bind or connect acts in the program's filesystem and credentials.
-        return Answer::Continue;
+        return pass("not an IPv4 or IPv6 address");
     }
     if calls == Calls::BindOnly && (ty != libc::SOCK_STREAM || port(&buf) != 0) {
         // Connects are not trapped: a held-back fixed port or a UDP bind deferred to the lock
         // would never be carried out. Only TCP bind(ip, 0) is ours.
-        return Answer::Continue;
+        return pass("CONNECTX_SUPERVISE_CALLS=bind serves TCP bind(ip, 0) only");
     }
     if nr == libc::SYS_bind && port(&buf) != 0 && port(&buf) < 1024 {
         // A privileged port is checked against the program's own capabilities.
-        return Answer::Continue;
+        return pass("a privileged port");
     }
     // What we read is what the program asked: its thread still waits in this call.
     if !still_waiting(listener, req.id) {
         return Answer::Gone;
     }
     let Some(k) = kind(d, ty) else {
-        return Answer::Continue;
+        return pass("not a TCP or UDP socket connectx manages");
     };
     let Some(r) = record::load(d, cookie, k, nr == libc::SYS_connect) else {
-        return Answer::Continue;
+        return pass("no record");
     };
     if nr == libc::SYS_connect && r.is_tcp() && !r.any(PENDING) && blocking(d) {
         // A blocking TCP connect runs in the program (CONTINUE), where a signal, an alarm or
@@ -363,15 +418,15 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
         }
         record::unload(d);
         record::drop_record(cookie);
-        return Answer::Continue;
+        return pass("a blocking TCP connect runs in the program");
     }
     let addr = buf.as_ptr().cast::<libc::sockaddr>();
-    let (verdict, call) = if nr == libc::SYS_bind {
+    let verdict = if nr == libc::SYS_bind {
         // SAFETY: our own copy of the address, `len` bytes.
-        (unsafe { policy::bind(d, addr, len) }, "bind")
+        unsafe { policy::bind(d, addr, len) }
     } else {
         // SAFETY: as above.
-        (unsafe { policy::connect(d, addr, len) }, "connect")
+        unsafe { policy::connect(d, addr, len) }
     };
     let answer = match verdict {
         Verdict::Done(ret, e) => Answer::Done(ret as i64, if ret < 0 { e } else { 0 }),

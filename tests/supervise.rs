@@ -603,3 +603,18 @@ fn bind_only_mode_serves_tcp_bind_only() {
         "{o}"
     );
 }
+
+/// CONNECTX_SUPERVISED=1 copied into an environment that runs under no filter must not silence
+/// the preload: it stands down only under a seccomp filter.
+#[test]
+fn preload_stands_down_only_under_a_filter() {
+    let o = scenario(&format!(
+        "tag leaked env CONNECTX_SUPERVISED=1 LD_PRELOAD=$LIB $CX _client --proto tcp --mode bind0 \
+         --dst {DSTS} --count 31"
+    ));
+    o.expect(
+        "the variable without a filter: the preload still serves",
+        "leaked",
+        &[("opened", "30")],
+    );
+}

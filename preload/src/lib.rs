@@ -37,9 +37,42 @@ fn read_supervised() -> bool {
     // SAFETY: a NUL-terminated literal; getenv returns NULL or a NUL-terminated string.
     let p = unsafe { libc::getenv(c"CONNECTX_SUPERVISED".as_ptr()) };
     // SAFETY: p is non-null, a string of the environment.
-    let on = !p.is_null() && unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes() == b"1";
+    let on =
+        !p.is_null() && unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes() == b"1" && under_filter();
     SUPERVISED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
     on
+}
+
+/// The process runs under a seccomp filter ("Seccomp:\t2" in /proc/self/status): the variable
+/// alone (copied into an environment outside the supervised tree) must not silence us.
+/// Where /proc cannot be read, the variable is trusted (a call handled twice is the worse
+/// mistake). Raw system calls (our own exported `close` would come back here), on the stack.
+fn under_filter() -> bool {
+    let mut buf = [0u8; 4096];
+    // SAFETY: a NUL-terminated literal; reading into our own buffer; closing our own fd.
+    let n = unsafe {
+        let fd = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c"/proc/self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return true;
+        }
+        let n = libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len());
+        libc::syscall(libc::SYS_close, fd);
+        n
+    };
+    if n <= 0 {
+        return true;
+    }
+    let text = &buf[..n as usize];
+    let key = b"\nSeccomp:\t";
+    match text.windows(key.len()).position(|w| w == key) {
+        Some(i) => text.get(i + key.len()) == Some(&b'2'),
+        None => true,
+    }
 }
 
 /// At exit (exit(3) or a return from main; not _exit or a fatal signal): the counters file goes.

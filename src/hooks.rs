@@ -1,11 +1,37 @@
-//! The exported C symbols. Each is a few lines: call the policy under the guard, or do the real
-//! call with the original arguments. The guard (`run`, `after`) gives every hook the same rules:
-//! - before the library is initialised, or when re-entered from our own code: the real call;
-//! - a panic never crosses the C boundary: it is caught and the real call is made instead (or,
-//!   if the policy had made it already, its answer is returned: `decision::IN_CALL`);
-//! - errno: the program sees the real call's errno, or on success the errno it had before.
+//! The exported C symbols. Each is a few lines: the policy, or the real call with the original
+//! arguments. Every hook has one shape ("decide, release, then call"; SHAPES.md §A, PITFALLS
+//! 16-17), in `run`:
+//! 1. the program's pending cancellation is acted on first (`pthread_testcancel`), for a call
+//!    that is a cancellation point, before connectx has touched anything;
+//! 2. connectx's own work (`own_work`): cancellation disabled (none of our libc calls, many of
+//!    them cancellation points, can begin a forced unwind), the frame marked (`IN_CALL.frame`),
+//!    panics caught. Nothing else: no lock, no busy flag held past it;
+//! 3. the program's real call, last: outside any catch, cancellation as the program set it, no
+//!    Rust value with a destructor alive, connectx's state consistent. A cancellation or a
+//!    jump there skips only the bookkeeping after it, which each policy says how the next call
+//!    re-derives (`decision::Then`);
+//! 4. bookkeeping on a normal return (again as own work), which may ask for the call once more.
+//!
+//! A UDP connect's real call is made inside the policy (the lock must check, connect and unlock
+//! as one step): it never blocks, its pending cancellation was acted on in step 1, and a
+//! cancellation arriving during it is acted on at the thread's next cancellation point.
+//!
+//! Re-entry: the library never calls its own hooks (its socket calls go through `real`), so a
+//! hook entered while a policy phase of the same thread runs is a signal handler's call: it
+//! gets the policy too (a per-socket busy token held by the interrupted phase answers EAGAIN:
+//! `udp::Busy`). Only calls made while the library initialises pass straight through.
+//!
+//! ABI: the hooks stay `extern "C"`, the real-function pointers too (the libc crate's types).
+//! A Rust panic must never unwind into the program's C frames (`"C-unwind"` would let one
+//! through; `"C"` aborts at the boundary as a last resort, and every panic is caught before).
+//! glibc's forced unwind (cancellation, pthread_exit) passes `"C"` frames: rustc's personality
+//! lets a forced unwind through their abort-on-unwind pads (lab/unwind, rustc 1.81/1.95/nightly,
+//! both opt levels, the "tail" rows); with nothing live across the real call there is nothing
+//! that the unwind should have run (tests/control_flow.rs runs these cases).
+//!
+//! errno: the program sees the real call's errno, or on success the errno it had before.
 
-use crate::decision::{IN_CALL, Pass, Verdict};
+use crate::decision::{Entry, IN_CALL, Pass, Then, Verdict, policy_frame};
 use crate::sys::{errno, set_errno};
 use crate::{log, netlink, policy, real, state, vfork};
 use libc::{
@@ -13,77 +39,155 @@ use libc::{
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// Runs `policy`; on `Pass` (logged at debug unless `quiet`) or panic, runs `real`.
+unsafe extern "C-unwind" {
+    /// Declared "C-unwind": it begins the forced unwind of a pending cancellation.
+    fn pthread_testcancel();
+}
+unsafe extern "C" {
+    fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+}
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+/// Whether the hooked call is a cancellation point in glibc (POSIX: connect, send*, recv*).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    Point,
+    No,
+}
+
+/// The hook's shape (module doc): `policy` decides; on `Pass` (logged at debug unless `quiet`)
+/// or a panic the real call with the original arguments; on `Call` the real call, then `then`.
 #[inline]
 fn run(
     call: &str,
     fd: c_int,
     quiet: bool,
-    real: impl FnOnce() -> isize,
+    cancel: Cancel,
+    mut real: impl FnMut() -> isize,
     policy: impl FnOnce() -> Verdict,
+    mut then: impl FnMut(Then, isize, c_int) -> Verdict,
 ) -> isize {
     if vfork::in_child() || !crate::ensure_init() {
         return real();
     }
-    IN_CALL.with(|c| {
-        if c.inside.replace(true) {
-            return real();
-        }
-        c.answer.set(None);
-        let saved = errno();
-        let verdict = catch_unwind(AssertUnwindSafe(policy));
-        c.inside.set(false);
+    if cancel == Cancel::Point {
+        // SAFETY: no arguments. A pending cancellation unwinds from here, through this plain
+        // frame (nothing of ours alive), exactly where the program's own call would have.
+        unsafe { pthread_testcancel() };
+    }
+    let saved = errno();
+    let mut verdict = own_work(call, fd, quiet, policy);
+    // At most twice: `then` asks for the call again only after a first one (tcp).
+    for _ in 0..3 {
         match verdict {
-            Ok(Verdict::Done(ret, e)) => {
+            Verdict::Done(ret, e) => {
                 set_errno(if ret < 0 { e } else { saved });
-                ret
+                return ret;
             }
-            Ok(Verdict::Pass(why)) => {
-                if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
-                    crate::debug!("{call}(fd {fd}): passed through: {why}");
-                }
-                if let Some(e) = why.fallback() {
-                    crate::stats::count_and_note(
-                        e,
-                        format_args!(
-                            "{call}(fd {fd}): first fallback to the kernel's behaviour: {why} \
-                             (logged once; `connectx stats` counts them)"
-                        ),
-                    );
-                }
+            Verdict::Pass(_) => break,
+            Verdict::Call(t) => {
                 set_errno(saved);
-                real()
-            }
-            // A panic: the real call, unless the policy had already made it.
-            Err(_) => {
-                crate::stats::count_and_note(
-                    crate::stats::Event::Panic,
-                    format_args!("{call}(fd {fd}): internal error caught; the kernel's call made"),
-                );
-                match c.answer.take() {
-                    Some((ret, e)) => {
-                        set_errno(if ret < 0 { e } else { saved });
-                        ret
-                    }
-                    None => {
-                        set_errno(saved);
-                        real()
-                    }
-                }
+                // The program's call, nothing of ours alive or marked around it.
+                let ret = real();
+                let e = errno();
+                verdict = own_work(call, fd, quiet, || then(t, ret, e));
             }
         }
-    })
+    }
+    set_errno(saved);
+    real()
 }
 
-/// Bookkeeping after (or before) a real call: errno kept, panics caught. It only touches our own
-/// tables (no call that could come back into a hook), so it needs no re-entry guard.
+/// connectx's own work on this thread: `f` with cancellation disabled, the frame marked and
+/// panics caught. Returns `Pass` after a panic if the program's call was not made yet.
+#[inline(never)]
+fn own_work(call: &str, fd: c_int, quiet: bool, f: impl FnOnce() -> Verdict) -> Verdict {
+    let mut old_cancel: c_int = 0;
+    // SAFETY: old_cancel is valid for writes. Not a cancellation point, no system call.
+    unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old_cancel) };
+    let here = &old_cancel as *const c_int as usize;
+    let outer = IN_CALL.try_with(|c| {
+        let outer = policy_frame(here) == Entry::Outer;
+        if outer {
+            if c.frame.get() != 0 {
+                // A phase of this thread was jumped out of (a signal handler's siglongjmp):
+                // it left cancellation disabled; the state before it is the program's.
+                old_cancel = c.cancel.get();
+            }
+            c.cancel.set(old_cancel);
+            c.generation.set(c.generation.get().wrapping_add(1));
+            c.frame.set(here);
+        }
+        (outer, c.answer.replace(None))
+    });
+    let verdict = catch_unwind(AssertUnwindSafe(f));
+    let answer = IN_CALL
+        .try_with(|c| {
+            if let Ok((outer, before)) = outer {
+                if outer {
+                    c.frame.set(0);
+                }
+                c.answer.replace(before)
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten();
+    let verdict = match verdict {
+        Ok(Verdict::Pass(why)) => {
+            if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
+                crate::debug!("{call}(fd {fd}): passed through: {why}");
+            }
+            if let Some(e) = why.fallback() {
+                crate::stats::count_and_note(
+                    e,
+                    format_args!(
+                        "{call}(fd {fd}): first fallback to the kernel's behaviour: {why} \
+                         (logged once; `connectx stats` counts them)"
+                    ),
+                );
+            }
+            Verdict::Pass(why)
+        }
+        Ok(v) => v,
+        // A panic: the real call, unless the policy had already made it.
+        Err(_) => {
+            crate::stats::count_and_note(
+                crate::stats::Event::Panic,
+                format_args!("{call}(fd {fd}): internal error caught; the kernel's call made"),
+            );
+            match answer {
+                Some((ret, e)) => Verdict::Done(ret, e),
+                None => Verdict::Pass(Pass::InternalError),
+            }
+        }
+    };
+    // SAFETY: restoring the program's state; not a cancellation point.
+    unsafe { pthread_setcancelstate(old_cancel, std::ptr::null_mut()) };
+    verdict
+}
+
+/// A hook with no call after its policy's own.
+fn no_then(_: Then, ret: isize, e: c_int) -> Verdict {
+    Verdict::Done(ret, e)
+}
+
+/// Bookkeeping after (or before) a real call: errno kept, panics caught, cancellation held off
+/// (it only touches our own tables, but a log line is a write). No call that could come back
+/// into a hook, so it needs no mark.
 #[inline]
 fn after(f: impl FnOnce()) {
     if vfork::in_child() || !crate::ensure_init() {
         return;
     }
     let saved = errno();
+    let mut old_cancel: c_int = 0;
+    // SAFETY: old_cancel is valid for writes; restored below.
+    unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old_cancel) };
     let _ = catch_unwind(AssertUnwindSafe(f));
+    // SAFETY: as above.
+    unsafe { pthread_setcancelstate(old_cancel, std::ptr::null_mut()) };
     set_errno(saved);
 }
 
@@ -131,8 +235,10 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
         "bind",
         fd,
         false,
+        Cancel::No,
         || unsafe { real::bind(fd, addr, len) } as isize,
         || unsafe { policy::bind(fd, addr, len) },
+        no_then,
     ) as c_int
 }
 
@@ -143,8 +249,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         "connect",
         fd,
         false,
+        Cancel::Point,
         || unsafe { real::connect(fd, addr, len) } as isize,
         || unsafe { policy::connect(fd, addr, len) },
+        |t, ret, e| unsafe { policy::after_connect(fd, t, ret, e, addr, len) },
     ) as c_int
 }
 
@@ -155,8 +263,10 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
         "listen",
         fd,
         false,
+        Cancel::No,
         || unsafe { real::listen(fd, backlog) } as isize,
         || policy::listen(fd),
+        no_then,
     ) as c_int
 }
 
@@ -173,8 +283,10 @@ pub unsafe extern "C" fn setsockopt(
         "setsockopt",
         fd,
         true,
+        Cancel::No,
         || unsafe { real::setsockopt(fd, level, name, val, len) } as isize,
         || unsafe { policy::setsockopt(fd, level, name, val, len) },
+        no_then,
     ) as c_int
 }
 
@@ -191,8 +303,10 @@ pub unsafe extern "C" fn getsockopt(
         "getsockopt",
         fd,
         true,
+        Cancel::No,
         || unsafe { real::getsockopt(fd, level, name, val, len) } as isize,
         || unsafe { policy::getsockopt(fd, level, name, val, len) },
+        no_then,
     ) as c_int
 }
 
@@ -203,9 +317,11 @@ pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut s
         "getsockname",
         fd,
         true,
+        Cancel::No,
         || unsafe { real::getsockname(fd, addr, len) } as isize,
         // SAFETY: forwarded arguments.
         || unsafe { policy::getsockname(fd, addr, len) },
+        no_then,
     ) as c_int
 }
 
@@ -337,30 +453,37 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     // SAFETY: forwarded arguments.
     let real = || unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
-    run("sendto", fd, true, real, || {
-        policy::send(fd, || !addr.is_null(), flags, real)
-    })
+    run(
+        "sendto",
+        fd,
+        true,
+        Cancel::Point,
+        real,
+        || policy::send(fd, || !addr.is_null(), flags),
+        |t, ret, e| policy::after_send(fd, t, ret, e),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     // SAFETY: forwarded arguments; msg is read (safely) only for a deferred UDP socket.
     let real = || unsafe { real::sendmsg(fd, msg, flags) };
-    run("sendmsg", fd, true, real, || {
-        policy::send(
-            fd,
-            || unsafe { policy::names_destination(msg) },
-            flags,
-            real,
-        )
-    })
+    run(
+        "sendmsg",
+        fd,
+        true,
+        Cancel::Point,
+        real,
+        || policy::send(fd, || unsafe { policy::names_destination(msg) }, flags),
+        |t, ret, e| policy::after_send(fd, t, ret, e),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int {
     // SAFETY: forwarded arguments; msgs[0] is read (safely) only for a deferred UDP socket.
     let real = || unsafe { real::sendmmsg(fd, msgs, n, flags) } as isize;
-    run("sendmmsg", fd, true, real, || {
+    let policy = || {
         let first = msgs.cast::<msghdr>().cast_const();
         // No message, no send: MSG_FASTOPEN then connects nothing either.
         let flags = if n == 0 {
@@ -372,9 +495,17 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flag
             fd,
             || n > 0 && unsafe { policy::names_destination(first) },
             flags,
-            real,
         )
-    }) as c_int
+    };
+    run(
+        "sendmmsg",
+        fd,
+        true,
+        Cancel::Point,
+        real,
+        policy,
+        |t, ret, e| policy::after_send(fd, t, ret, e),
+    ) as c_int
 }
 
 #[unsafe(no_mangle)]
@@ -384,8 +515,10 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c
         "recv",
         fd,
         true,
+        Cancel::Point,
         || unsafe { real::recv(fd, buf, len, flags) },
         || policy::before_recv(fd),
+        no_then,
     )
 }
 
@@ -403,8 +536,10 @@ pub unsafe extern "C" fn recvfrom(
         "recvfrom",
         fd,
         true,
+        Cancel::Point,
         || unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) },
         || policy::before_recv(fd),
+        no_then,
     )
 }
 
@@ -415,8 +550,10 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
         "recvmsg",
         fd,
         true,
+        Cancel::Point,
         || unsafe { real::recvmsg(fd, msg, flags) },
         || policy::before_recv(fd),
+        no_then,
     )
 }
 
@@ -433,7 +570,9 @@ pub unsafe extern "C" fn recvmmsg(
         "recvmmsg",
         fd,
         true,
+        Cancel::Point,
         || unsafe { real::recvmmsg(fd, msgs, n, flags, timeout) } as isize,
         || policy::before_recv(fd),
+        no_then,
     ) as c_int
 }

@@ -335,6 +335,19 @@ pub fn forget_range(first: u32, last: u32) {
     }
 }
 
+/// In a fork child (issue 16): the threads that held a socket's busy token (`udp::Busy`) are
+/// the parent's and do not exist here. Only tokens that are set are written (the rest of the
+/// table stays shared with the parent, copy-on-write).
+pub fn after_fork_in_child() {
+    for i in 0..CHUNKS {
+        if let Some(c) = chunk(&RECORDS, i, false) {
+            for r in c.iter().filter(|r| r.busy.load(Relaxed) != 0) {
+                r.busy.store(0, Relaxed);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

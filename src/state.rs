@@ -53,6 +53,10 @@ pub const SHARED: u32 = 1 << 17;
 /// TCP: bind(ip, P) found P held only by connections: not bound yet; connect binds P (shared)
 /// only if P's 4-tuple to the destination is free, getsockname or listen bind it exclusively.
 pub const PENDING: u32 = 1 << 18;
+/// A fork child's copy of a socket that another thread of the parent was connecting at the
+/// fork: the K_* bits may be a moment behind the kernel's (that thread finished its work in
+/// the parent, on the same socket), so its next connect reads them again (`sockopt::resync`).
+pub const RESYNC: u32 = 1 << 19;
 
 #[repr(C)]
 pub struct Sock {
@@ -343,6 +347,7 @@ pub fn after_fork_in_child() {
         if let Some(c) = chunk(&RECORDS, i, false) {
             for r in c.iter().filter(|r| r.busy.load(Relaxed) != 0) {
                 r.busy.store(0, Relaxed);
+                r.set(RESYNC);
             }
         }
     }

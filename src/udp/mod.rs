@@ -146,6 +146,11 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     let Some(_busy) = Busy::take(r) else {
         return Verdict::fail(libc::EAGAIN);
     };
+    if r.any(RESYNC) {
+        // A fork child's socket that the parent's thread was connecting (issue 16).
+        let _keep = KeepErrno::new();
+        crate::sockopt::resync(fd, r);
+    }
     if !(r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT)) {
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };

@@ -116,11 +116,15 @@ pub fn netns_of(fd: c_int) -> u64 {
 
 // The fork gate. An opener counts itself in OPENING, then looks at FORKING; fork's prepare
 // handler counts itself in FORKING, then waits for OPENING to drain. Both SeqCst: one of them
-// sees the other. FORKING is a count: with two threads forking at once, the first one's parent
-// handler must not open the gate while the second is still copying the process (issue 16: a
-// temporary netlink socket made in that moment reached the second one's child unrecorded).
+// sees the other. An opener never goes on while a fork is under way (issue 16: with two threads
+// forking back to back FORKING is almost never clear, an opener's bounded wait ran out, it went
+// on, and about one child in 2,000 inherited a temporary netlink socket not recorded yet): it
+// gives up instead (the caller's EAGAIN, `try_enter`). A fork that ends lets the openers
+// waiting for it in first (`after_fork`), so that back-to-back forks do not starve them.
 static OPENING: AtomicU32 = AtomicU32::new(0);
 static FORKING: AtomicU32 = AtomicU32::new(0);
+/// Openers waiting for a fork to end.
+static WAITING: AtomicU32 = AtomicU32::new(0);
 /// Bounded waits (a fork from a signal handler that interrupted an opener in the same thread
 /// must not wait for itself forever).
 const SPINS: u32 = 100_000;
@@ -129,20 +133,34 @@ const SPINS: u32 = 100_000;
 pub struct Opening(());
 
 impl Opening {
-    pub fn enter() -> Opening {
+    /// The gate, or None when forks kept it closed for SPINS yields: then make no fd.
+    pub fn try_enter() -> Option<Opening> {
         let mut spins = 0;
         loop {
             OPENING.fetch_add(1, SeqCst);
-            if FORKING.load(SeqCst) == 0 || spins >= SPINS {
-                return Opening(());
+            if FORKING.load(SeqCst) == 0 {
+                return Some(Opening(()));
             }
             OPENING.fetch_sub(1, SeqCst);
+            if spins >= SPINS {
+                return None;
+            }
+            WAITING.fetch_add(1, SeqCst);
             while FORKING.load(SeqCst) != 0 && spins < SPINS {
                 // SAFETY: no preconditions.
                 unsafe { libc::sched_yield() };
                 spins += 1;
             }
+            WAITING.fetch_sub(1, SeqCst);
         }
+    }
+
+    /// The gate, or after SPINS yields on anyway (the log file, which must open).
+    pub fn enter() -> Opening {
+        Self::try_enter().unwrap_or_else(|| {
+            OPENING.fetch_add(1, SeqCst);
+            Opening(())
+        })
     }
 }
 
@@ -169,9 +187,19 @@ pub fn after_fork(child: bool) {
     if child {
         // The openers and the other forks were other threads: they do not exist in the child.
         OPENING.store(0, SeqCst);
+        WAITING.store(0, SeqCst);
         FORKING.store(0, SeqCst);
-    } else {
-        FORKING.fetch_sub(1, SeqCst);
+        return;
+    }
+    FORKING.fetch_sub(1, SeqCst);
+    // Openers that waited for this fork go first (bounded): a fork right behind this one
+    // (another thread's) would otherwise close the gate before they see it open.
+    for _ in 0..64 {
+        if WAITING.load(SeqCst) == 0 {
+            break;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
     }
 }
 
@@ -182,7 +210,7 @@ static SCRATCH: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
 
 /// A socket of ours for a moment (`close_scratch` when done). EAGAIN when 32 are open already.
 pub fn scratch_socket(domain: c_int, ty: c_int) -> Result<c_int, c_int> {
-    let _gate = Opening::enter();
+    let _gate = Opening::try_enter().ok_or(libc::EAGAIN)?;
     // SAFETY: plain socket(2) through the real function.
     let fd = unsafe { real::socket(domain, ty | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

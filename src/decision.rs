@@ -203,3 +203,50 @@ impl Verdict {
         Verdict::answer(-1, errno)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{self, UDP};
+    use crate::udp::Busy;
+    use std::time::{Duration, Instant};
+
+    /// A phase left by a jump never gave its socket's busy token back: a signal handler of that
+    /// same phase gets its answer at once (no wait for itself), the thread's next phase takes
+    /// the token over.
+    #[test]
+    fn busy_tokens_tell_a_running_phase_from_one_jumped_out_of() {
+        state::track(100_900, UDP);
+        let r = state::get(100_900).unwrap();
+        IN_CALL.with(|c| {
+            c.frame.set(usize::MAX);
+            c.generation.set(5);
+        });
+        std::mem::forget(Busy::take(r).expect("a free socket"));
+        let t = Instant::now();
+        assert!(
+            Busy::take(r).is_none(),
+            "a handler inside the holding phase"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "waited for itself"
+        );
+        IN_CALL.with(|c| c.generation.set(6));
+        assert!(Busy::take(r).is_some(), "the next phase takes it over");
+        assert_eq!(r.busy.load(std::sync::atomic::Ordering::Acquire), 0);
+        IN_CALL.with(|c| c.frame.set(0));
+        state::forget(100_900);
+    }
+
+    #[test]
+    fn a_mark_above_the_caller_is_running_and_one_below_is_stale() {
+        let here = 0x7000_0000usize;
+        IN_CALL.with(|c| c.frame.set(here + 64));
+        assert_eq!(policy_frame(here), Entry::Nested);
+        IN_CALL.with(|c| c.frame.set(here - 64));
+        assert_eq!(policy_frame(here), Entry::Outer);
+        IN_CALL.with(|c| c.frame.set(0));
+        assert_eq!(policy_frame(here), Entry::Outer);
+    }
+}

@@ -16,6 +16,18 @@
 //! as one step): it never blocks, its pending cancellation was acted on in step 1, and a
 //! cancellation arriving during it is acted on at the thread's next cancellation point.
 //!
+//! What a jump out of a policy phase (a signal handler's siglongjmp or pthread_exit; a
+//! cancellation cannot begin there) leaves, and what the next call does with it:
+//! - the frame mark and the disabled cancellation: the thread's next hook sees the mark below its
+//!   own frame, knows it stale, and puts the program's cancellation state back;
+//! - a socket's busy token: this thread's next connect of it takes it over (another generation);
+//!   another thread's waits up to 2 s, then takes it over (`udp::Busy`);
+//! - the UDP lock's "opening" count: searches wait for it only while connects keep beginning;
+//! - a UDP socket the kernel connected before its unlock: its port is still its own (never
+//!   opened), so no other flow can be on it; the record does not say connected, so the next
+//!   connect is the kernel's own again (it keeps the port) and unlocks it then;
+//! - a TCP connect whose bookkeeping was skipped: `decision::Then` says, per case.
+//!
 //! Re-entry: the library never calls its own hooks (its socket calls go through `real`), so a
 //! hook entered while a policy phase of the same thread runs is a signal handler's call: it
 //! gets the policy too (a per-socket busy token held by the interrupted phase answers EAGAIN:

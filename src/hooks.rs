@@ -57,8 +57,101 @@ unsafe extern "C-unwind" {
 }
 unsafe extern "C" {
     fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+    /// glibc's own cleanup chain (GLIBC_2.2.5, also 2.34): a siglongjmp over the frame runs the
+    /// routine before it jumps (`__pthread_cleanup_upto`), as does a forced unwind.
+    fn _pthread_cleanup_push(
+        buf: *mut CleanupBuffer,
+        routine: extern "C" fn(*mut c_void),
+        arg: *mut c_void,
+    );
+    fn _pthread_cleanup_pop(buf: *mut CleanupBuffer, execute: c_int);
 }
 const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+/// struct _pthread_cleanup_buffer (glibc's pthread.h).
+#[repr(C)]
+struct CleanupBuffer {
+    routine: usize,
+    arg: usize,
+    canceltype: c_int,
+    prev: usize,
+}
+
+/// What a jump over a policy phase must put back (`left_by_a_jump`).
+struct PhaseStart {
+    outer: bool,
+    old_cancel: c_int,
+}
+
+/// Run by glibc when a siglongjmp (or a forced unwind) leaves connectx's own work: the mark
+/// goes and the program's cancellation state comes back, before the jump lands.
+extern "C" fn left_by_a_jump(arg: *mut c_void) {
+    // SAFETY: arg is the PhaseStart in the frame being left, still intact (glibc runs the
+    // routine before the jump restores the stack pointer).
+    let start = unsafe { &*(arg as *const PhaseStart) };
+    if start.outer {
+        let _ = IN_CALL.try_with(|c| c.frame.set(0));
+    }
+    if start.old_cancel >= 0 {
+        // SAFETY: not a cancellation point.
+        unsafe { pthread_setcancelstate(start.old_cancel, std::ptr::null_mut()) };
+    }
+}
+
+/// Runs `f` as connectx's own work: cancellation disabled, and with `mark` the frame marked
+/// (`f` is told whether it is the thread's outer phase); both undone on return, and by glibc's
+/// cleanup chain if a jump leaves the frame (registered first, so that no moment is left out:
+/// glibc writes the old state before it changes it).
+#[inline(never)]
+fn guarded<R>(mark: bool, f: impl FnOnce() -> R) -> R {
+    let mut start = PhaseStart {
+        outer: false,
+        old_cancel: -1,
+    };
+    let mut cleanup = CleanupBuffer {
+        routine: 0,
+        arg: 0,
+        canceltype: 0,
+        prev: 0,
+    };
+    let start_ptr = &mut start as *mut PhaseStart;
+    // SAFETY: cleanup and start live in this frame until the pop below (or until glibc runs
+    // left_by_a_jump when a jump leaves the frame); no cancellation point, no system call.
+    unsafe {
+        _pthread_cleanup_push(&mut cleanup, left_by_a_jump, start_ptr.cast());
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &raw mut (*start_ptr).old_cancel);
+    }
+    let here = start_ptr as usize;
+    if mark {
+        let _ = IN_CALL.try_with(|c| {
+            if policy_frame(here) == Entry::Outer {
+                // SAFETY: our own local, through the pointer glibc holds too.
+                unsafe {
+                    if c.frame.get() != 0 {
+                        // A phase of this thread was left by a jump glibc did not see (not its
+                        // siglongjmp): it left cancellation disabled; the state before it was
+                        // the program's.
+                        (*start_ptr).old_cancel = c.cancel.get();
+                    }
+                    (*start_ptr).outer = true;
+                    c.cancel.set((*start_ptr).old_cancel);
+                }
+                c.generation.set(c.generation.get().wrapping_add(1));
+                c.frame.set(here);
+            }
+        });
+    }
+    let r = f();
+    // SAFETY: as above; the routine would do the same (both idempotent) if a jump came now.
+    unsafe {
+        if (*start_ptr).outer {
+            let _ = IN_CALL.try_with(|c| c.frame.set(0));
+        }
+        pthread_setcancelstate((*start_ptr).old_cancel, std::ptr::null_mut());
+        _pthread_cleanup_pop(&mut cleanup, 0);
+    }
+    r
+}
 
 /// Whether the hooked call is a cancellation point in glibc (POSIX: connect, send*, recv*).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -112,72 +205,54 @@ fn run(
 
 /// connectx's own work on this thread: `f` with cancellation disabled, the frame marked and
 /// panics caught. Returns `Pass` after a panic if the program's call was not made yet.
-#[inline(never)]
 fn own_work(call: &str, fd: c_int, quiet: bool, f: impl FnOnce() -> Verdict) -> Verdict {
-    let mut old_cancel: c_int = 0;
-    // SAFETY: old_cancel is valid for writes. Not a cancellation point, no system call.
-    unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old_cancel) };
-    let here = &old_cancel as *const c_int as usize;
-    let outer = IN_CALL.try_with(|c| {
-        let outer = policy_frame(here) == Entry::Outer;
-        if outer {
-            if c.frame.get() != 0 {
-                // A phase of this thread was jumped out of (a signal handler's siglongjmp):
-                // it left cancellation disabled; the state before it is the program's.
-                old_cancel = c.cancel.get();
-            }
-            c.cancel.set(old_cancel);
-            c.generation.set(c.generation.get().wrapping_add(1));
-            c.frame.set(here);
-        }
-        (outer, c.answer.replace(None))
-    });
-    let verdict = catch_unwind(AssertUnwindSafe(f));
-    let answer = IN_CALL
-        .try_with(|c| {
-            if let Ok((outer, before)) = outer {
-                if outer {
-                    c.frame.set(0);
+    let (verdict, answer) = guarded(true, || {
+        let before = IN_CALL.try_with(|c| c.answer.replace(None)).ok();
+        let verdict = catch_unwind(AssertUnwindSafe(f));
+        // The phase's answer; a nested phase (a signal handler's) puts back the one before.
+        let answer = IN_CALL
+            .try_with(|c| match before {
+                Some(b) => c.answer.replace(b),
+                None => c.answer.take(),
+            })
+            .ok()
+            .flatten();
+        let verdict = match verdict {
+            Ok(Verdict::Pass(why)) => {
+                if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
+                    crate::debug!("{call}(fd {fd}): passed through: {why}");
                 }
-                c.answer.replace(before)
-            } else {
-                None
+                if let Some(e) = why.fallback() {
+                    crate::stats::count_and_note(
+                        e,
+                        format_args!(
+                            "{call}(fd {fd}): first fallback to the kernel's behaviour: {why} \
+                             (logged once; `connectx stats` counts them)"
+                        ),
+                    );
+                }
+                Ok(Verdict::Pass(why))
             }
-        })
-        .ok()
-        .flatten();
-    let verdict = match verdict {
-        Ok(Verdict::Pass(why)) => {
-            if !quiet || why != Pass::NothingToDo && why != Pass::NotOurs {
-                crate::debug!("{call}(fd {fd}): passed through: {why}");
-            }
-            if let Some(e) = why.fallback() {
-                crate::stats::count_and_note(
-                    e,
-                    format_args!(
-                        "{call}(fd {fd}): first fallback to the kernel's behaviour: {why} \
-                         (logged once; `connectx stats` counts them)"
-                    ),
-                );
-            }
-            Verdict::Pass(why)
-        }
+            other => other,
+        };
+        (verdict, answer)
+    });
+    match verdict {
         Ok(v) => v,
         // A panic: the real call, unless the policy had already made it.
         Err(_) => {
-            crate::stats::count_and_note(
-                crate::stats::Event::Panic,
-                format_args!("{call}(fd {fd}): internal error caught; the kernel's call made"),
-            );
+            guarded(false, || {
+                crate::stats::count_and_note(
+                    crate::stats::Event::Panic,
+                    format_args!("{call}(fd {fd}): internal error caught; the kernel's call made"),
+                )
+            });
             match answer {
                 Some((ret, e)) => Verdict::Done(ret, e),
                 None => Verdict::Pass(Pass::InternalError),
             }
         }
-    };
-    // SAFETY: restoring the program's state; not a cancellation point.
-    unsafe { pthread_setcancelstate(old_cancel, std::ptr::null_mut()) };
-    verdict
+    }
 }
 
 /// A hook with no call after its policy's own.
@@ -194,12 +269,9 @@ fn after(f: impl FnOnce()) {
         return;
     }
     let saved = errno();
-    let mut old_cancel: c_int = 0;
-    // SAFETY: old_cancel is valid for writes; restored below.
-    unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old_cancel) };
-    let _ = catch_unwind(AssertUnwindSafe(f));
-    // SAFETY: as above.
-    unsafe { pthread_setcancelstate(old_cancel, std::ptr::null_mut()) };
+    guarded(false, || {
+        let _ = catch_unwind(AssertUnwindSafe(f));
+    });
     set_errno(saved);
 }
 

@@ -423,6 +423,8 @@ fn share_fixed(
     a: SockAddr,
     may_share: fn(&netlink::Holders) -> bool,
 ) -> Verdict {
+    // A dump through a temporary netlink socket: no jump out of a signal handler meanwhile.
+    let _signals = crate::sys::SignalsHeld::new();
     let protocol = if r.is_tcp() {
         libc::IPPROTO_TCP
     } else {

@@ -143,6 +143,8 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
         return Err(libc::EINVAL);
     };
     let _keep = KeepErrno::new();
+    // Netlink lookups: no jump out of a signal handler meanwhile (a lease left busy).
+    let _signals = sys::SignalsHeld::new();
     // A TIME_WAIT on that 4-tuple is the kernel's to reuse or refuse at connect.
     let taken = local_end(fd, &a, &dst)
         .and_then(|l| netlink::tcp_holder(Ns::Of(fd), &l, &dst).ok().flatten())
@@ -172,6 +174,7 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
 fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     let Some(a) = r.app_addr() else { return false };
     let _keep = KeepErrno::new();
+    let _signals = sys::SignalsHeld::new();
     let (Some(ns), Some(local)) = (ports::namespace_range(), local_end(fd, &a, dst)) else {
         return false;
     };

@@ -233,6 +233,36 @@ fn a_signal_handler_connect_during_another_hook_is_checked() {
     refused_onto_a_taken_tuple(&o);
 }
 
+/// Failed on main (the connect after the storm passed unchecked to the kernel: EAGAIN), and on
+/// this branch before glibc's cleanup chain undid a phase left by a jump (cancellation stayed
+/// disabled, and the thread's own stale busy token answered EAGAIN): a 200 us timer's handler
+/// siglongjmps out of whatever the thread is in (connectx's own work most of the time) for 1 s;
+/// then, from a deeper call chain, the thread is cancellable as the program left it and a socket
+/// that was being connected at the last jump connects to a free destination at once.
+#[test]
+fn jumps_out_of_connectx_own_work_leave_nothing_set() {
+    let c = control("cf-jumpstorm");
+    let o = c.run(true, FOUR, &["jumpstorm"], 60);
+    assert!(o.num("jumps") > 100, "few jumps:\n{}", o.describe());
+    assert_eq!(
+        o.num("cancel_enabled"),
+        1,
+        "cancellation left disabled:\n{}",
+        o.describe()
+    );
+    assert_eq!(
+        o.num("after_ret"),
+        0,
+        "the connect after the jumps failed:\n{}",
+        o.describe()
+    );
+    assert!(
+        o.num("after_ms") < 500,
+        "the connect after the jumps waited:\n{}",
+        o.describe()
+    );
+}
+
 /// Failed on main (10 of 10 children waited 2 s and got EAGAIN): a child forked while another
 /// thread of the parent is inside a UDP connect of socket s connects s to a free destination
 /// at once.

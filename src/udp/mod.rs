@@ -155,7 +155,9 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
     }
-    // A port connectx shares: every connect is checked.
+    // A port connectx shares: every connect is checked (no signal handler runs meanwhile: a
+    // jump out of one would leave a sentinel holding the port's lock).
+    let _signals = crate::sys::SignalsHeld::new();
     if !lock_available() {
         // Nothing can be checked (SOCK_DIAG went away): never connect unchecked on a shared
         // port. A port the kernel or the lock chose goes back, and the kernel's own connect
@@ -235,6 +237,9 @@ pub(super) unsafe fn kernel_first(
         Destination::Other => return Verdict::Pass(Pass::KernelAnswers),
     };
     crate::debug!("connect(fd {fd}): the kernel has no free port for {dst}: UDP lock");
+    // No signal handler runs during the lock (a jump out of one would leave a netlink lease or
+    // a port locked by this socket behind).
+    let _signals = crate::sys::SignalsHeld::new();
     if !lock_available() {
         // The kernel's own answer (EAGAIN) stands; the hook makes its call again, noted once.
         return Verdict::Pass(Pass::LockUnavailable);

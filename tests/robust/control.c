@@ -20,6 +20,13 @@
  *                          held by two sockets), plus jumped=1.
  *   control handler        the same, but the SIGALRM handler makes the reconnect itself while
  *                          its thread is inside the blocking connect's hook, and returns.
+ *   control jumpstorm      a 200 us timer's SIGALRM handler siglongjmps out of whatever the
+ *                          thread is in while it keeps connecting sockets whose range is full
+ *                          (UDP lock searches: connectx's own work, most of the time) for 1 s;
+ *                          then, from a deeper call chain: cancel_enabled (the thread's
+ *                          cancellation state is the program's, enabled), then a socket that
+ *                          was being connected at the last jump reconnects to a free
+ *                          destination: after_ret, after_errno, after_ms; jumps.
  *   control forkbusy N     a thread keeps connecting socket s (its range full: every connect
  *                          is a UDP lock search); N times the main thread forks; each child
  *                          connects s to a free destination at once: children, ok_children
@@ -41,6 +48,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -282,6 +290,72 @@ static int jump_mode(int in_handler) {
     return 0;
 }
 
+/* ---- jumps out of connectx's own work ---- */
+
+static sigjmp_buf storm_jump;
+static volatile sig_atomic_t storming;
+
+static void storm_handler(int sig) {
+    (void)sig;
+    if (storming) siglongjmp(storm_jump, 1);
+}
+
+/* Deeper than any frame the jumps left, with stack used on the way (a stale mark would then
+ * lie above the caller). */
+static int __attribute__((noinline)) deep(int n, int s, struct sockaddr_in *dst, int *cancel) {
+    volatile char pad[512];
+    pad[0] = (char)n;
+    if (n > 0) return deep(n - 1, s, dst, cancel) + pad[0] - (char)n;
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+    *cancel = old == PTHREAD_CANCEL_ENABLE;
+    return connect(s, (struct sockaddr *)dst, sizeof *dst);
+}
+
+static int jumpstorm(void) {
+    struct sockaddr_in full = sin4("127.0.0.2", 7), free_dst = sin4("127.0.0.3", 7);
+    for (int i = 0; i < HOLDERS; i++) {
+        int h = socket(AF_INET, SOCK_DGRAM, 0);
+        if (h < 0 || connect(h, (struct sockaddr *)&full, sizeof full)) die("holder connect");
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = storm_handler;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 200}, {0, 200}};
+    static volatile int s = -1;
+    volatile long jumps = 0, connects = 0;
+    long end = now_ms() + 1000;
+    setitimer(ITIMER_REAL, &it, NULL);
+    while (now_ms() < end) {
+        if (sigsetjmp(storm_jump, 1)) {
+            storming = 0;
+            jumps++;
+            continue;
+        }
+        if (s < 0) s = socket(AF_INET, SOCK_DGRAM, 0);
+        storming = 1;
+        connect(s, (struct sockaddr *)&full, sizeof full);
+        storming = 0;
+        connects++;
+        if (connects % 16 == 0) {
+            close(s);
+            s = -1;
+        }
+    }
+    storming = 0;
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    if (s < 0) s = socket(AF_INET, SOCK_DGRAM, 0);
+    int cancel = 0;
+    long t0 = now_ms();
+    int r = deep(40, s, &free_dst, &cancel);
+    int e = r < 0 ? errno : 0;
+    printf("jumps=%ld connects=%ld cancel_enabled=%d after_ret=%d after_errno=%d after_ms=%ld\n",
+           jumps, connects, cancel, r, e, now_ms() - t0);
+    return 0;
+}
+
 /* ---- fork while another thread is inside a UDP connect of the same socket ---- */
 
 static atomic_int stop;
@@ -448,6 +522,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "exit-in-handler")) return exit_in_handler();
     if (!strcmp(m, "longjmp")) return jump_mode(0);
     if (!strcmp(m, "handler")) return jump_mode(1);
+    if (!strcmp(m, "jumpstorm")) return jumpstorm();
     if (!strcmp(m, "forkbusy") && argc > 2) return forkbusy(atoi(argv[2]));
     if (!strcmp(m, "forkfds") && argc > 3) return forkfds(atoi(argv[2]), atol(argv[3]));
     die("usage");

@@ -53,8 +53,10 @@ pub enum Entry {
 }
 
 /// Whether a policy phase of this thread is running: `here` is an address in the caller's
-/// frame. A frame that set the mark and was then jumped over (siglongjmp, pthread_exit,
-/// cancellation) lies below `here` now: the mark is stale and counts as none. A signal handler
+/// frame. A siglongjmp out of a phase clears the mark itself (glibc's cleanup chain,
+/// `hooks::guarded`); for a jump glibc does not see, a frame that set the mark and was jumped
+/// over lies below `here` now (when the call comes from no deeper a stack): stale, counts as
+/// none. A signal handler
 /// on an alternate stack (sigaltstack) may sit above the frame it interrupted: there the kernel
 /// is asked (one system call, only while a mark is set).
 pub fn policy_frame(here: usize) -> Entry {

@@ -3,9 +3,12 @@
 //! 16-17), in `run`:
 //! 1. the program's pending cancellation is acted on first (`pthread_testcancel`), for a call
 //!    that is a cancellation point, before connectx has touched anything;
-//! 2. connectx's own work (`own_work`): cancellation disabled (none of our libc calls, many of
-//!    them cancellation points, can begin a forced unwind), the frame marked (`IN_CALL.frame`),
-//!    panics caught. Nothing else: no lock, no busy flag held past it;
+//! 2. connectx's own work (`own_work`, `guarded`): cancellation disabled (none of our libc
+//!    calls, many of them cancellation points, can begin a forced unwind), the frame marked
+//!    (`IN_CALL.frame`), both undone by glibc's cleanup chain if a siglongjmp leaves the frame,
+//!    panics caught. Nothing else: no lock, no busy flag held past it. Where the policy holds
+//!    what a jump must not leave (a netlink lease, a sentinel, a port locked for a moment),
+//!    asynchronous signals are held off too (`sys::SignalsHeld`, the lock's paths only);
 //! 3. the program's real call, last: outside any catch, cancellation as the program set it, no
 //!    Rust value with a destructor alive, connectx's state consistent. A cancellation or a
 //!    jump there skips only the bookkeeping after it, which each policy says how the next call
@@ -16,10 +19,11 @@
 //! as one step): it never blocks, its pending cancellation was acted on in step 1, and a
 //! cancellation arriving during it is acted on at the thread's next cancellation point.
 //!
-//! What a jump out of a policy phase (a signal handler's siglongjmp or pthread_exit; a
-//! cancellation cannot begin there) leaves, and what the next call does with it:
-//! - the frame mark and the disabled cancellation: the thread's next hook sees the mark below its
-//!   own frame, knows it stale, and puts the program's cancellation state back;
+//! What a jump out of a policy phase (a signal handler's siglongjmp; a cancellation cannot begin
+//! there) leaves, and what the next call does with it:
+//! - the frame mark and the disabled cancellation: undone by our routine in glibc's cleanup
+//!   chain before the jump lands; for a jump glibc does not see, the thread's next hook finds the
+//!   mark below its own frame, knows it stale, and puts the program's cancellation state back;
 //! - a socket's busy token: this thread's next connect of it takes it over (another generation);
 //!   another thread's waits up to 2 s, then takes it over (`udp::Busy`);
 //! - the UDP lock's "opening" count: searches wait for it only while connects keep beginning;
@@ -32,6 +36,11 @@
 //! hook entered while a policy phase of the same thread runs is a signal handler's call: it
 //! gets the policy too (a per-socket busy token held by the interrupted phase answers EAGAIN:
 //! `udp::Busy`). Only calls made while the library initialises pass straight through.
+//!
+//! Residual: a signal handler that calls pthread_exit (not async-signal-safe) during connectx's
+//! own work outside the signal-held parts (microseconds, never the blocking call) sends a forced
+//! unwind into the `catch_unwind`, which aborts; only `panic = "abort"` without any catch would
+//! avoid it, at the price of a crash on any internal error.
 //!
 //! ABI: the hooks stay `extern "C"`, the real-function pointers too (the libc crate's types).
 //! A Rust panic must never unwind into the program's C frames (`"C-unwind"` would let one
@@ -182,25 +191,32 @@ fn run(
     }
     let saved = errno();
     let mut verdict = own_work(call, fd, quiet, policy);
-    // At most twice: `then` asks for the call again only after a first one (tcp).
-    for _ in 0..3 {
+    let mut calls = 0;
+    loop {
         match verdict {
             Verdict::Done(ret, e) => {
                 set_errno(if ret < 0 { e } else { saved });
                 return ret;
             }
-            Verdict::Pass(_) => break,
+            Verdict::Pass(_) => {
+                set_errno(saved);
+                return real();
+            }
             Verdict::Call(t) => {
                 set_errno(saved);
                 // The program's call, nothing of ours alive or marked around it.
                 let ret = real();
                 let e = errno();
-                verdict = own_work(call, fd, quiet, || then(t, ret, e));
+                calls += 1;
+                // `then` asks for the call again at most once (tcp: a port a bind reserved);
+                // a third call is never made.
+                verdict = match own_work(call, fd, quiet, || then(t, ret, e)) {
+                    Verdict::Call(_) | Verdict::Pass(_) if calls >= 2 => Verdict::Done(ret, e),
+                    v => v,
+                };
             }
         }
     }
-    set_errno(saved);
-    real()
 }
 
 /// connectx's own work on this thread: `f` with cancellation disabled, the frame marked and
@@ -411,6 +427,12 @@ pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut s
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // close is a cancellation point: a pending cancel acts before the socket is forgotten (the
+    // fd stays open then, and ours).
+    if !vfork::in_child() {
+        // SAFETY: no arguments; nothing of ours alive in this frame.
+        unsafe { pthread_testcancel() };
+    }
     after(|| forget(fd));
     // SAFETY: forwarded argument.
     unsafe { real::close(fd) }

@@ -108,7 +108,7 @@ extern "C" fn left_by_a_jump(arg: *mut c_void) {
 }
 
 /// Runs `f` as connectx's own work: cancellation disabled, and with `mark` the frame marked
-/// (`f` is told whether it is the thread's outer phase); both undone on return, and by glibc's
+/// (when it is the thread's outer phase); both undone on return, and by glibc's
 /// cleanup chain if a jump leaves the frame (registered first, so that no moment is left out:
 /// glibc writes the old state before it changes it).
 #[inline(never)]

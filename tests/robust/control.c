@@ -27,6 +27,12 @@
  *                          cancellation state is the program's, enabled), then a socket that
  *                          was being connected at the last jump reconnects to a free
  *                          destination: after_ret, after_errno, after_ms; jumps.
+ *   control handlerstorm   the 4-port range full towards 127.0.0.2:7, 32 sockets sharing its
+ *                          ports towards 8 other destinations; a 1 ms timer's SIGALRM handler
+ *                          reconnects the next of them to 127.0.0.2:7 (every 4-tuple taken)
+ *                          while the thread keeps making UDP connects (its hooks, interrupted):
+ *                          handler_calls, handler_ok (connects that went through: each one a
+ *                          duplicate 4-tuple), duplicates.
  *   control forkbusy N     a thread keeps connecting socket s (its range full: every connect
  *                          is a UDP lock search); N times the main thread forks; each child
  *                          connects s to a free destination at once: children, ok_children
@@ -356,6 +362,65 @@ static int jumpstorm(void) {
     return 0;
 }
 
+/* ---- a signal handler's connects while its thread is inside hooks ---- */
+
+#define SHARERS 32
+static int sharers[SHARERS];
+static volatile sig_atomic_t hs_calls, hs_ok;
+
+/* Each call reconnects the next sharer onto a taken 4-tuple (once each). */
+static void hs_handler(int sig) {
+    (void)sig;
+    if (hs_calls >= SHARERS) return;
+    int e = errno;
+    struct sockaddr_in a = sin4("127.0.0.2", 7);
+    if (connect(sharers[hs_calls], (struct sockaddr *)&a, sizeof a) == 0) hs_ok++;
+    hs_calls++;
+    errno = e;
+}
+
+static int handlerstorm(void) {
+    struct sockaddr_in held = sin4("127.0.0.2", 7), busy = sin4("127.0.0.4", 7);
+    for (int i = 0; i < HOLDERS; i++) {
+        holder[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        if (holder[i] < 0 || connect(holder[i], (struct sockaddr *)&held, sizeof held))
+            die("holder connect");
+    }
+    /* 32 sockets sharing the full range's ports, 4 per destination 127.0.0.10-17:7. */
+    for (int i = 0; i < SHARERS; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "127.0.0.%d", 10 + i / HOLDERS);
+        struct sockaddr_in o = sin4(ip, 7);
+        sharers[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        if (sharers[i] < 0 || connect(sharers[i], (struct sockaddr *)&o, sizeof o))
+            die("sharer connect (the range is full without the library)");
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = hs_handler;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 1000}, {0, 1000}};
+    long end = now_ms() + 3000, connects = 0;
+    setitimer(ITIMER_REAL, &it, NULL);
+    while (now_ms() < end && hs_calls < SHARERS) {
+        int x = socket(AF_INET, SOCK_DGRAM, 0);
+        int one = 1;
+        setsockopt(x, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        connect(x, (struct sockaddr *)&busy, sizeof busy);
+        connects++;
+        close(x);
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    int dup = 0;
+    for (int i = 0; i < HOLDERS; i++)
+        for (int j = 0; j < SHARERS; j++) dup += same_tuple(holder[i], sharers[j]);
+    printf("handler_calls=%d handler_ok=%d duplicates=%d connects=%ld\n", (int)hs_calls,
+           (int)hs_ok, dup, connects);
+    return 0;
+}
+
 /* ---- fork while another thread is inside a UDP connect of the same socket ---- */
 
 static atomic_int stop;
@@ -523,6 +588,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "longjmp")) return jump_mode(0);
     if (!strcmp(m, "handler")) return jump_mode(1);
     if (!strcmp(m, "jumpstorm")) return jumpstorm();
+    if (!strcmp(m, "handlerstorm")) return handlerstorm();
     if (!strcmp(m, "forkbusy") && argc > 2) return forkbusy(atoi(argv[2]));
     if (!strcmp(m, "forkfds") && argc > 3) return forkfds(atoi(argv[2]), atol(argv[3]));
     die("usage");

@@ -29,7 +29,7 @@ pub mod sys;
 pub mod tcp;
 pub mod udp;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 const NOT_STARTED: u8 = 0;
 const STARTING: u8 = 1;
@@ -109,6 +109,8 @@ fn init() {
         );
     }
     netlink::adopt_now();
+    // SAFETY: no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Release);
     // SAFETY: registering plain functions, run around fork.
     unsafe {
         libc::pthread_atfork(
@@ -129,11 +131,44 @@ extern "C" fn after_fork_in_parent() {
     ownfd::after_fork(false);
 }
 
-/// The child of a fork has one thread: undo what other threads of the parent had under way.
+/// The child of a fork has one thread: undo what other threads of the parent had under way
+/// (PITFALLS 18): their busy tokens and "opening" marks, our temporaries, our netlink sockets.
 extern "C" fn after_fork_in_child() {
     ownfd::after_fork(true);
+    child_resets();
+    stats::after_fork_in_child();
+}
+
+/// What a child voids of its parent's threads, in every way a child is made: fork (its handler,
+/// above), `_Fork` and raw `clone` (no handler runs: `adopt_if_forked`, asked where a stale mark
+/// would cost), vfork and posix_spawn (the child shares our memory and may only exec or _exit:
+/// nothing to void, our fds are close-on-exec, and `vfork` keeps its hooks off our tables).
+fn child_resets() {
+    // SAFETY: no preconditions (and glibc does not cache it: right in a `_Fork` child).
+    PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    ownfd::after_fork_in_child();
     netlink::after_fork_in_child();
     ports::after_fork_in_child();
     udp::source::after_fork_in_child();
-    stats::after_fork_in_child();
+    udp::after_fork_in_child();
+    state::after_fork_in_child();
+}
+
+/// The process the in-memory marks belong to.
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// In a child made without fork handlers (`_Fork`, raw `clone`): void the parent's threads'
+/// marks now, once. One getpid: called only where a mark is in the way (a busy token).
+pub fn adopt_if_forked() {
+    // SAFETY: no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let was = PID.load(Ordering::Acquire);
+    if was != 0
+        && was != pid
+        && PID
+            .compare_exchange(was, pid, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        child_resets();
+    }
 }

@@ -53,6 +53,10 @@ pub const SHARED: u32 = 1 << 17;
 /// TCP: bind(ip, P) found P held only by connections: not bound yet; connect binds P (shared)
 /// only if P's 4-tuple to the destination is free, getsockname or listen bind it exclusively.
 pub const PENDING: u32 = 1 << 18;
+/// A fork child's copy of a socket that another thread of the parent was connecting at the
+/// fork: the K_* bits may be a moment behind the kernel's (that thread finished its work in
+/// the parent, on the same socket), so its next connect reads them again (`sockopt::resync`).
+pub const RESYNC: u32 = 1 << 19;
 
 #[repr(C)]
 pub struct Sock {
@@ -331,6 +335,20 @@ pub fn forget_range(first: u32, last: u32) {
                 fd = end + 1;
             }
             None => fd = (fd / CHUNK + 1) * CHUNK,
+        }
+    }
+}
+
+/// In a fork child (issue 16): the threads that held a socket's busy token (`udp::Busy`) are
+/// the parent's and do not exist here. Only tokens that are set are written (the rest of the
+/// table stays shared with the parent, copy-on-write).
+pub fn after_fork_in_child() {
+    for i in 0..CHUNKS {
+        if let Some(c) = chunk(&RECORDS, i, false) {
+            for r in c.iter().filter(|r| r.busy.load(Relaxed) != 0) {
+                r.busy.store(0, Relaxed);
+                r.set(RESYNC);
+            }
         }
     }
 }

@@ -429,7 +429,7 @@ pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut s
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // close is a cancellation point: a pending cancel acts before the socket is forgotten (the
     // fd stays open then, and ours).
-    if !vfork::in_child() {
+    if !crate::stands_down() {
         // SAFETY: no arguments; nothing of ours alive in this frame.
         unsafe { pthread_testcancel() };
     }

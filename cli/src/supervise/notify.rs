@@ -428,8 +428,27 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
         // SAFETY: as above.
         unsafe { policy::connect(d, addr, len) }
     };
+    // The preload's hook shape (preload/src/hooks.rs `run`): a `Call` is the program's call,
+    // made here on the duplicate with our copy, then the policy's bookkeeping with its
+    // result; the call is made at most twice (tcp: a port a bind reserved).
+    let mut verdict = verdict;
+    let mut made = 0;
+    while nr == libc::SYS_connect
+        && let Verdict::Call(then) = verdict
+    {
+        // SAFETY: our own copy of the address; the program's socket through the duplicate.
+        let ret = unsafe { real::connect(d, addr, len) } as isize;
+        let e = if ret < 0 { sys::errno() } else { 0 };
+        made += 1;
+        // SAFETY: as above: the address the call just read.
+        verdict = match unsafe { policy::after_connect(d, then, ret, e, addr, len) } {
+            Verdict::Call(_) | Verdict::Pass(_) if made >= 2 => Verdict::Done(ret, e),
+            v => v,
+        };
+    }
     let answer = match verdict {
         Verdict::Done(ret, e) => Answer::Done(ret as i64, if ret < 0 { e } else { 0 }),
+        Verdict::Call(_) => unreachable!("answered by the loop above"),
         Verdict::Pass(why) => {
             connectx_core::debug!("{call}(pid {tid} fd {fd}): passed through: {why} (supervised)");
             // The kernel's own call, made on the program's socket with our copy.

@@ -109,8 +109,6 @@ fn install_script_deb_and_unit_environment() {
     );
 
     // status and stats from the prefix, in a namespace of their own.
-    let sd = dir.join("stats");
-    std::fs::create_dir_all(&sd).unwrap();
     let code = format!(
         "import socket, subprocess; s = socket.socket(); \
          print(subprocess.run(['{}', 'stats', '--json'], capture_output=True, text=True).stdout)",
@@ -128,7 +126,7 @@ fn install_script_deb_and_unit_environment() {
                 b = bin.display()
             ),
         ],
-        &[("CONNECTX_STATS_DIR", sd.to_str().unwrap())],
+        &[],
     );
     assert_eq!(r.code, Some(0), "{r}");
     assert!(
@@ -265,13 +263,9 @@ fn install_script_deb_and_unit_environment() {
     let mut c = Command::new("/usr/bin/env");
     c.arg("-i")
         .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let stats_dir = dir.join("unit-stats");
-    std::fs::create_dir_all(&stats_dir).unwrap();
     for (k, v) in &env {
         let v = match k.as_str() {
             "LD_PRELOAD" => droot.join(v.trim_start_matches('/')).display().to_string(),
-            // Not the host's /run: the test's own directory.
-            "CONNECTX_STATS_DIR" => stats_dir.display().to_string(),
             _ => v.clone(),
         };
         c.arg(format!("{k}={v}"));

@@ -197,51 +197,16 @@ pub fn analyse(name: &'static str, socks: &[Sock], range: &Range) -> Proto {
     Proto { name, sources }
 }
 
-pub struct Loaded {
-    pub pid: u32,
-    pub program: String,
-    pub lib: String,
-}
-
-/// Processes of this network namespace whose memory maps hold libconnectx.so.
-pub fn loaded() -> Vec<Loaded> {
+/// The processes of this network namespace with connectx loaded, and their counters.
+pub fn loaded() -> stats::Survey {
     let own_ns = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let ns = std::fs::metadata(format!("/proc/{pid}/ns/net"))
-            .map(|m| m.ino())
-            .ok();
-        if ns.is_none() || ns != own_ns {
-            continue;
+    stats::survey(|pid| {
+        // Unreadable (another user's process): kept, so that it is counted as not inspected.
+        match std::fs::metadata(format!("/proc/{pid}/ns/net")) {
+            Ok(m) => Some(m.ino()) == own_ns,
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
         }
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            continue;
-        };
-        let Some(lib) = maps
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| p.ends_with("/libconnectx.so"))
-        else {
-            continue;
-        };
-        let program = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        out.push(Loaded {
-            pid,
-            program,
-            lib: lib.to_string(),
-        });
-    }
-    out.sort_by_key(|l| l.pid);
-    out
+    })
 }
 
 fn ns_name() -> String {
@@ -265,13 +230,12 @@ pub fn main(a: StatusArgs) -> Res<i32> {
         .map_err(|e| fail(format!("status: SOCK_DIAG dump of UDP sockets: {e}")))?;
     let protos = [analyse("tcp", &tcp, &range), analyse("udp", &udp, &range)];
     let procs = loaded();
-    let counters = stats::collect(&stats::dirs(), false);
     if a.json {
         print!("{}", to_json(&range, &protos, &procs));
     } else if a.prometheus {
         print!("{}", to_prometheus(&range, &protos, &procs));
     } else {
-        print!("{}", to_table(&range, &protos, &procs, &counters));
+        print!("{}", to_table(&range, &protos, &procs));
     }
     Ok(0)
 }
@@ -300,12 +264,7 @@ fn pad(rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn to_table(
-    range: &Range,
-    protos: &[Proto],
-    procs: &[Loaded],
-    counters: &[stats::Proc],
-) -> String {
+pub fn to_table(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String {
     let mut o = format!(
         "network namespace {}: ports {}-{}, {} reserved in range, {} usable per source address\n",
         ns_name(),
@@ -380,8 +339,19 @@ pub fn to_table(
         }
     }
     o.push('\n');
-    if procs.is_empty() {
-        o.push_str("no process of this network namespace has connectx loaded\n");
+    o.push_str(&processes_table(procs));
+    o
+}
+
+/// The processes with connectx loaded and their counters (not zero), and what we could not see.
+fn processes_table(procs: &stats::Survey) -> String {
+    let mut o = String::new();
+    if procs.loaded.is_empty() {
+        o.push_str("no process of this network namespace has connectx loaded");
+        if procs.denied > 0 {
+            o.push_str(" that you may inspect");
+        }
+        o.push('\n');
     } else {
         o.push_str("processes with connectx loaded:\n");
         let mut rows = vec![vec![
@@ -389,32 +359,42 @@ pub fn to_table(
             "program".into(),
             "counters (connectx stats PID)".into(),
         ]];
-        for l in procs {
-            let c = counters
-                .iter()
-                .find(|c| c.pid == l.pid)
-                .map(|c| {
-                    let nz: Vec<String> = c
+        for (pid, _, c) in &procs.loaded {
+            let (program, text) = match c {
+                Some(Ok(p)) => {
+                    let nz: Vec<String> = p
                         .counters
                         .iter()
                         .filter(|(_, v)| *v != 0)
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect();
-                    if nz.is_empty() {
-                        "all 0".into()
-                    } else {
-                        nz.join(" ")
-                    }
-                })
-                .unwrap_or_else(|| "-".into());
-            rows.push(vec![format!("  {}", l.pid), l.program.clone(), c]);
+                    (
+                        p.program.clone(),
+                        if nz.is_empty() {
+                            "all 0".into()
+                        } else {
+                            nz.join(" ")
+                        },
+                    )
+                }
+                None => (stats::program(*pid), "nothing counted yet".into()),
+                Some(Err(e)) => (stats::program(*pid), e.clone()),
+            };
+            rows.push(vec![format!("  {pid}"), program, text]);
         }
         o.push_str(&pad(&rows));
+    }
+    if procs.denied > 0 {
+        o.push_str(&format!(
+            "{} processes not inspected (permission denied reading /proc/PID/maps): run as root \
+             to see every process\n",
+            procs.denied
+        ));
     }
     o
 }
 
-pub fn to_json(range: &Range, protos: &[Proto], procs: &[Loaded]) -> String {
+pub fn to_json(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String {
     let mut ps = Vec::new();
     for p in protos {
         let mut ss = Vec::new();
@@ -459,18 +439,20 @@ pub fn to_json(range: &Range, protos: &[Proto], procs: &[Loaded]) -> String {
         ps.push(format!("{}: [{}]", json::s(p.name), ss.join(", ")));
     }
     let ls: Vec<String> = procs
+        .loaded
         .iter()
-        .map(|l| {
-            format!(
-                "{{\"pid\": {}, \"program\": {}, \"library\": {}}}",
-                l.pid,
-                json::s(&l.program),
-                json::s(&l.lib)
-            )
-        })
+        .map(|(pid, _, c)| stats::json_proc(*pid, c))
+        .collect();
+    let read = procs
+        .loaded
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref()?.as_ref().ok());
+    let totals: Vec<String> = stats::totals(read)
+        .iter()
+        .map(|(k, v)| format!("{}: {v}", json::s(k)))
         .collect();
     format!(
-        "{{\"namespace\": {}, \"range\": {{\"low\": {}, \"high\": {}, \"reserved\": {}, \"usable\": {}}}, {}, \"loaded\": [{}]}}\n",
+        "{{\"namespace\": {}, \"range\": {{\"low\": {}, \"high\": {}, \"reserved\": {}, \"usable\": {}}}, {}, \"loaded\": [{}], \"counters_total\": {{{}}}, \"not_inspected\": {}}}\n",
         json::s(&ns_name()),
         range.lo,
         range.hi,
@@ -479,7 +461,9 @@ pub fn to_json(range: &Range, protos: &[Proto], procs: &[Loaded]) -> String {
             .count(),
         range.count(),
         ps.join(", "),
-        ls.join(", ")
+        ls.join(", "),
+        totals.join(", "),
+        procs.denied
     )
 }
 
@@ -490,7 +474,7 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn to_prometheus(range: &Range, protos: &[Proto], procs: &[Loaded]) -> String {
+pub fn to_prometheus(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String {
     let mut o = String::new();
     let mut metric = |name: &str, help: &str, samples: Vec<(String, usize)>| {
         o.push_str(&format!(
@@ -579,7 +563,7 @@ pub fn to_prometheus(range: &Range, protos: &[Proto], procs: &[Loaded]) -> Strin
     metric(
         "processes_loaded",
         "Processes of this network namespace with libconnectx.so loaded.",
-        vec![(String::new(), procs.len())],
+        vec![(String::new(), procs.loaded.len())],
     );
     o
 }

@@ -88,13 +88,18 @@ pub struct Dest {
     pub tuples: usize,
     pub time_wait: usize,
     pub ports: BTreeSet<u16>,
+    /// What a connectx client gets towards this destination: at least `headroom`, at most
+    /// `headroom_max` (equal unless some ports' origin is unknown, see `Origin`).
     pub headroom: usize,
+    pub headroom_max: usize,
 }
 
 pub struct Blocker {
     pub port: u16,
     pub kind: &'static str,
     pub on: IpAddr,
+    /// The owner, where the caller may see it: "pid (program)".
+    pub owner: Option<String>,
 }
 
 pub struct Source {
@@ -104,8 +109,11 @@ pub struct Source {
     pub time_wait: usize,
     pub blockers: Vec<Blocker>,
     pub dests: BTreeMap<(IpAddr, u16), Dest>,
-    /// Headroom with connectx towards a destination not used yet.
+    /// Headroom with connectx towards a destination not used yet (at least, at most).
     pub headroom_new: usize,
+    pub headroom_new_max: usize,
+    /// Ports whose holders status cannot classify (TCP: see `Origin`).
+    pub unknown: usize,
 }
 
 pub struct Proto {
@@ -120,8 +128,68 @@ fn unspecified_like(a: &IpAddr) -> IpAddr {
     }
 }
 
+/// Where a TCP port's bind bucket came from, which decides whether a connectx connect may use
+/// it. The kernel's connect (`__inet_hash_connect`, what connectx's deferred bind relies on)
+/// never takes a port whose bucket on the source address (or the wildcard) was made by bind()
+/// or listen(), TIME_WAIT included; it shares a bucket made by connect with every other
+/// destination. (Measured on 6.18 by tests/operators.rs `status_headroom_is_what_a_connectx_
+/// client_gets`: a listener on another address does not take the port from connect.) SOCK_DIAG
+/// does not show the bucket. What it shows:
+/// - listening and bound-only sockets: `Bind`, certainly;
+/// - a live socket with IP_BIND_ADDRESS_NO_PORT (connectx's flows, curl): its port came from
+///   connect, so the bucket is `Connect`;
+/// - connections without it and TIME_WAITs: their port came from connect (plain connect) or
+///   from bind() (`bind(ip, 0)` + connect without connectx, `--local-port`): `Unknown`. status
+///   then shows a range (at least: as if bound; at most: as if connected) and says so, rather
+///   than promise headroom connect may not get.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Origin {
+    Bind,
+    Connect,
+    Unknown,
+}
+
+/// The origin of each TCP port's bucket from the sockets on it (any address).
+pub fn tcp_origins(socks: &[Sock]) -> BTreeMap<u16, Origin> {
+    let mut o: BTreeMap<u16, Origin> = BTreeMap::new();
+    for s in socks {
+        let this = match s.state {
+            sockdiag::TCP_LISTEN | sockdiag::TCP_CLOSE | sockdiag::TCP_BOUND_INACTIVE => {
+                Origin::Bind
+            }
+            sockdiag::TCP_TIME_WAIT => Origin::Unknown,
+            _ if s.no_port == Some(true) => Origin::Connect,
+            _ => Origin::Unknown,
+        };
+        let e = o.entry(s.sport).or_insert(this);
+        *e = match (*e, this) {
+            (Origin::Bind, _) | (_, Origin::Bind) => Origin::Bind,
+            (Origin::Connect, _) | (_, Origin::Connect) => Origin::Connect,
+            _ => Origin::Unknown,
+        };
+    }
+    o
+}
+
+/// What the analysis needs beyond the sockets.
+pub struct Context<'a> {
+    pub range: &'a Range,
+    /// UDP sockets owned by processes with connectx loaded (their connected flows are shared).
+    pub connectx_inodes: &'a BTreeSet<u32>,
+    /// Socket inode -> "pid (program)", for the processes the caller may see.
+    pub owners: &'a BTreeMap<u32, String>,
+    /// net.ipv4.tcp_tw_reuse of this namespace (0, 1, or 2: loopback only).
+    pub tw_reuse: u8,
+}
+
+fn loopback(a: &IpAddr) -> bool {
+    a.is_loopback()
+        || matches!(a, IpAddr::V6(v) if v.to_ipv4_mapped().is_some_and(|x| x.is_loopback()))
+}
+
 /// The figures for one protocol from its sockets.
-pub fn analyse(name: &'static str, socks: &[Sock], range: &Range) -> Proto {
+pub fn analyse(name: &'static str, socks: &[Sock], cx: &Context) -> Proto {
+    let range = cx.range;
     let usable = range.count();
     let tcp = name == "tcp";
     // Every source address a socket of this protocol uses (not the wildcard).
@@ -140,30 +208,61 @@ pub fn analyse(name: &'static str, socks: &[Sock], range: &Range) -> Proto {
             .filter(|s| range.usable(s.sport))
             .collect();
         let held: BTreeSet<u16> = mine.iter().map(|s| s.sport).collect();
-        let mut blockers: Vec<Blocker> = mine
-            .iter()
-            .filter_map(|s| {
-                let kind = if tcp {
-                    match s.state {
-                        sockdiag::TCP_LISTEN => "listening",
-                        sockdiag::TCP_CLOSE | sockdiag::TCP_BOUND_INACTIVE => "bound only",
-                        _ => return None,
+        // Ports a connectx client can never use from `a`, and ports it may not.
+        let mut blocked: BTreeSet<u16> = BTreeSet::new();
+        let mut unsure: BTreeSet<u16> = BTreeSet::new();
+        let mut blockers: Vec<Blocker> = Vec::new();
+        let owner = |s: &Sock| cx.owners.get(&s.inode).cloned();
+        if tcp {
+            let origins = tcp_origins(&mine.iter().map(|s| (*s).clone()).collect::<Vec<_>>());
+            for s in &mine {
+                match origins.get(&s.sport) {
+                    Some(Origin::Bind) => {
+                        let kind = match s.state {
+                            sockdiag::TCP_LISTEN => "listening",
+                            sockdiag::TCP_CLOSE | sockdiag::TCP_BOUND_INACTIVE => "bound only",
+                            sockdiag::TCP_TIME_WAIT => "TIME_WAIT on a bound port",
+                            _ => "connection on a bound port",
+                        };
+                        blocked.insert(s.sport);
+                        blockers.push(Blocker {
+                            port: s.sport,
+                            kind,
+                            on: s.src,
+                            owner: owner(s),
+                        });
                     }
-                } else if s.dst.is_unspecified() {
-                    "bound only"
-                } else {
-                    return None;
-                };
-                Some(Blocker {
-                    port: s.sport,
-                    kind,
-                    on: s.src,
-                })
-            })
-            .collect();
-        blockers.sort_by_key(|b| b.port);
-        let blocked: BTreeSet<u16> = blockers.iter().map(|b| b.port).collect();
+                    Some(Origin::Unknown) => {
+                        unsure.insert(s.sport);
+                    }
+                    _ => {}
+                }
+            }
+            // One per port: the listening or bound socket that made the bucket first.
+            blockers.sort_by_key(|b| (b.port, !matches!(b.kind, "listening" | "bound only")));
+            blockers.dedup_by_key(|b| b.port);
+        } else {
+            for s in &mine {
+                let shared = !s.dst.is_unspecified() && cx.connectx_inodes.contains(&s.inode);
+                if !shared {
+                    blocked.insert(s.sport);
+                    blockers.push(Blocker {
+                        port: s.sport,
+                        kind: if s.dst.is_unspecified() {
+                            "bound only"
+                        } else {
+                            "connected, not shared (no connectx)"
+                        },
+                        on: s.src,
+                        owner: owner(s),
+                    });
+                }
+            }
+            blockers.sort_by_key(|b| b.port);
+            blockers.dedup_by_key(|b| b.port);
+        }
         let mut dests: BTreeMap<(IpAddr, u16), Dest> = BTreeMap::new();
+        let mut reusable: BTreeMap<(IpAddr, u16), BTreeSet<u16>> = BTreeMap::new();
         let mut time_wait = 0;
         for s in mine
             .iter()
@@ -179,11 +278,39 @@ pub fn analyse(name: &'static str, socks: &[Sock], range: &Range) -> Proto {
             if tw {
                 d.time_wait += 1;
                 time_wait += 1;
+                // tcp_tw_reuse: connect may take over a TIME_WAIT's 4-tuple a second after its
+                // last timestamp (if both ends use timestamps: not shown, so only "at most").
+                let reuse =
+                    cx.tw_reuse == 1 || (cx.tw_reuse == 2 && loopback(&s.src) && loopback(&s.dst));
+                if reuse && s.expires <= 59_000 {
+                    reusable
+                        .entry((s.dst, s.dport))
+                        .or_default()
+                        .insert(s.sport);
+                }
             }
         }
-        for d in dests.values_mut() {
-            d.headroom = usable.saturating_sub(d.ports.union(&blocked).count());
+        let count = |taken: &BTreeSet<u16>, maybe: Option<&BTreeSet<u16>>| -> (usize, usize) {
+            let (mut lo, mut hi) = (0, 0);
+            for p in (range.lo..=range.hi).filter(|p| range.usable(*p)) {
+                if blocked.contains(&p) {
+                    continue;
+                }
+                let may_reuse = maybe.is_some_and(|m| m.contains(&p));
+                if taken.contains(&p) && !may_reuse {
+                    continue;
+                }
+                hi += 1;
+                if !unsure.contains(&p) && !may_reuse {
+                    lo += 1;
+                }
+            }
+            (lo, hi)
+        };
+        for (k, d) in dests.iter_mut() {
+            (d.headroom, d.headroom_max) = count(&d.ports, reusable.get(k));
         }
+        let (headroom_new, headroom_new_max) = count(&BTreeSet::new(), None);
         sources.push(Source {
             addr: a,
             in_use: held.len(),
@@ -191,10 +318,44 @@ pub fn analyse(name: &'static str, socks: &[Sock], range: &Range) -> Proto {
             time_wait,
             blockers,
             dests,
-            headroom_new: usable.saturating_sub(blocked.len()),
+            headroom_new,
+            headroom_new_max,
+            unknown: unsure.difference(&blocked).count(),
         });
     }
     Proto { name, sources }
+}
+
+/// Socket inode -> "pid (program)" for every process the caller may see, and the inodes of
+/// the processes with connectx loaded.
+pub fn socket_owners(connectx: &[u32]) -> (BTreeMap<u32, String>, BTreeSet<u32>) {
+    let mut owners = BTreeMap::new();
+    let mut cx = BTreeSet::new();
+    for pid in stats::pids() {
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut name = None;
+        for e in rd.flatten() {
+            let Ok(t) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let Some(ino) = t
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let n = name.get_or_insert_with(|| format!("{pid} ({})", stats::program(pid)));
+            owners.entry(ino).or_insert_with(|| n.clone());
+            if connectx.contains(&pid) {
+                cx.insert(ino);
+            }
+        }
+    }
+    (owners, cx)
 }
 
 /// The processes of this network namespace with connectx loaded, and their counters.
@@ -228,8 +389,20 @@ pub fn main(a: StatusArgs) -> Res<i32> {
         .map_err(|e| fail(format!("status: SOCK_DIAG dump of TCP sockets: {e}")))?;
     let udp = sockdiag::dump(libc::IPPROTO_UDP as u8)
         .map_err(|e| fail(format!("status: SOCK_DIAG dump of UDP sockets: {e}")))?;
-    let protos = [analyse("tcp", &tcp, &range), analyse("udp", &udp, &range)];
     let procs = loaded();
+    let pids: Vec<u32> = procs.loaded.iter().map(|l| l.0).collect();
+    let (owners, connectx_inodes) = socket_owners(&pids);
+    let tw_reuse = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(2);
+    let cx = Context {
+        range: &range,
+        connectx_inodes: &connectx_inodes,
+        owners: &owners,
+        tw_reuse,
+    };
+    let protos = [analyse("tcp", &tcp, &cx), analyse("udp", &udp, &cx)];
     if a.json {
         print!("{}", to_json(&range, &protos, &procs));
     } else if a.prometheus {
@@ -238,6 +411,16 @@ pub fn main(a: StatusArgs) -> Res<i32> {
         print!("{}", to_table(&range, &protos, &procs));
     }
     Ok(0)
+}
+
+/// Headroom in the table: a number, "0 (full)", or LO..HI where the origin of some ports is
+/// unknown (`Origin`).
+fn headroom_text(lo: usize, hi: usize) -> String {
+    match (lo, hi) {
+        (_, 0) => "0 (full)".into(),
+        (l, h) if l == h => l.to_string(),
+        (l, h) => format!("{l}..{h}"),
+    }
 }
 
 fn pad(rows: &[Vec<String>]) -> String {
@@ -295,7 +478,10 @@ pub fn to_table(range: &Range, protos: &[Proto], procs: &stats::Survey) -> Strin
             let b: Vec<String> = s
                 .blockers
                 .iter()
-                .map(|b| format!("{} {}", b.port, b.kind))
+                .map(|b| match &b.owner {
+                    Some(o) => format!("{} {} (pid {o})", b.port, b.kind),
+                    None => format!("{} {}", b.port, b.kind),
+                })
                 .collect();
             rows.push(vec![
                 s.addr.to_string(),
@@ -322,20 +508,24 @@ pub fn to_table(range: &Range, protos: &[Proto], procs: &stats::Survey) -> Strin
                     format!("  {}", dest_str(d)),
                     v.tuples.to_string(),
                     v.time_wait.to_string(),
-                    if v.headroom == 0 {
-                        "0 (full)".into()
-                    } else {
-                        v.headroom.to_string()
-                    },
+                    headroom_text(v.headroom, v.headroom_max),
                 ]);
             }
             rows.push(vec![
                 "  any other destination".into(),
                 "0".into(),
                 "0".into(),
-                s.headroom_new.to_string(),
+                headroom_text(s.headroom_new, s.headroom_new_max),
             ]);
             o.push_str(&pad(&rows));
+            if s.unknown > 0 {
+                o.push_str(&format!(
+                    "  LO..HI: {} ports are held by connections or TIME_WAITs that connectx did not \
+                     make; the kernel's connect cannot use them if their port came from bind() \
+                     (SOCK_DIAG does not say): connectx gets at least LO, at most HI\n",
+                    s.unknown
+                ));
+            }
         }
     }
     o.push('\n');
@@ -404,11 +594,12 @@ pub fn to_json(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String
                 .iter()
                 .map(|(d, v)| {
                     format!(
-                        "{{\"destination\": {}, \"tuples\": {}, \"time_wait\": {}, \"headroom\": {}}}",
+                        "{{\"destination\": {}, \"tuples\": {}, \"time_wait\": {}, \"headroom\": {}, \"headroom_max\": {}}}",
                         json::s(&dest_str(d)),
                         v.tuples,
                         v.time_wait,
-                        v.headroom
+                        v.headroom,
+                        v.headroom_max
                     )
                 })
                 .collect();
@@ -417,21 +608,28 @@ pub fn to_json(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String
                 .iter()
                 .map(|b| {
                     format!(
-                        "{{\"port\": {}, \"kind\": {}, \"address\": {}}}",
+                        "{{\"port\": {}, \"kind\": {}, \"address\": {}, \"owner\": {}}}",
                         b.port,
                         json::s(b.kind),
-                        json::s(&b.on.to_string())
+                        json::s(&b.on.to_string()),
+                        b.owner
+                            .as_deref()
+                            .map(json::s)
+                            .unwrap_or_else(|| "null".into())
                     )
                 })
                 .collect();
             ss.push(format!(
                 "{{\"source\": {}, \"ports_in_use\": {}, \"free_for_bind\": {}, \"time_wait\": {}, \
-                 \"headroom_new_destination\": {}, \"blockers\": [{}], \"destinations\": [{}]}}",
+                 \"headroom_new_destination\": {}, \"headroom_new_destination_max\": {}, \
+                 \"unknown_origin_ports\": {}, \"blockers\": [{}], \"destinations\": [{}]}}",
                 json::s(&s.addr.to_string()),
                 s.in_use,
                 s.free_for_bind,
                 s.time_wait,
                 s.headroom_new,
+                s.headroom_new_max,
+                s.unknown,
                 bs.join(", "),
                 ds.join(", ")
             ));
@@ -579,6 +777,9 @@ mod tests {
             sport,
             dst: dst.parse().unwrap(),
             dport,
+            no_port: Some(true),
+            inode: 0,
+            expires: 60_000,
         }
     }
 
@@ -593,6 +794,18 @@ mod tests {
         assert!(parse_reserved("").is_empty());
     }
 
+    fn analyse_tcp(socks: &[Sock], range: &Range) -> Proto {
+        let none = BTreeSet::new();
+        let owners = BTreeMap::new();
+        let cx = Context {
+            range,
+            connectx_inodes: &none,
+            owners: &owners,
+            tw_reuse: 0,
+        };
+        analyse("tcp", socks, &cx)
+    }
+
     #[test]
     fn headroom_per_destination_and_blockers() {
         let range = Range {
@@ -604,22 +817,69 @@ mod tests {
         let socks = vec![
             s(est, "127.0.0.1", 100, "127.0.0.2", 7),
             s(est, "127.0.0.1", 101, "127.0.0.2", 7),
-            s(sockdiag::TCP_TIME_WAIT, "127.0.0.1", 100, "127.0.0.3", 7),
+            s(est, "127.0.0.1", 100, "127.0.0.3", 7),
             s(sockdiag::TCP_LISTEN, "0.0.0.0", 103, "0.0.0.0", 0),
             s(est, "127.0.0.9", 100, "127.0.0.2", 7),
         ];
-        let p = analyse("tcp", &socks, &range);
+        let p = analyse_tcp(&socks, &range);
         assert_eq!(p.sources.len(), 2);
         let a = &p.sources[0];
         assert_eq!(a.addr.to_string(), "127.0.0.1");
         assert_eq!(a.in_use, 3); // 100, 101 and the wildcard listener's 103
         assert_eq!(a.free_for_bind, 1); // of 4 usable
-        assert_eq!(a.time_wait, 1);
         assert_eq!(a.blockers.len(), 1);
         let to2 = &a.dests[&("127.0.0.2".parse().unwrap(), 7)];
-        assert_eq!((to2.tuples, to2.headroom), (2, 1));
+        assert_eq!((to2.tuples, to2.headroom, to2.headroom_max), (2, 1, 1));
         let to3 = &a.dests[&("127.0.0.3".parse().unwrap(), 7)];
-        assert_eq!((to3.tuples, to3.time_wait, to3.headroom), (1, 1, 2));
-        assert_eq!(a.headroom_new, 3);
+        assert_eq!((to3.tuples, to3.headroom), (1, 2));
+        assert_eq!((a.headroom_new, a.headroom_new_max), (3, 3));
+    }
+
+    #[test]
+    fn a_bound_port_blocks_connect_on_every_address_and_unknown_origins_give_a_range() {
+        let range = Range {
+            lo: 100,
+            hi: 109,
+            reserved: BTreeSet::new(),
+        };
+        let est = sockdiag::TCP_ESTABLISHED;
+        let mut plain = s(est, "127.0.0.1", 101, "127.0.0.2", 7);
+        plain.no_port = Some(false);
+        let socks = vec![
+            // A wildcard listener takes 100 from 127.0.0.1's connects; one on another address
+            // does not take 104.
+            s(sockdiag::TCP_LISTEN, "0.0.0.0", 100, "0.0.0.0", 0),
+            s(sockdiag::TCP_LISTEN, "127.0.0.5", 104, "0.0.0.0", 0),
+            // A connection that may have been bound first, and a TIME_WAIT: unknown.
+            plain,
+            s(sockdiag::TCP_TIME_WAIT, "127.0.0.1", 102, "127.0.0.3", 7),
+            // A connectx flow (IP_BIND_ADDRESS_NO_PORT): shared with other destinations.
+            s(est, "127.0.0.1", 103, "127.0.0.2", 7),
+        ];
+        let p = analyse_tcp(&socks, &range);
+        let a = p
+            .sources
+            .iter()
+            .find(|x| x.addr.to_string() == "127.0.0.1")
+            .unwrap();
+        assert_eq!(a.unknown, 2);
+        assert_eq!((a.headroom_new, a.headroom_new_max), (7, 9));
+        let to2 = &a.dests[&("127.0.0.2".parse().unwrap(), 7)];
+        // 101 and 103 are this destination's; 102 unknown; 100 blocked.
+        assert_eq!((to2.headroom, to2.headroom_max), (6, 7));
+        assert_eq!(
+            origins_of(&socks),
+            [
+                Origin::Bind,
+                Origin::Unknown,
+                Origin::Unknown,
+                Origin::Connect,
+                Origin::Bind
+            ]
+        );
+    }
+
+    fn origins_of(socks: &[Sock]) -> Vec<Origin> {
+        tcp_origins(socks).into_values().collect()
     }
 }

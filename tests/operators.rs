@@ -69,8 +69,9 @@ fn status_shows_a_full_destination_headroom_time_wait_and_blockers() {
     o.expect("setup", "tw", &[("opened", "2"), ("echo_ok", "2")]);
     o.expect("setup", "udp", &[("opened", "4")]);
     o.expect("setup", "v6", &[("opened", "2")]);
-    for t in ["status", "json", "prom"] {
-        o.expect("status runs", t, &[("rc", "0")]);
+    // A full destination: exit status 3 (not with --prometheus, for timers).
+    for (t, rc) in [("status", "3"), ("json", "3"), ("prom", "0")] {
+        o.expect("status runs", t, &[("rc", rc)]);
     }
     let table = read(&dir.join("status.txt"));
     // Kept for the closing note of issue 13.
@@ -169,18 +170,39 @@ print(d["range"]["usable"], t["ports_in_use"], t["free_for_bind"], t["time_wait"
         assert!(value.parse::<u64>().is_ok(), "value of `{l}`");
         let metric = name.split('{').next().unwrap();
         assert!(
-            prom.contains(&format!("# TYPE {metric} gauge")),
+            prom.contains(&format!("# TYPE {metric} gauge"))
+                || (metric.ends_with("_total")
+                    && prom.contains(&format!("# TYPE {metric} counter"))),
             "no TYPE for {metric}"
         );
+        assert!(name.contains("{netns=\"net:["), "no netns label: {l}");
     }
+    let prom = prom
+        .lines()
+        .map(|l| match l.split_once("{netns=\"") {
+            Some((m, rest)) => {
+                let rest = rest.split_once('"').unwrap().1;
+                let rest = rest
+                    .strip_prefix(',')
+                    .map(|r| format!("{{{r}"))
+                    .unwrap_or_else(|| rest.trim_start_matches('}').to_string());
+                format!("{m}{rest}")
+            }
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     for want in [
         "connectx_destination_headroom{proto=\"tcp\",source=\"127.0.0.1\",destination=\"127.0.0.2:7\"} 0",
         "connectx_destination_tuples{proto=\"tcp\",source=\"127.0.0.1\",destination=\"127.0.0.2:7\"} 9",
         "connectx_source_time_wait{proto=\"tcp\",source=\"127.0.0.1\"} 2",
         "connectx_processes_loaded 4",
+        "connectx_events_total{event=\"tcp.per_tuple_connect\"} 9",
     ] {
         assert!(prom.contains(want), "missing `{want}`:\n{prom}");
     }
+    // UDP has no TIME_WAIT series.
+    assert!(!prom.contains("time_wait{proto=\"udp\""), "{prom}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -675,6 +697,90 @@ else:
     assert!(
         unknown.contains("connectx gets at least LO, at most HI"),
         "{unknown}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// --prometheus by the textfile collector's conventions (issue 18): 30 destinations from one
+/// source give 20 series of their own (the least headroom) and one destination="other"
+/// summing the 10 others; `connectx_destinations` says 30; -N names the namespace in the
+/// `netns` label; --output writes the file atomically; --source/--dst/--top filter the table.
+#[test]
+fn prometheus_series_are_capped_and_labelled_with_the_namespace() {
+    let dir = tmpdir("prom");
+    let dsts: Vec<String> = (1..=30).map(|p| format!("127.0.0.2:{p}")).collect();
+    let script = format!(
+        r#"
+H=$(hostpid $$)
+ip netns attach cxprom$H $H
+tag flows $RUN $CX _client --proto udp --mode bind0 --src 127.0.0.1 --dst {dsts} --count 30 --hold 60 --bg
+$CX status --prometheus -o $DIR/connectx.prom; echo "prom rc=$?"
+$CX status --prometheus -N cxprom$H >$DIR/named.prom; echo "named rc=$?"
+ip netns delete cxprom$H
+$CX status --source 127.0.0.1 --dst 127.0.0.2:7 >$DIR/one.txt; echo "one rc=$?"
+$CX status --top 3 >$DIR/top.txt; echo "top rc=$?"
+tag badtop sh -c "$CX status --top x; echo rc=\$?"
+"#,
+        dsts = dsts.join(",")
+    );
+    let _ = cxtest::need("ip", "iproute2");
+    let o = netns(
+        "40000-40099",
+        None,
+        true,
+        &format!("DIR={}\n{HOSTPID}\n{script}", dir.display()),
+    );
+    o.expect("30 flows", "flows", &[("opened", "30")]);
+    o.expect("prometheus", "prom", &[("rc", "0")]);
+    let prom = read(&dir.join("connectx.prom"));
+    let series = |m: &str| {
+        prom.lines()
+            .filter(|l| l.starts_with(&format!("{m}{{")))
+            .count()
+    };
+    assert_eq!(series("connectx_destination_tuples"), 21, "{prom}");
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("connectx_destination_tuples{")
+                && l.contains("destination=\"other\"")
+                && l.ends_with(" 10")),
+        "{prom}"
+    );
+    assert!(
+        prom.lines().any(|l| l.starts_with("connectx_destinations{")
+            && l.contains("proto=\"udp\"")
+            && l.ends_with(" 30")),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("# TYPE connectx_events_total counter"),
+        "{prom}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    o.expect("-N", "named", &[("rc", "0")]);
+    let named = read(&dir.join("named.prom"));
+    assert!(named.contains("{netns=\"cxprom"), "{named}");
+    let one = read(&dir.join("one.txt"));
+    assert!(
+        one.contains("127.0.0.2:7 ") && !one.contains("127.0.0.2:8 "),
+        "{one}"
+    );
+    let top = read(&dir.join("top.txt"));
+    assert_eq!(top.matches("\n  127.0.0.2:").count(), 3, "{top}");
+    assert!(
+        top.starts_with("network namespace ") && top.contains("\nsummary: TCP 0 destinations"),
+        "{top}"
+    );
+    assert!(
+        o.line("badtop")
+            .contains("invalid value 'x' for '--top <N>'")
+            && o.line("badtop").contains("rc=2"),
+        "{o}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

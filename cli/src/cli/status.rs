@@ -29,14 +29,39 @@ use std::os::unix::fs::MetadataExt;
 /// ports free for a new bind-before-connect, with it the ports still free towards that
 /// destination. Also TIME_WAIT counts, bound-only and listening sockets that block a port for
 /// every destination, and the processes that have connectx loaded.
+///
+/// Exit status: 0, or 3 when a destination shown is full (no port left even with connectx;
+/// not with --prometheus, whose metrics say it), 1 on an error, 2 on a bad command line.
 #[derive(clap::Args)]
 pub struct StatusArgs {
     /// JSON instead of the table
     #[arg(long, conflicts_with = "prometheus")]
     json: bool,
-    /// Prometheus text format (for node_exporter's textfile collector)
+    /// Prometheus text format, by node_exporter's textfile collector conventions (a `netns`
+    /// label; per-destination series capped by --top, default 20, the rest summed as
+    /// destination="other")
     #[arg(long)]
     prometheus: bool,
+    /// The network namespace to look at: a name of `ip netns` (/run/netns/NAME) or a path such
+    /// as /proc/PID/ns/net (default: this one)
+    #[arg(short = 'N', long, value_name = "NETNS")]
+    netns: Option<String>,
+    /// Only this source address
+    #[arg(long, value_name = "IP")]
+    source: Option<IpAddr>,
+    /// Only destinations with this address (IP) or address and port (IP:PORT, [IPv6]:PORT)
+    #[arg(long, value_name = "ADDR")]
+    dst: Option<String>,
+    /// Per source address, only the N destinations with the least headroom
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// Write to FILE (atomically: a temporary file renamed over it), as the textfile collector
+    /// wants
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+    /// Again every SECS seconds, until interrupted
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    watch: Option<u64>,
 }
 
 pub struct Range {
@@ -370,10 +395,56 @@ pub fn loaded() -> stats::Survey {
     })
 }
 
+/// The name of the namespace we look at: its `ip netns` name where it has one (set by
+/// `enter_netns`, else looked up in /run/netns), else `net:[INODE]`.
+static NS_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn ns_name() -> String {
-    std::fs::read_link("/proc/self/ns/net")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "?".into())
+    NS_NAME
+        .get_or_init(|| {
+            let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+            if let Ok(rd) = std::fs::read_dir("/run/netns") {
+                for e in rd.flatten() {
+                    if std::fs::metadata(e.path()).map(|m| m.ino()).ok() == own {
+                        return e.file_name().to_string_lossy().into_owned();
+                    }
+                }
+            }
+            std::fs::read_link("/proc/self/ns/net")
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "?".into())
+        })
+        .clone()
+}
+
+/// `-N NETNS`: this thread (the command is single-threaded) moves into that namespace.
+fn enter_netns(n: &str) -> Res<()> {
+    let path = if n.contains('/') {
+        std::path::PathBuf::from(n)
+    } else {
+        std::path::Path::new("/run/netns").join(n)
+    };
+    let f = std::fs::File::open(&path).map_err(|e| {
+        fail(format!(
+            "status: network namespace {}: {}",
+            path.display(),
+            super::ioerr(&e)
+        ))
+    })?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns on a descriptor we own.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(fail(format!(
+            "status: entering network namespace {}: {} (needs root)",
+            path.display(),
+            super::ioerr(&e)
+        )));
+    }
+    if !n.contains('/') {
+        let _ = NS_NAME.set(n.to_string());
+    }
+    Ok(())
 }
 
 fn dest_str(d: &(IpAddr, u16)) -> String {
@@ -384,6 +455,68 @@ fn dest_str(d: &(IpAddr, u16)) -> String {
 }
 
 pub fn main(a: StatusArgs) -> Res<i32> {
+    if let Some(n) = &a.netns {
+        enter_netns(n)?;
+    }
+    let dst = match &a.dst {
+        None => None,
+        Some(d) => Some(parse_dst(d).ok_or_else(|| {
+            super::usage_err(format!(
+                "status: --dst `{d}` is not IP, IP:PORT or [IPv6]:PORT (try `connectx status --help`)"
+            ))
+        })?),
+    };
+    loop {
+        let (text, full) = once(&a, dst)?;
+        match &a.output {
+            Some(path) => write_atomically(path, &text)?,
+            None => print!("{text}"),
+        }
+        match a.watch {
+            Some(secs) => {
+                if a.output.is_none() {
+                    println!();
+                }
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+            }
+            None => return Ok(if full && !a.prometheus { 3 } else { 0 }),
+        }
+    }
+}
+
+/// `--dst`: an address, or an address and port.
+fn parse_dst(d: &str) -> Option<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = d.parse::<IpAddr>() {
+        return Some((ip, None));
+    }
+    let sa: std::net::SocketAddr = d.parse().ok()?;
+    Some((sa.ip(), Some(sa.port())))
+}
+
+/// A temporary file in the same directory, renamed over `path`: a reader (the textfile
+/// collector) never sees half a file.
+fn write_atomically(path: &std::path::Path, text: &str) -> Res<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.{}",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(format!(
+                "status: writing {}: {}",
+                path.display(),
+                super::ioerr(&e)
+            ))
+        })
+}
+
+/// One look at the namespace: the text to show, and whether a destination shown is full.
+fn once(a: &StatusArgs, dst: Option<(IpAddr, Option<u16>)>) -> Res<(String, bool)> {
     let range = read_range()?;
     let tcp = sockdiag::dump(libc::IPPROTO_TCP as u8)
         .map_err(|e| fail(format!("status: SOCK_DIAG dump of TCP sockets: {e}")))?;
@@ -402,15 +535,56 @@ pub fn main(a: StatusArgs) -> Res<i32> {
         owners: &owners,
         tw_reuse,
     };
-    let protos = [analyse("tcp", &tcp, &cx), analyse("udp", &udp, &cx)];
-    if a.json {
-        print!("{}", to_json(&range, &protos, &procs));
-    } else if a.prometheus {
-        print!("{}", to_prometheus(&range, &protos, &procs));
-    } else {
-        print!("{}", to_table(&range, &protos, &procs));
+    let mut protos = [analyse("tcp", &tcp, &cx), analyse("udp", &udp, &cx)];
+    let top = a.top.or(a.prometheus.then_some(PROMETHEUS_TOP));
+    for p in &mut protos {
+        filter(p, a.source, dst, if a.prometheus { None } else { top });
     }
-    Ok(0)
+    let full = protos
+        .iter()
+        .flat_map(|p| &p.sources)
+        .flat_map(|s| s.dests.values())
+        .any(|d| d.headroom_max == 0);
+    let text = if a.json {
+        to_json(&range, &protos, &procs)
+    } else if a.prometheus {
+        to_prometheus(&range, &protos, &procs, top.unwrap_or(PROMETHEUS_TOP))
+    } else {
+        to_table(&range, &protos, &procs)
+    };
+    Ok((text, full))
+}
+
+/// Per-destination series per source in --prometheus unless --top says otherwise.
+const PROMETHEUS_TOP: usize = 20;
+
+/// --source, --dst and --top.
+fn filter(
+    p: &mut Proto,
+    source: Option<IpAddr>,
+    dst: Option<(IpAddr, Option<u16>)>,
+    top: Option<usize>,
+) {
+    if let Some(src) = source {
+        p.sources.retain(|s| s.addr == src);
+    }
+    for s in &mut p.sources {
+        if let Some((ip, port)) = dst {
+            s.dests
+                .retain(|(a, pt), _| *a == ip && port.is_none_or(|x| x == *pt));
+        }
+        if let Some(n) = top {
+            let keep: BTreeSet<(IpAddr, u16)> = least_headroom(s).into_iter().take(n).collect();
+            s.dests.retain(|k, _| keep.contains(k));
+        }
+    }
+}
+
+/// A source's destinations, least headroom first.
+fn least_headroom(s: &Source) -> Vec<(IpAddr, u16)> {
+    let mut v: Vec<(&(IpAddr, u16), &Dest)> = s.dests.iter().collect();
+    v.sort_by_key(|(k, d)| (d.headroom, d.headroom_max, **k));
+    v.into_iter().map(|(k, _)| *k).collect()
 }
 
 /// Headroom in the table: a number, "0 (full)", or LO..HI where the origin of some ports is
@@ -447,6 +621,39 @@ fn pad(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One line: per protocol, destinations in use, how many are full, and the least headroom.
+pub fn summary(protos: &[Proto]) -> String {
+    let parts: Vec<String> = protos
+        .iter()
+        .map(|p| {
+            let dests: Vec<(&Source, &(IpAddr, u16), &Dest)> = p
+                .sources
+                .iter()
+                .flat_map(|s| s.dests.iter().map(move |(k, d)| (s, k, d)))
+                .collect();
+            let full = dests.iter().filter(|x| x.2.headroom_max == 0).count();
+            let least = dests
+                .iter()
+                .min_by_key(|x| (x.2.headroom, x.2.headroom_max))
+                .map(|(s, k, d)| {
+                    format!(
+                        ", least headroom {} ({} to {})",
+                        headroom_text(d.headroom, d.headroom_max),
+                        s.addr,
+                        dest_str(k)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{} {} destinations, {full} full{least}",
+                p.name.to_uppercase(),
+                dests.len()
+            )
+        })
+        .collect();
+    format!("summary: {}\n", parts.join("; "))
+}
+
 pub fn to_table(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String {
     let mut o = format!(
         "network namespace {}: ports {}-{}, {} reserved in range, {} usable per source address\n",
@@ -458,6 +665,7 @@ pub fn to_table(range: &Range, protos: &[Proto], procs: &stats::Survey) -> Strin
             .count(),
         range.count()
     );
+    o.push_str(&summary(protos));
     for p in protos {
         o.push('\n');
         if p.sources.is_empty() {
@@ -672,24 +880,32 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn to_prometheus(range: &Range, protos: &[Proto], procs: &stats::Survey) -> String {
+/// The Prometheus text format, by node_exporter's textfile collector conventions: every
+/// series has a `netns` label (two namespaces on one host do not collide); counters end in
+/// `_total`; per source, only the `top` destinations with the least headroom get series of
+/// their own, the others are summed into destination="other" (tuples and TIME_WAIT summed,
+/// headroom the least of them), and `connectx_destinations` says how many there are; UDP has
+/// no TIME_WAIT series.
+pub fn to_prometheus(range: &Range, protos: &[Proto], procs: &stats::Survey, top: usize) -> String {
+    let ns = format!("netns=\"{}\"", label(&ns_name()));
     let mut o = String::new();
-    let mut metric = |name: &str, help: &str, samples: Vec<(String, usize)>| {
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
         o.push_str(&format!(
-            "# HELP connectx_{name} {help}\n# TYPE connectx_{name} gauge\n"
+            "# HELP connectx_{name} {help}\n# TYPE connectx_{name} {kind}\n"
         ));
         for (labels, v) in samples {
             if labels.is_empty() {
-                o.push_str(&format!("connectx_{name} {v}\n"));
+                o.push_str(&format!("connectx_{name}{{{ns}}} {v}\n"));
             } else {
-                o.push_str(&format!("connectx_{name}{{{labels}}} {v}\n"));
+                o.push_str(&format!("connectx_{name}{{{ns},{labels}}} {v}\n"));
             }
         }
     };
     metric(
         "usable_ports",
+        "gauge",
         "Ports of ip_local_port_range not reserved, per source address.",
-        vec![(String::new(), range.count())],
+        vec![(String::new(), range.count() as u64)],
     );
     let src = |p: &Proto, s: &Source| {
         format!(
@@ -698,70 +914,147 @@ pub fn to_prometheus(range: &Range, protos: &[Proto], procs: &stats::Survey) -> 
             label(&s.addr.to_string())
         )
     };
-    let per_source = |f: &dyn Fn(&Source) -> usize| -> Vec<(String, usize)> {
+    let per_source = |tcp_only: bool, f: &dyn Fn(&Source) -> usize| -> Vec<(String, u64)> {
         protos
             .iter()
-            .flat_map(|p| p.sources.iter().map(move |s| (src(p, s), f(s))))
+            .filter(|p| !tcp_only || p.name == "tcp")
+            .flat_map(|p| p.sources.iter().map(move |s| (src(p, s), f(s) as u64)))
             .collect()
     };
     metric(
         "source_ports_in_use",
+        "gauge",
         "Ports of the range held on the source address or the wildcard (any state).",
-        per_source(&|s| s.in_use),
+        per_source(false, &|s| s.in_use),
     );
     metric(
         "source_free_for_bind",
+        "gauge",
         "Ports a new bind-before-connect gets on the source address without connectx.",
-        per_source(&|s| s.free_for_bind),
+        per_source(false, &|s| s.free_for_bind),
     );
     metric(
         "source_time_wait",
+        "gauge",
         "TCP connections in TIME_WAIT from the source address.",
-        per_source(&|s| s.time_wait),
+        per_source(true, &|s| s.time_wait),
     );
     metric(
         "source_blockers",
-        "Listening or bound-only sockets holding a port of the range for every destination.",
-        per_source(&|s| s.blockers.len()),
+        "gauge",
+        "Ports connectx cannot share on the source address (listening, bound only, bound explicitly, other programs' UDP sockets).",
+        per_source(false, &|s| s.blockers.len()),
+    );
+    metric(
+        "source_unknown_origin_ports",
+        "gauge",
+        "TCP ports held by connections or TIME_WAITs whose port may have come from bind() (connect may not use them).",
+        per_source(true, &|s| s.unknown),
     );
     metric(
         "source_headroom_new_destination",
-        "Connections connectx can still open from the source to a destination not used yet.",
-        per_source(&|s| s.headroom_new),
+        "gauge",
+        "Connections connectx can certainly still open from the source to a destination not used yet.",
+        per_source(false, &|s| s.headroom_new),
     );
-    let per_dest = |f: &dyn Fn(&Dest) -> usize| -> Vec<(String, usize)> {
-        let mut v = Vec::new();
-        for p in protos {
-            for s in &p.sources {
-                for (d, x) in &s.dests {
-                    v.push((
-                        format!("{},destination=\"{}\"", src(p, s), label(&dest_str(d))),
-                        f(x),
+    metric(
+        "source_headroom_new_destination_max",
+        "gauge",
+        "At most that many (ports of unknown origin counted as usable).",
+        per_source(false, &|s| s.headroom_new_max),
+    );
+    metric(
+        "destinations",
+        "gauge",
+        "Destinations in use from the source address (series per destination are capped).",
+        per_source(false, &|s| s.dests.len()),
+    );
+    // The capped per-destination rows: (labels, tuples, time_wait, headroom, headroom_max).
+    let mut rows: Vec<(String, bool, [usize; 4])> = Vec::new();
+    for p in protos {
+        for s in &p.sources {
+            let order = least_headroom(s);
+            let mut other: Option<[usize; 4]> = None;
+            for (i, k) in order.iter().enumerate() {
+                let d = &s.dests[k];
+                let v = [d.tuples, d.time_wait, d.headroom, d.headroom_max];
+                if i < top {
+                    rows.push((
+                        format!("{},destination=\"{}\"", src(p, s), label(&dest_str(k))),
+                        p.name == "tcp",
+                        v,
                     ));
+                } else {
+                    let o = other.get_or_insert([0, 0, usize::MAX, usize::MAX]);
+                    o[0] += v[0];
+                    o[1] += v[1];
+                    o[2] = o[2].min(v[2]);
+                    o[3] = o[3].min(v[3]);
                 }
             }
+            if let Some(v) = other {
+                rows.push((
+                    format!("{},destination=\"other\"", src(p, s)),
+                    p.name == "tcp",
+                    v,
+                ));
+            }
         }
-        v
+    }
+    let per_dest = |tcp_only: bool, i: usize| -> Vec<(String, u64)> {
+        rows.iter()
+            .filter(|r| !tcp_only || r.1)
+            .map(|r| (r.0.clone(), r.2[i] as u64))
+            .collect()
     };
     metric(
         "destination_tuples",
+        "gauge",
         "4-tuples in use from the source address to the destination (TIME_WAIT included).",
-        per_dest(&|d| d.tuples),
+        per_dest(false, 0),
     );
     metric(
         "destination_time_wait",
+        "gauge",
         "TCP connections in TIME_WAIT from the source address to the destination.",
-        per_dest(&|d| d.time_wait),
+        per_dest(true, 1),
     );
     metric(
         "destination_headroom",
-        "Connections connectx can still open from the source address to the destination.",
-        per_dest(&|d| d.headroom),
+        "gauge",
+        "Connections connectx can certainly still open from the source address to the destination.",
+        per_dest(false, 2),
+    );
+    metric(
+        "destination_headroom_max",
+        "gauge",
+        "At most that many (ports of unknown origin counted as usable).",
+        per_dest(false, 3),
     );
     metric(
         "processes_loaded",
+        "gauge",
         "Processes of this network namespace with libconnectx.so loaded.",
-        vec![(String::new(), procs.loaded.len())],
+        vec![(String::new(), procs.loaded.len() as u64)],
+    );
+    metric(
+        "processes_not_inspected",
+        "gauge",
+        "Processes whose /proc/PID/maps the collector could not read (run it as root).",
+        vec![(String::new(), procs.denied as u64)],
+    );
+    let read = procs
+        .loaded
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref()?.as_ref().ok());
+    metric(
+        "events_total",
+        "counter",
+        "What connectx did, summed over the live processes of the namespace (connectx stats).",
+        stats::totals(read)
+            .into_iter()
+            .map(|(k, v)| (format!("event=\"{}\"", label(&k)), v))
+            .collect(),
     );
     o
 }

@@ -1,5 +1,6 @@
-//! The `connectx` command: runs programs under libconnectx.so, shows a demo,
-//! and carries the small lab tools the demo and the integration tests use.
+//! The `connectx` command: runs programs under libconnectx.so, shows a demo, status and
+//! counters; built with the `tools` feature (a cargo build) it also carries the small lab tools
+//! the demo and the integration tests use (cli/src/cli/tools.rs).
 //!
 //! It deliberately does not link the library crate: the library's exported
 //! socket hooks must never end up inside this binary.

@@ -21,6 +21,24 @@ pub fn man(dir: &Path) -> Res<i32> {
     Ok(0)
 }
 
+/// The completion script for `shell`: public subcommands only (the tools are no clap
+/// subcommands), and `run -- CMD` completes commands (CMD is a command name, its arguments
+/// are files).
+pub fn completions(shell: &str) -> Res<i32> {
+    let shell: clap_complete::Shell = shell.parse().map_err(|_| {
+        super::usage_err(format!(
+            "_completions: `{shell}` is not one of bash, zsh, fish, elvish, powershell"
+        ))
+    })?;
+    clap_complete::generate(
+        shell,
+        &mut super::command(),
+        "connectx",
+        &mut std::io::stdout(),
+    );
+    Ok(0)
+}
+
 fn write(dir: &Path, name: &str, cmd: clap::Command) -> Res<()> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd)

@@ -5,6 +5,10 @@
 mod cli;
 
 fn main() {
+    // Like any Unix filter: `connectx status | head` ends quietly when head exits, rather than
+    // panicking on EPIPE (Rust ignores SIGPIPE by default).
+    // SAFETY: setting a signal's disposition to the default, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     std::process::exit(cli::main(args));
 }

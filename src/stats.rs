@@ -70,6 +70,10 @@ pub enum Event {
     /// TCP connect of a deferred socket refused with EADDRNOTAVAIL: no 4-tuple left to that
     /// destination (exhaustion even with connectx).
     TcpExhausted,
+    /// The trade-off of CONNECTX_BIND_BUSY=share biting: a fixed-port bind that connectx let
+    /// through (the kernel said EADDRINUSE) ended in EADDRNOTAVAIL at connect, where the
+    /// program would have seen the bind fail and tried another port (`bind_busy_bites`).
+    TcpSharedFixedRefused,
     UdpLockConnect,
     UdpSharedFixedPort,
     UdpRaceLost,
@@ -87,6 +91,7 @@ pub const NAMES: [&str; N] = [
     "tcp.shared_fixed_port",
     "tcp.per_tuple_connect",
     "tcp.exhausted",
+    "tcp.shared_fixed_port_refused",
     "udp.lock_connect",
     "udp.shared_fixed_port",
     "udp.race_lost",
@@ -97,7 +102,7 @@ pub const NAMES: [&str; N] = [
     "fallback.internal_error",
     "fallback.panic",
 ];
-pub const N: usize = 12;
+pub const N: usize = 13;
 
 /// Counts `e`: a relaxed load and one relaxed atomic add once the memfd exists (safe in a
 /// signal handler, after fork). The first count of a process makes the memfd (cold).
@@ -479,6 +484,32 @@ static FIRST: [AtomicBool; N] = [const { AtomicBool::new(false) }; N];
 pub fn count_and_note(e: Event, what: std::fmt::Arguments<'_>) {
     count(e);
     crate::log::once(&FIRST[e as usize], crate::config::Level::Info, what);
+}
+
+static BIND_BUSY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A shared fixed port's connect refused (EADDRNOTAVAIL): counted, and the first time in the
+/// process one warn line names the call, the port, the destination and the way out, because
+/// this is where CONNECTX_BIND_BUSY=share costs a program that walks a port range on bind
+/// errors (curl --local-port A-B): it never sees the bind fail, so it never tries the next port.
+pub fn bind_busy_bites(
+    call: &str,
+    fd: i32,
+    src: &crate::addr::SockAddr,
+    dst: &crate::addr::SockAddr,
+) {
+    count(Event::TcpSharedFixedRefused);
+    crate::log::once(
+        &BIND_BUSY_WARNED,
+        crate::config::Level::Warn,
+        format_args!(
+            "{call}(fd {fd}) from {src} to {dst}: EADDRNOTAVAIL: port {} was shared at bind (the \
+             kernel had said EADDRINUSE) and its 4-tuple to that destination is taken; a program \
+             that tries other ports on bind errors needs CONNECTX_BIND_BUSY=kernel (`connectx \
+             run --bind-busy kernel`); logged once, counted in tcp.shared_fixed_port_refused",
+            src.port()
+        ),
+    );
 }
 
 /// An address without its port, for log lines (no allocation).

@@ -784,3 +784,50 @@ tag badtop sh -c "$CX status --top x; echo rc=\$?"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Loud when the trade-off bites (issue 18): a fixed-port bind that connectx shared (the kernel
+/// said EADDRINUSE) whose connect is then refused (EADDRNOTAVAIL: that destination's 4-tuple is
+/// taken) gets one warn line naming the call, the port, the destination and
+/// CONNECTX_BIND_BUSY=kernel, once per process, and a counter; with the variable set, the
+/// kernel's EADDRINUSE and no line. The first exhaustion's info line names the destination.
+#[test]
+fn the_bind_busy_trade_off_is_loud_when_it_bites() {
+    let dir = tmpdir("bites");
+    let script = r#"
+$CX _serve --tcp 127.0.0.2:7 --seconds 60 --bg >/dev/null
+tag first $RUN $CX _client --proto tcp --mode port:5000 --src 127.0.0.1 --dst 127.0.0.2:7 --count 1 --hold 60 --bg
+tag second sh -c "$RUN $CX _client --proto tcp --mode port:5000 --src 127.0.0.1 --dst 127.0.0.2:7,127.0.0.2:7 --count 2 --keep-going 2>$DIR/err; cat $DIR/err"
+tag kernel sh -c "CONNECTX_BIND_BUSY=kernel $RUN $CX _client --proto tcp --mode port:5000 --src 127.0.0.1 --dst 127.0.0.2:7 --count 1 2>&1"
+tag exhaust sh -c "CONNECTX_LOG=info $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 12 --keep-going 2>&1 | grep 'ran out'"
+"#;
+    let o = netns(
+        RANGE,
+        None,
+        true,
+        &format!("DIR={}\n{script}", dir.display()),
+    );
+    o.expect("the holder", "first", &[("opened", "1")]);
+    o.expect(
+        "the shared port's connects",
+        "second",
+        &[("opened", "0"), ("errno", "EADDRNOTAVAIL")],
+    );
+    let err = read(&dir.join("err"));
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("connectx[")).collect();
+    assert_eq!(lines.len(), 1, "one line for two refusals:\n{err}");
+    for want in [
+        "warn: connect(fd ",
+        "from 127.0.0.1:5000 to 127.0.0.2:7: EADDRNOTAVAIL: port 5000 was shared",
+        "CONNECTX_BIND_BUSY=kernel",
+    ] {
+        assert!(lines[0].contains(want), "`{want}` missing:\n{err}");
+    }
+    assert!(o.line("kernel").contains("errno=EADDRINUSE"), "{o}");
+    assert!(!o.line("kernel").contains("connectx["), "{o}");
+    assert!(
+        o.line("exhaust")
+            .contains("TCP source 127.0.0.1 ran out of ports towards 127.0.0.2:7"),
+        "{o}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -831,3 +831,61 @@ tag exhaust sh -c "CONNECTX_LOG=info $RUN $CX _client --proto tcp --mode bind0 -
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Counters never go missing without a word (issue 18): when the memfd cannot be made (here
+/// every descriptor is taken: EMFILE) one warn line says the counters are not published; the
+/// old CONNECTX_STATS_DIR gets one line naming it and what is accepted (a relative path too);
+/// CONNECTX_STATS=off publishes nothing, silently.
+#[test]
+fn counters_that_cannot_be_published_are_said_once() {
+    let code = r#"
+import os, resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+hold = []
+try:
+    while True:
+        hold.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+os.close(hold.pop())
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.connect(("127.0.0.2", 7))
+t = None
+os.close(hold.pop())
+t = socket.socket(); t.bind(("127.0.0.1", 0)); t.connect(("127.0.0.2", 7))
+print("connected")
+"#;
+    let dir = tmpdir("unpublished");
+    std::fs::write(dir.join("emfile.py"), code).unwrap();
+    // The interpreter itself, not a wrapper script (pyenv's shim would start shells, each
+    // with its own line).
+    let script = r#"
+PY=$(python3 -c 'import sys; print(sys.executable)')
+$CX _serve --tcp 127.0.0.2:7 --seconds 30 --bg >/dev/null
+tag emfile sh -c "$RUN $PY $DIR/emfile.py 2>&1"
+tag reldir sh -c "CONNECTX_STATS_DIR=stats $RUN $PY -c 'print(1)' 2>&1"
+tag off sh -c "CONNECTX_STATS=off $RUN $PY $DIR/emfile.py 2>&1 | grep -c connectx"
+"#;
+    let o = netns(
+        RANGE,
+        None,
+        true,
+        &format!("DIR={}\n{script}", dir.display()),
+    );
+    let emfile = o.line("emfile");
+    assert!(emfile.contains("connected"), "{o}");
+    assert_eq!(
+        emfile
+            .matches("warn: counters not published (memfd_create: errno 24)")
+            .count(),
+        1,
+        "one line for two counts that could not be published:\n{o}"
+    );
+    let rel = o.line("reldir");
+    assert_eq!(rel.matches("connectx[").count(), 1, "{o}");
+    assert!(
+        rel.contains("warn: CONNECTX_STATS_DIR=stats is ignored") && rel.contains("accepted: off"),
+        "{o}"
+    );
+    assert_eq!(o.line("off").trim(), "0", "{o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -294,6 +294,7 @@ pub fn send(
             // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
             // send, stalling every query); EADDRINUSE is an error they handle.
             crate::debug!("send(fd {fd}): no free port for an unconnected socket");
+            crate::stats::udp_bind_busy_bites(fd, r.app_addr().as_ref());
             return Verdict::fail(libc::EADDRINUSE);
         }
     }

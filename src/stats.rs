@@ -74,6 +74,9 @@ pub enum Event {
     /// through (the kernel said EADDRINUSE) ended in EADDRNOTAVAIL at connect, where the
     /// program would have seen the bind fail and tried another port (`bind_busy_bites`).
     TcpSharedFixedRefused,
+    /// The same trade-off for UDP: a bind(ip, 0) deferred because no port was free, then an
+    /// unconnected send from it (no port to share: EADDRINUSE, the bind's own error, late).
+    UdpDeferredSendRefused,
     UdpLockConnect,
     UdpSharedFixedPort,
     UdpRaceLost,
@@ -92,6 +95,7 @@ pub const NAMES: [&str; N] = [
     "tcp.per_tuple_connect",
     "tcp.exhausted",
     "tcp.shared_fixed_port_refused",
+    "udp.deferred_send_refused",
     "udp.lock_connect",
     "udp.shared_fixed_port",
     "udp.race_lost",
@@ -102,7 +106,7 @@ pub const NAMES: [&str; N] = [
     "fallback.internal_error",
     "fallback.panic",
 ];
-pub const N: usize = 13;
+pub const N: usize = 14;
 
 /// Counts `e`: a relaxed load and one relaxed atomic add once the memfd exists (safe in a
 /// signal handler, after fork). The first count of a process makes the memfd (cold).
@@ -510,6 +514,39 @@ pub fn bind_busy_bites(
             src.port()
         ),
     );
+}
+
+static UDP_BIND_BUSY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A deferred UDP bind(ip, 0) met an unconnected send (EADDRINUSE): counted, and one warn line
+/// the first time in the process (dnsmasq `--server=IP@SRC` falls back to a socket it has when
+/// its bind fails, which it can no longer do once the bind succeeded).
+pub fn udp_bind_busy_bites(fd: i32, src: Option<&crate::addr::SockAddr>) {
+    count(Event::UdpDeferredSendRefused);
+    let src = src.map(Ip);
+    crate::log::once(
+        &UDP_BIND_BUSY_WARNED,
+        crate::config::Level::Warn,
+        format_args!(
+            "send(fd {fd}) from {}: EADDRINUSE: its bind(ip, 0) was deferred (the kernel had no \
+             free port) and an unconnected send cannot share one; a program that falls back on \
+             bind errors needs CONNECTX_BIND_BUSY=kernel (`connectx run --bind-busy kernel`); \
+             logged once, counted in udp.deferred_send_refused",
+            OrAny(src)
+        ),
+    );
+}
+
+/// An optional address in a log line.
+struct OrAny<'a>(Option<Ip<'a>>);
+
+impl std::fmt::Display for OrAny<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("its address"),
+        }
+    }
 }
 
 /// An address without its port, for log lines (no allocation).

@@ -895,3 +895,57 @@ tag off sh -c "CONNECTX_STATS=off $RUN $PY $DIR/emfile.py 2>&1 | grep -c connect
     assert_eq!(o.line("off").trim(), "0", "{o}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The UDP side of the trade-off (issue 18): a bind(ip, 0) that connectx deferred (no free
+/// port) followed by unconnected sends gets EADDRINUSE, as the bind would have, and one warn
+/// line naming CONNECTX_BIND_BUSY=kernel, once; with the variable, the bind itself fails.
+#[test]
+fn a_deferred_udp_bind_that_sends_unconnected_is_loud_once() {
+    let dir = tmpdir("udpbites");
+    let code = r#"
+import errno, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.bind(("127.0.0.1", 0)); print("bind ok")
+except OSError as e:
+    print("bind", errno.errorcode[e.errno])
+for i in range(2):
+    try:
+        s.sendto(b"x", ("127.0.0.2", 7)); print("send ok")
+    except OSError as e:
+        print("send", errno.errorcode[e.errno])
+"#;
+    std::fs::write(dir.join("send.py"), code).unwrap();
+    let script = r#"
+PY=$(python3 -c 'import sys; print(sys.executable)')
+$CX _serve --udp 127.0.0.2:7 --seconds 60 --bg >/dev/null
+tag fill $CX _client --proto udp --mode bindany0 --dst 127.0.0.3:7 --count 10 --hold 60 --bg
+tag share sh -c "$RUN $PY $DIR/send.py 2>&1"
+tag kernel sh -c "CONNECTX_BIND_BUSY=kernel $RUN $PY $DIR/send.py 2>&1"
+"#;
+    let o = netns(
+        RANGE,
+        None,
+        true,
+        &format!("DIR={}\n{script}", dir.display()),
+    );
+    o.expect("every port held", "fill", &[("opened", "10")]);
+    let share = o.line("share");
+    assert!(
+        share.contains("bind ok") && share.matches("send EADDRINUSE").count() == 2,
+        "{o}"
+    );
+    assert_eq!(share.matches("connectx[").count(), 1, "{o}");
+    assert!(
+        share.contains("warn: send(fd ")
+            && share.contains("from 127.0.0.1: EADDRINUSE")
+            && share.contains("CONNECTX_BIND_BUSY=kernel"),
+        "{o}"
+    );
+    let kernel = o.line("kernel");
+    assert!(
+        kernel.contains("bind EADDRINUSE") && !kernel.contains("connectx["),
+        "{o}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -235,6 +235,11 @@ pub fn survey(filter: impl Fn(u32) -> bool) -> Survey {
     s
 }
 
+/// "1 process", "2 processes".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Sums of the counters of `procs`, by name, in the order they first appear.
 pub fn totals<'a>(procs: impl Iterator<Item = &'a Proc>) -> Vec<(String, u64)> {
     let mut t: Vec<(String, u64)> = Vec::new();
@@ -348,9 +353,8 @@ pub fn main(a: StatsArgs) -> Res<i32> {
         }
         if survey.denied > 0 {
             println!(
-                "{} processes not inspected (permission denied): run as root to see every \
-                 process",
-                survey.denied
+                "{} not inspected (permission denied): run as root to see every process",
+                plural(survey.denied, "process", "processes")
             );
         }
     }

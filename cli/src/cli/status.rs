@@ -784,9 +784,9 @@ fn processes_table(procs: &stats::Survey) -> String {
     }
     if procs.denied > 0 {
         o.push_str(&format!(
-            "{} processes not inspected (permission denied reading /proc/PID/maps): run as root \
-             to see every process\n",
-            procs.denied
+            "{} not inspected (permission denied reading /proc/PID/maps): run as root to see \
+             every process\n",
+            stats::plural(procs.denied, "process", "processes")
         ));
     }
     o

@@ -10,11 +10,16 @@ use std::io::ErrorKind;
 
 /// What connectx did in running processes (counters kept by the library)
 ///
-/// Counters per process, only those not zero (`--all` shows every one): connections connectx
-/// rescued (the kernel alone would have refused them: tcp.shared_fixed_port,
-/// udp.lock_connect, ...), lost races, EAGAIN, exhaustion, and fallbacks to the kernel's
-/// behaviour by reason; then the totals. The counters live in the process's memory (nothing on
-/// disk) and are read through /proc: root sees every process, a user their own.
+/// Counters per process, only those not zero (`--all` shows every one), then the totals.
+/// Connects the kernel alone would have refused, by kind: tcp.shared_fixed_port,
+/// udp.shared_fixed_port (a fixed port shared), udp.lock_connect (the kernel said EAGAIN).
+/// tcp.per_tuple_connect counts every connect whose port the kernel chose per 4-tuple after a
+/// deferred bind(ip, 0), rescue or not: which of them the kernel alone would have refused
+/// depends on every other socket's port at that moment, which the hook path does not read
+/// (`connectx status` shows "free for bind" per source instead). Also: refusals where the
+/// bind-busy trade-off bit, lost races, EAGAIN, exhaustion, fallbacks to the kernel's behaviour.
+/// The counters live in the process's memory (nothing on disk) and are read through /proc:
+/// root sees every process, a user their own.
 #[derive(clap::Args)]
 pub struct StatsArgs {
     /// One process (default: every process with connectx loaded)

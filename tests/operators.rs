@@ -949,3 +949,86 @@ tag kernel sh -c "CONNECTX_BIND_BUSY=kernel $RUN $PY $DIR/send.py 2>&1"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fork child counts from zero in counters of its own, made at its first count, also after a
+/// raw clone that runs no atfork handler (the live state is in a MADV_WIPEONFORK page); the
+/// parent's counters are untouched by the child's counts (issue 16 item 4).
+#[test]
+fn fork_and_raw_clone_children_get_their_own_counters() {
+    let dir = tmpdir("forkcount");
+    let code = r#"
+import ctypes, os, socket, sys, time
+def connect(n):
+    for i in range(n):
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.connect(("127.0.0.2", 7)); s.close()
+def memfds():
+    n = 0
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink("/proc/self/fd/" + f) == "/memfd:connectx-counters (deleted)"
+        except OSError:
+            pass
+    return n
+connect(3)
+libc = ctypes.CDLL(None, use_errno=True)
+kids = []
+for kind in ("fork", "clone"):
+    r, w = os.pipe()
+    pid = os.fork() if kind == "fork" else libc.syscall(56, 17, 0, 0, 0, 0)
+    if pid == 0:
+        os.close(r)
+        before = memfds()
+        connect(2 if kind == "fork" else 5)
+        os.write(w, ("%s %d %d %d\n" % (kind, before, memfds(), os.getpid())).encode())
+        time.sleep(30)
+        os._exit(0)
+    os.close(w)
+    print(os.read(r, 100).decode().strip(), flush=True)
+    kids.append(pid)
+print("parent", memfds(), os.getpid(), flush=True)
+sys.stdin.read()
+for k in kids:
+    os.kill(k, 9)
+"#;
+    std::fs::write(dir.join("fork.py"), code).unwrap();
+    let script = r#"
+PY=$(python3 -c 'import sys; print(sys.executable)')
+$CX _serve --tcp 127.0.0.2:7 --seconds 60 --bg >/dev/null
+mkfifo $DIR/hold
+$RUN $PY $DIR/fork.py <$DIR/hold >$DIR/out &
+exec 3>$DIR/hold
+i=0; while [ $i -lt 100 ] && ! grep -q parent $DIR/out; do sleep 0.05; i=$((i+1)); done
+cat $DIR/out
+for who in fork clone parent; do
+  p=$(hostpid $(grep "^$who" $DIR/out | awk '{print $NF}'))
+  echo "$who-stats $($CX stats $p | tr '\n' ' ')"
+done
+"#;
+    let o = netns(
+        "20000-29999",
+        None,
+        true,
+        &format!("DIR={}\n{HOSTPID}\n{script}", dir.display()),
+    );
+    // Before its first count a child has dropped nothing yet or nothing at all; after it, its
+    // own memfd only.
+    for (who, n) in [("fork", "2"), ("clone", "5"), ("parent", "3")] {
+        let line = o.line(&format!("{who}-stats"));
+        assert!(
+            line.contains(&format!("tcp.per_tuple_connect        {n} ")),
+            "{who} should have counted {n}:\n{o}"
+        );
+    }
+    assert!(
+        o.stdout.contains("fork 0 1 "),
+        "the fork child's memfds:\n{o}"
+    );
+    assert!(o.stdout.contains("clone "), "{o}");
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("clone ") && l.split(' ').nth(2) == Some("1")),
+        "the clone child holds one memfd, its own, after counting:\n{o}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

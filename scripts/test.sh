@@ -36,6 +36,9 @@ declare -A need=(
     [javac]=openjdk-17-jdk-headless
     [perl]=perl
     [ss]=iproute2
+    # the supervisor's Go program (tests/supervise.rs)
+    [go]=golang
+    [v2ray]=v2ray
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -1,6 +1,6 @@
-//! connectx: a preload library that stops unmodified programs from running out of ephemeral
-//! ports (see README.md). Layers, one file each:
-//! - `hooks`: the exported C symbols (guard, dispatch, errno);
+//! connectx-core: the policy and the kernel side of connectx, shared by its two ways in (see
+//! docs/supervisor.md): the preload library (preload/: the exported C symbols, libconnectx.so)
+//! and the `connectx` command's supervisor (cli/src/supervise/). Layers, one file each:
 //! - `real`: the real libc functions behind them;
 //! - `state`: per-socket state; `config`: the environment; `log`: logging; `stats`: counters;
 //! - `policy`: shared per-call policy; `sockopt`: the options we set behind the program's back;
@@ -9,15 +9,12 @@
 //! - `netlink`: SOCK_DIAG and route queries;
 //! - `ownfd`: the library's own fds (high numbers, identity, the fork gate);
 //! - `features`: what this kernel offers (probed once per process) and the step-downs;
-//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
-//! - `vfork`: keeps a vfork child's calls off the parent's state.
+//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons.
 
 pub mod addr;
 pub mod config;
 pub mod decision;
 pub mod features;
-#[cfg(not(test))]
-mod hooks;
 #[macro_use]
 pub mod log;
 pub mod netlink;
@@ -31,7 +28,6 @@ pub mod stats;
 pub mod sys;
 pub mod tcp;
 pub mod udp;
-pub mod vfork;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -141,24 +137,3 @@ extern "C" fn after_fork_in_child() {
     udp::source::after_fork_in_child();
     stats::after_fork_in_child();
 }
-
-/// At exit (exit(3) or a return from main; not _exit or a fatal signal): the counters file goes.
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static DESTRUCTOR: extern "C" fn() = {
-    extern "C" fn destructor() {
-        stats::at_exit();
-    }
-    destructor
-};
-
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CONSTRUCTOR: extern "C" fn() = {
-    extern "C" fn constructor() {
-        ensure_init();
-    }
-    constructor
-};

@@ -421,7 +421,8 @@ fn install_script_deb_and_unit_environment() {
 /// Every CONNECTX_* variable the library reads: the string literals of its source.
 fn library_variables() -> Vec<String> {
     let mut vars = std::collections::BTreeSet::new();
-    let mut dirs = vec![repo().join("src")];
+    // The core (src/) and the preload crate (preload/src/).
+    let mut dirs = vec![repo().join("src"), repo().join("preload/src")];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let p = e.path();

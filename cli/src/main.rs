@@ -2,10 +2,12 @@
 //! counters; built with the `tools` feature (a cargo build) it also carries the small lab tools
 //! the demo and the integration tests use (cli/src/cli/tools.rs).
 //!
-//! It deliberately does not link the library crate: the library's exported
+//! It deliberately does not link the preload crate (it links connectx-core, the policy, for its
+//! supervisor): the library's exported
 //! socket hooks must never end up inside this binary.
 
 mod cli;
+mod supervise;
 
 fn main() {
     // Like any Unix filter: `connectx status | head` ends quietly when head exits, rather than

@@ -3,6 +3,7 @@
 //! the library, off PATH, for `connectx demo` (cli/src/cli/tools.rs).
 
 mod cli;
+mod supervise;
 
 fn main() {
     // Like any Unix filter: `connectx status | head` ends quietly when head exits, rather than

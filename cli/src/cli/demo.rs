@@ -72,6 +72,13 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         c(
+            "tcp-bind0-supervised",
+            "TCP bind(127.0.0.1,0) + connect, supervised".into(),
+            (R * d).to_string(),
+            "R×D",
+            &[],
+        ),
+        c(
             "curl",
             format!("curl --local-port {FIXED_PORT}, run twice"),
             "2/2".into(),

@@ -54,6 +54,14 @@ pub const LIBRARY_ENV: &[(&str, &str, &str, &str)] = &[
          through /proc)",
     ),
     (
+        "CONNECTX_SUPERVISED",
+        "1",
+        "unset",
+        "set by connectx run for a tree it supervises (connectx-run(1)): a library loaded \
+         anyway stands down where a seccomp filter is in place, so no call is handled twice; \
+         not a user setting",
+    ),
+    (
         "CONNECTX_STATS_DIR",
         "off",
         "unset",
@@ -166,10 +174,18 @@ fn extra(page: &str) -> String {
         "connectx" => [
             section(
                 "ENVIRONMENT",
-                &(entries(&[(
-                    "CONNECTX_LIB",
-                    "the library connectx run and demo use, if --lib is not given".into(),
-                )]) + ".PP\nThe library itself reads:\n"
+                &(entries(&[
+                    (
+                        "CONNECTX_LIB",
+                        "the library connectx run and demo use, if --lib is not given".into(),
+                    ),
+                    (
+                        "CONNECTX_SUPERVISE_CALLS",
+                        "bind: a supervised tree traps bind only (TCP bind(ip, 0) deferred, no \
+                         connect pays a round trip); see docs/supervisor.md"
+                            .into(),
+                    ),
+                ]) + ".PP\nThe library itself reads:\n"
                     + &library_env()),
             ),
             section("FILES", &files()),
@@ -201,6 +217,10 @@ fn extra(page: &str) -> String {
                 "ENVIRONMENT",
                 &(entries(&[
                     ("CONNECTX_LIB", "the library, if --lib is not given".into()),
+                    (
+                        "CONNECTX_SUPERVISE_CALLS",
+                        "bind: under --supervise, trap bind only".into(),
+                    ),
                     ("LD_PRELOAD", "the library is put first, once; the rest is kept".into()),
                 ]) + ".PP\nEach option sets the library's variable (libconnectx(7)); a variable \
                       already set is passed on unless the option overrides it.\n"),

@@ -102,6 +102,10 @@ pub fn look(pid: u32) -> Look {
             memfd.push((range.to_string(), inode.to_string()));
         }
     }
+    // `connectx run` supervising a program counts in its own memory (docs/supervisor.md).
+    if lib.is_none() && crate::supervise::is_supervisor(pid) {
+        lib = Some(crate::supervise::STATUS_LABEL.to_string());
+    }
     let Some(lib) = lib else {
         return Look::NotLoaded;
     };

@@ -7,7 +7,7 @@
 
 use crate::decision::{IN_CALL, Pass, Verdict};
 use crate::sys::{errno, set_errno};
-use crate::{log, netlink, policy, real, state, vfork};
+use crate::{log, netlink, policy, real, state};
 use libc::{
     c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
 };
@@ -22,7 +22,7 @@ fn run(
     real: impl FnOnce() -> isize,
     policy: impl FnOnce() -> Verdict,
 ) -> isize {
-    if vfork::in_child() || !crate::ensure_init() {
+    if crate::stands_down() || !crate::ensure_init() {
         return real();
     }
     IN_CALL.with(|c| {
@@ -79,7 +79,7 @@ fn run(
 /// tables (no call that could come back into a hook), so it needs no re-entry guard.
 #[inline]
 fn after(f: impl FnOnce()) {
-    if vfork::in_child() || !crate::ensure_init() {
+    if crate::stands_down() || !crate::ensure_init() {
         return;
     }
     let saved = errno();

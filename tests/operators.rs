@@ -426,25 +426,29 @@ for p in pids:
     os.waitpid(p, 0)
 print(" ".join(map(str, pids)))
 "#;
+    // A program name of this run's own (at most 15 characters, as the old header kept it).
+    let marker = format!("cxl{}", std::process::id() % 1_000_000_000);
     let script = format!(
         r#"
 $CX _serve --tcp 127.0.0.2:7 --seconds 60 --bg >/dev/null
 # The interpreter under a name of its own: files it would leave in the shared default
 # directories are told apart from other processes' by the program name in their header.
-ln -s "$(python3 -c 'import sys; print(sys.executable)')" $DIR/cxlife400
-CONNECTX_STATS_DIR=$DIR $RUN $DIR/cxlife400 -c '{children}' >$DIR/pids1
-$RUN $DIR/cxlife400 -c '{children}' >$DIR/pids2
+ln -s "$(python3 -c 'import sys; print(sys.executable)')" $DIR/{marker}
+CONNECTX_STATS_DIR=$DIR $RUN $DIR/{marker} -c '{children}' >$DIR/pids1
+$RUN $DIR/{marker} -c '{children}' >$DIR/pids2
 mkfifo $DIR/h
 CONNECTX_STATS_DIR=$DIR $RUN $CX _client --proto tcp --mode bind0 --src 127.0.0.1 --dst 127.0.0.2:7 --count 1 --hold 60 <$DIR/h >$DIR/c &
-T=$(hostpid $!)
+C=$!
+T=$(hostpid $C)
 exec 3>$DIR/h
 i=0; while [ $i -lt 100 ] && ! [ -s $DIR/c ]; do sleep 0.05; i=$((i+1)); done
 tag before sh -c "ls -l /proc/$T/fd | grep -c connectx-counters"
-kill -TERM $T
-sleep 0.3
+# (kill takes the pid of this shell's PID namespace)
+kill -TERM $C
+wait $C; echo "termed $?"
 tag children sh -c "wc -w <$DIR/pids1"
-tag left sh -c "ls $DIR | grep -vc -e '^pids' -e '^c$' -e '^h$' -e '^cxlife400$'"
-tag shared sh -c "cat /run/connectx/*.stats /tmp/connectx-0/*.stats \"${{XDG_RUNTIME_DIR:-/nonexistent}}\"/connectx/*.stats 2>/dev/null | grep -a -c cxlife400"
+tag left sh -c "ls $DIR | grep -vc -e '^pids' -e '^c$' -e '^h$' -e '^{marker}$'"
+tag shared sh -c "cat /run/connectx/*.stats /tmp/connectx-0/*.stats \"${{XDG_RUNTIME_DIR:-/nonexistent}}\"/connectx/*.stats 2>/dev/null | grep -a -c {marker}"
 "#
     );
     let o = netns(
@@ -454,6 +458,10 @@ tag shared sh -c "cat /run/connectx/*.stats /tmp/connectx-0/*.stats \"${{XDG_RUN
         &format!("DIR={}\n{HOSTPID}\n{script}", dir.display()),
     );
     assert_eq!(o.line("children").trim(), "400", "{o}");
+    assert!(
+        o.stdout.contains("termed 143"),
+        "the client ended by SIGTERM:\n{o}"
+    );
     assert_eq!(
         o.line("before").trim(),
         "1",

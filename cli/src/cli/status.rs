@@ -621,6 +621,18 @@ fn pad(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Whether SOCK_DIAG dumps TCP sockets that only bound (TCP_BOUND_INACTIVE, Linux 6.5+): before
+/// that status cannot see them, and says so.
+pub fn bound_only_dumped() -> bool {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = r
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    (major, minor) >= (6, 5)
+}
+
 /// One line: per protocol, destinations in use, how many are full, and the least headroom.
 pub fn summary(protos: &[Proto]) -> String {
     let parts: Vec<String> = protos
@@ -666,6 +678,12 @@ pub fn to_table(range: &Range, protos: &[Proto], procs: &stats::Survey) -> Strin
         range.count()
     );
     o.push_str(&summary(protos));
+    if !bound_only_dumped() {
+        o.push_str(
+            "note: this kernel (before 6.5) does not dump TCP sockets that only bound a port: \
+             their ports are not counted as blockers, so headroom may be overstated by them\n",
+        );
+    }
     for p in protos {
         o.push('\n');
         if p.sources.is_empty() {

@@ -20,6 +20,8 @@ declare -A need=(
     [readelf]=binutils
     [dpkg-deb]=dpkg
     [gzip]=gzip
+    # the .deb is checked as Debian's archive checks it (tests/install.rs)
+    [lintian]=lintian
     # the compatibility suite (tests/compat.rs)
     [haproxy]=haproxy
     [nginx]=nginx

@@ -91,7 +91,6 @@ fn init() {
     });
     config::store(cfg);
     stats::configure(getenv);
-    stats::forget_previous();
     if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty())
         && let Err(e) = log::configure(path)
     {

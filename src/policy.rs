@@ -34,7 +34,6 @@ pub fn socket_created(fd: c_int, domain: c_int, ty: c_int, protocol: c_int) {
         _ => return,
     };
     state::track(fd, kind | family);
-    crate::stats::touch();
 }
 
 /// bind(2), kernel first: the program's buffer is read only after the kernel has read it, so a
@@ -179,8 +178,6 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             Pass::NotOurs
         });
     };
-    // A child of fork has no counters file yet (its parent's stays the parent's).
-    crate::stats::touch();
     if r.any(LISTENING) {
         return Verdict::Pass(Pass::Server);
     }
@@ -329,6 +326,7 @@ pub fn send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_int) -> 
             // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
             // send, stalling every query); EADDRINUSE is an error they handle.
             crate::debug!("send(fd {fd}): no free port for an unconnected socket");
+            crate::stats::udp_bind_busy_bites(fd, r.app_addr().as_ref());
             return Verdict::fail(libc::EADDRINUSE);
         }
     }

@@ -76,11 +76,13 @@ pub fn after_connect(
     match then {
         Then::TcpDeferred => {
             let mut ret = ret;
+            let mut dest = None;
             if ret < 0 && e == libc::EADDRNOTAVAIL {
                 // Every port without a bind() of its own is taken towards this destination.
                 // Ports that bind() reserved (the kernel's autobind never uses them) may still
                 // be free for this 4-tuple: try one, as a fixed port.
-                if let Some(d) = dst()
+                dest = dst();
+                if let Some(d) = dest
                     && choose_port(fd, r, &d)
                 {
                     return fixed_connect(fd, r);
@@ -91,7 +93,7 @@ pub fn after_connect(
             let result = Verdict::answer(ret, sys::errno());
             // A disconnect leaves an unconnected socket as it was: still bound without a port.
             if !(ret == 0 && disconnects()) {
-                counted(r, ret >= 0);
+                counted(r, ret >= 0, dest.as_ref());
                 attempted(fd, r, ret >= 0);
             }
             result
@@ -151,6 +153,7 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
         .is_some_and(|state| state != TCP_TIME_WAIT);
     if taken {
         crate::debug!("connect(fd {fd}): {a} is already connected there");
+        crate::stats::bind_busy_bites("connect", fd, &a, &dst);
         return Err(libc::EADDRNOTAVAIL);
     }
     r.clear(PENDING);
@@ -162,6 +165,7 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
     }
     // A holder that does not share came in between: as the kernel's bind would have answered.
     restore_app_reuse(fd, r);
+    crate::stats::bind_busy_bites("connect", fd, &a, &dst);
     Err(libc::EADDRNOTAVAIL)
 }
 
@@ -217,15 +221,15 @@ fn going(e: c_int) -> bool {
 }
 
 /// Counters for a deferred socket's connect: a port per 4-tuple, or none left to that
-/// destination (EADDRNOTAVAIL, logged once per source address).
-fn counted(r: &Sock, ok: bool) {
+/// destination (EADDRNOTAVAIL, logged once per source address, naming the destination).
+fn counted(r: &Sock, ok: bool, dst: Option<&SockAddr>) {
     let e = sys::errno();
     if ok || going(e) {
         crate::stats::count(crate::stats::Event::TcpPerTupleConnect);
     } else if e == libc::EADDRNOTAVAIL {
         if let Some(src) = r.app_addr().or_else(|| r.local()) {
             let _keep = KeepErrno::new();
-            crate::stats::exhausted(crate::stats::Event::TcpExhausted, "TCP", &src, None);
+            crate::stats::exhausted(crate::stats::Event::TcpExhausted, "TCP", &src, dst);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! libconnectx.so: the preload way in. The exported C symbols (`hooks`, `vfork`) and the
-//! constructor/destructor that run at load and exit; everything they call (the policy, the
+//! constructor that runs at load; everything they call (the policy, the
 //! kernel side, state, config, log, counters) is connectx-core, shared with the `connectx run`
 //! supervisor (docs/supervisor.md). The core is re-exported under this crate's root so the
 //! hooks name its modules as `crate::policy`, `crate::state`, … as before the split.
@@ -74,17 +74,6 @@ fn under_filter() -> bool {
         None => true,
     }
 }
-
-/// At exit (exit(3) or a return from main; not _exit or a fatal signal): the counters file goes.
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static DESTRUCTOR: extern "C" fn() = {
-    extern "C" fn destructor() {
-        stats::at_exit();
-    }
-    destructor
-};
 
 #[cfg(not(test))]
 #[used]

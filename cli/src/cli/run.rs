@@ -79,7 +79,12 @@ pub struct RunArgs {
     #[arg(long)]
     no_supervise: bool,
     /// The program and its arguments
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "CMD",
+        value_hint = clap::ValueHint::CommandWithArguments
+    )]
     cmd: Vec<OsString>,
 }
 

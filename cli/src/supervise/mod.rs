@@ -122,7 +122,6 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
             Err(e) => return Err(e),
         }
     };
-    connectx_core::stats::at_exit();
     if let Some(sig) = status.signal() {
         // Die of the same signal, so the caller sees what it would have seen without us.
         // SAFETY: resetting a disposition and raising a signal.

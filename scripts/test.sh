@@ -20,6 +20,8 @@ declare -A need=(
     [readelf]=binutils
     [dpkg-deb]=dpkg
     [gzip]=gzip
+    # the .deb is checked as Debian's archive checks it (tests/install.rs)
+    [lintian]=lintian
     # the compatibility suite (tests/compat.rs)
     [haproxy]=haproxy
     [nginx]=nginx
@@ -34,6 +36,9 @@ declare -A need=(
     [javac]=openjdk-17-jdk-headless
     [perl]=perl
     [ss]=iproute2
+    # the supervisor's Go program (tests/supervise.rs)
+    [go]=golang
+    [v2ray]=v2ray
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -5,6 +5,27 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+const VERSION_TEXT: &str = concat!("CONNECTX_LIBRARY_VERSION=", env!("CARGO_PKG_VERSION"), "\0");
+
+const fn version_bytes<const N: usize>() -> [u8; N] {
+    let s = VERSION_TEXT.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = s[i];
+        i += 1;
+    }
+    out
+}
+
+/// The library's version, as text in the file: `connectx --version` finds it without loading
+/// the library (a load would run our constructor in the command). Also a C symbol for tools
+/// that dlopen it: `CONNECTX_LIBRARY_VERSION=0.1.0`.
+#[used]
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static connectx_version: [u8; VERSION_TEXT.len()] = version_bytes();
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
 pub enum Level {
     Off = 0,

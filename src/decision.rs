@@ -5,23 +5,101 @@ use libc::c_int;
 use std::cell::Cell;
 
 /// What a hook knows about its own thread's call in progress.
+///
+/// Nothing here can be left stale by a jump (siglongjmp out of a signal handler, pthread_exit,
+/// a cancellation): the only "inside" mark is the address of the frame that set it, so a later
+/// call of the thread tells a frame still running (its own stack pointer is below it) from one
+/// that is gone (at or above it) without any code having run at the jump (`policy_frame`).
 pub struct InCall {
-    /// A hook is running on this thread: calls our own code makes pass straight through.
-    pub inside: Cell<bool>,
+    /// The stack address of the hook frame whose policy phase is running on this thread (0:
+    /// none). Set only while connectx's own work runs, never across the program's real call.
+    pub frame: Cell<usize>,
     /// The answer the policy has for the program, once it made the program's call (or decided
     /// its result): if the policy then panics, the hook returns this rather than make the call
     /// a second time (a send would go out twice).
     pub answer: Cell<Option<(isize, c_int)>>,
+    /// This thread's number for `udp::Busy` tokens (0: not given yet).
+    pub ordinal: Cell<u32>,
+    /// Counts this thread's outer policy phases: a busy token taken in a phase that is no
+    /// longer running (jumped out of) is told from one of the phase a signal handler
+    /// interrupted (`udp::Busy`).
+    pub generation: Cell<u32>,
+    /// The program's cancellation state while the marked phase runs with it disabled: put back
+    /// by the thread's next phase if that one was jumped out of.
+    pub cancel: Cell<c_int>,
 }
 
 thread_local! {
     // const-initialised and without destructor: safe in any thread, after fork, in vfork.
     pub static IN_CALL: InCall = const {
         InCall {
-            inside: Cell::new(false),
+            frame: Cell::new(0),
             answer: Cell::new(None),
+            ordinal: Cell::new(0),
+            generation: Cell::new(0),
+            cancel: Cell::new(0),
         }
     };
+}
+
+/// Where a hook entry stands with respect to a policy phase of its own thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// No policy phase of this thread is running (none set, or the one set was left by a jump).
+    Outer,
+    /// A policy phase of this thread is running below us: a signal handler's call (the library
+    /// makes none of its own through the hooks: `real`), which gets the policy all the same.
+    Nested,
+}
+
+/// Whether a policy phase of this thread is running: `here` is an address in the caller's
+/// frame. A siglongjmp out of a phase clears the mark itself (glibc's cleanup chain,
+/// `hooks::guarded`); for a jump glibc does not see, a frame that set the mark and was jumped
+/// over lies below `here` now (when the call comes from no deeper a stack): stale, counts as
+/// none. A signal handler
+/// on an alternate stack (sigaltstack) may sit above the frame it interrupted: there the kernel
+/// is asked (one system call, only while a mark is set).
+pub fn policy_frame(here: usize) -> Entry {
+    let frame = IN_CALL.try_with(|c| c.frame.get()).unwrap_or(0);
+    if frame == 0 {
+        return Entry::Outer;
+    }
+    // The stack grows down: a frame still running is at a higher address than its callees.
+    if here < frame {
+        return Entry::Nested;
+    }
+    // SAFETY: querying only (NULL new stack); ss is valid for writes.
+    let mut ss: libc::stack_t = unsafe { std::mem::zeroed() };
+    let on_alt = unsafe { libc::sigaltstack(std::ptr::null(), &mut ss) } == 0
+        && ss.ss_flags & libc::SS_ONSTACK != 0;
+    if on_alt { Entry::Nested } else { Entry::Outer }
+}
+
+/// This thread's current policy phase: (its number, the phase's generation), or None outside
+/// any (`udp::Busy` tokens).
+pub fn current_phase() -> Option<(u32, u32)> {
+    let g = IN_CALL
+        .try_with(|c| (c.frame.get() != 0).then(|| c.generation.get()))
+        .ok()
+        .flatten()?;
+    Some((thread_ordinal(), g))
+}
+
+/// This thread's number (1, 2, …; given once, kept by a fork child's only thread).
+pub fn thread_ordinal() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    IN_CALL
+        .try_with(|c| {
+            let mut n = c.ordinal.get();
+            if n == 0 {
+                // 0 is never given (it means "none"); 2^24 threads later the numbers wrap.
+                n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xff_ffff;
+                n = n.max(1);
+                c.ordinal.set(n);
+            }
+            n
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +171,24 @@ pub enum Verdict {
     Done(isize, c_int),
     /// Call the real function with the original arguments.
     Pass(Pass),
+    /// The program's own call, made now by the hook itself as its last act (blocking,
+    /// cancellable, outside any catch and with connectx's state consistent before it), then
+    /// `Then` with its result if it returns (`policy::after_call`).
+    Call(Then),
+}
+
+/// What follows a program's call the hook made (`Verdict::Call`). Skipped when the call never
+/// returns (cancelled, jumped out of): each says what the next call finds then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// TCP connect of a socket bound without a port: the kernel picked the port per 4-tuple.
+    /// Skipped, the socket keeps DEFERRED: a later bind/getsockname/listen find it connected
+    /// or connecting and the kernel answers them (EINVAL, its address), as without us.
+    TcpDeferred,
+    /// TCP connect on a fixed port, opened (SO_REUSEADDR) before the call. Skipped, the port
+    /// stays open: the kernel still refuses a taken 4-tuple, and a program that tries again
+    /// reconnects as the kernel allows (EALREADY/EISCONN).
+    TcpFixed,
 }
 
 impl Verdict {
@@ -107,5 +203,52 @@ impl Verdict {
     }
     pub fn fail(errno: c_int) -> Verdict {
         Verdict::answer(-1, errno)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{self, UDP};
+    use crate::udp::Busy;
+    use std::time::{Duration, Instant};
+
+    /// A phase left by a jump never gave its socket's busy token back: a signal handler of that
+    /// same phase gets its answer at once (no wait for itself), the thread's next phase takes
+    /// the token over.
+    #[test]
+    fn busy_tokens_tell_a_running_phase_from_one_jumped_out_of() {
+        state::track(100_900, UDP);
+        let r = state::get(100_900).unwrap();
+        IN_CALL.with(|c| {
+            c.frame.set(usize::MAX);
+            c.generation.set(5);
+        });
+        std::mem::forget(Busy::take(r).expect("a free socket"));
+        let t = Instant::now();
+        assert!(
+            Busy::take(r).is_none(),
+            "a handler inside the holding phase"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "waited for itself"
+        );
+        IN_CALL.with(|c| c.generation.set(6));
+        assert!(Busy::take(r).is_some(), "the next phase takes it over");
+        assert_eq!(r.busy.load(std::sync::atomic::Ordering::Acquire), 0);
+        IN_CALL.with(|c| c.frame.set(0));
+        state::forget(100_900);
+    }
+
+    #[test]
+    fn a_mark_above_the_caller_is_running_and_one_below_is_stale() {
+        let here = 0x7000_0000usize;
+        IN_CALL.with(|c| c.frame.set(here + 64));
+        assert_eq!(policy_frame(here), Entry::Nested);
+        IN_CALL.with(|c| c.frame.set(here - 64));
+        assert_eq!(policy_frame(here), Entry::Outer);
+        IN_CALL.with(|c| c.frame.set(0));
+        assert_eq!(policy_frame(here), Entry::Outer);
     }
 }

@@ -1,6 +1,6 @@
-//! connectx: a preload library that stops unmodified programs from running out of ephemeral
-//! ports (see README.md). Layers, one file each:
-//! - `hooks`: the exported C symbols (guard, dispatch, errno);
+//! connectx-core: the policy and the kernel side of connectx, shared by its two ways in (see
+//! docs/supervisor.md): the preload library (preload/: the exported C symbols, libconnectx.so)
+//! and the `connectx` command's supervisor (cli/src/supervise/). Layers, one file each:
 //! - `real`: the real libc functions behind them;
 //! - `state`: per-socket state; `config`: the environment; `log`: logging; `stats`: counters;
 //! - `policy`: shared per-call policy; `sockopt`: the options we set behind the program's back;
@@ -9,15 +9,12 @@
 //! - `netlink`: SOCK_DIAG and route queries;
 //! - `ownfd`: the library's own fds (high numbers, identity, the fork gate);
 //! - `features`: what this kernel offers (probed once per process) and the step-downs;
-//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons;
-//! - `vfork`: keeps a vfork child's calls off the parent's state.
+//! - `addr`, `sys`, `decision`: addresses, small syscall wrappers, pass-through reasons.
 
 pub mod addr;
 pub mod config;
 pub mod decision;
 pub mod features;
-#[cfg(not(test))]
-mod hooks;
 #[macro_use]
 pub mod log;
 pub mod netlink;
@@ -31,9 +28,8 @@ pub mod stats;
 pub mod sys;
 pub mod tcp;
 pub mod udp;
-pub mod vfork;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 const NOT_STARTED: u8 = 0;
 const STARTING: u8 = 1;
@@ -95,7 +91,6 @@ fn init() {
     });
     config::store(cfg);
     stats::configure(getenv);
-    stats::forget_previous();
     if let Some(path) = getenv("CONNECTX_LOG_FILE").filter(|p| !p.is_empty())
         && let Err(e) = log::configure(path)
     {
@@ -113,6 +108,8 @@ fn init() {
         );
     }
     netlink::adopt_now();
+    // SAFETY: no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Release);
     if cfg.enabled && cfg.udp {
         udp::inherited::adopt();
     }
@@ -136,32 +133,44 @@ extern "C" fn after_fork_in_parent() {
     ownfd::after_fork(false);
 }
 
-/// The child of a fork has one thread: undo what other threads of the parent had under way.
+/// The child of a fork has one thread: undo what other threads of the parent had under way
+/// (PITFALLS 18): their busy tokens and "opening" marks, our temporaries, our netlink sockets.
 extern "C" fn after_fork_in_child() {
     ownfd::after_fork(true);
-    netlink::after_fork_in_child();
-    ports::after_fork_in_child();
-    udp::after_fork_in_child();
+    child_resets();
     stats::after_fork_in_child();
 }
 
-/// At exit (exit(3) or a return from main; not _exit or a fatal signal): the counters file goes.
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static DESTRUCTOR: extern "C" fn() = {
-    extern "C" fn destructor() {
-        stats::at_exit();
-    }
-    destructor
-};
+/// What a child voids of its parent's threads, in every way a child is made: fork (its handler,
+/// above), `_Fork` and raw `clone` (no handler runs: `adopt_if_forked`, asked where a stale mark
+/// would cost), vfork and posix_spawn (the child shares our memory and may only exec or _exit:
+/// nothing to void, our fds are close-on-exec, and `vfork` keeps its hooks off our tables).
+fn child_resets() {
+    // SAFETY: no preconditions (and glibc does not cache it: right in a `_Fork` child).
+    PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    ownfd::after_fork_in_child();
+    netlink::after_fork_in_child();
+    ports::after_fork_in_child();
+    udp::source::after_fork_in_child();
+    udp::after_fork_in_child();
+    state::after_fork_in_child();
+}
 
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CONSTRUCTOR: extern "C" fn() = {
-    extern "C" fn constructor() {
-        ensure_init();
+/// The process the in-memory marks belong to.
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// In a child made without fork handlers (`_Fork`, raw `clone`): void the parent's threads'
+/// marks now, once. One getpid: called only where a mark is in the way (a busy token).
+pub fn adopt_if_forked() {
+    // SAFETY: no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let was = PID.load(Ordering::Acquire);
+    if was != 0
+        && was != pid
+        && PID
+            .compare_exchange(was, pid, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        child_resets();
     }
-    constructor
-};
+}

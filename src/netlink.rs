@@ -79,8 +79,9 @@ impl Slot {
 
     /// Opens a socket into this (busy, empty) slot, in the calling thread's namespace.
     fn open(&self, protocol: c_int, pid: c_int) -> Result<c_int, c_int> {
-        // Inside the fork gate: a child never inherits a socket we have not recorded yet.
-        let _gate = ownfd::Opening::enter();
+        // Inside the fork gate: a child never inherits a socket we have not recorded yet (and
+        // none is made while forks keep the gate closed: the caller's EAGAIN).
+        let _gate = ownfd::Opening::try_enter().ok_or(libc::EAGAIN)?;
         let _keep = KeepErrno::new();
         // SAFETY: plain socket(2) through the real function.
         let fd = unsafe {

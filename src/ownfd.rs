@@ -12,7 +12,7 @@
 use crate::real;
 use crate::sys::{KeepErrno, errno};
 use libc::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
 
 /// How many numbers we keep room for below the top (pools, temporaries, the log).
 const ROOM: c_int = 64;
@@ -115,9 +115,16 @@ pub fn netns_of(fd: c_int) -> u64 {
 }
 
 // The fork gate. An opener counts itself in OPENING, then looks at FORKING; fork's prepare
-// handler sets FORKING, then waits for OPENING to drain. Both SeqCst: one of them sees the other.
+// handler counts itself in FORKING, then waits for OPENING to drain. Both SeqCst: one of them
+// sees the other. An opener never goes on while a fork is under way (issue 16: with two threads
+// forking back to back FORKING is almost never clear, an opener's bounded wait ran out, it went
+// on, and about one child in 2,000 inherited a temporary netlink socket not recorded yet): it
+// gives up instead (the caller's EAGAIN, `try_enter`). A fork that ends lets the openers
+// waiting for it in first (`after_fork`), so that back-to-back forks do not starve them.
 static OPENING: AtomicU32 = AtomicU32::new(0);
-static FORKING: AtomicBool = AtomicBool::new(false);
+static FORKING: AtomicU32 = AtomicU32::new(0);
+/// Openers waiting for a fork to end.
+static WAITING: AtomicU32 = AtomicU32::new(0);
 /// Bounded waits (a fork from a signal handler that interrupted an opener in the same thread
 /// must not wait for itself forever).
 const SPINS: u32 = 100_000;
@@ -126,20 +133,34 @@ const SPINS: u32 = 100_000;
 pub struct Opening(());
 
 impl Opening {
-    pub fn enter() -> Opening {
+    /// The gate, or None when forks kept it closed for SPINS yields: then make no fd.
+    pub fn try_enter() -> Option<Opening> {
         let mut spins = 0;
         loop {
             OPENING.fetch_add(1, SeqCst);
-            if !FORKING.load(SeqCst) || spins >= SPINS {
-                return Opening(());
+            if FORKING.load(SeqCst) == 0 {
+                return Some(Opening(()));
             }
             OPENING.fetch_sub(1, SeqCst);
-            while FORKING.load(SeqCst) && spins < SPINS {
+            if spins >= SPINS {
+                return None;
+            }
+            WAITING.fetch_add(1, SeqCst);
+            while FORKING.load(SeqCst) != 0 && spins < SPINS {
                 // SAFETY: no preconditions.
                 unsafe { libc::sched_yield() };
                 spins += 1;
             }
+            WAITING.fetch_sub(1, SeqCst);
         }
+    }
+
+    /// The gate, or after SPINS yields on anyway (the log file, which must open).
+    pub fn enter() -> Opening {
+        Self::try_enter().unwrap_or_else(|| {
+            OPENING.fetch_add(1, SeqCst);
+            Opening(())
+        })
     }
 }
 
@@ -151,7 +172,7 @@ impl Drop for Opening {
 
 /// pthread_atfork prepare: no fd of ours is half-recorded while the process is copied.
 pub fn before_fork() {
-    FORKING.store(true, SeqCst);
+    FORKING.fetch_add(1, SeqCst);
     for _ in 0..SPINS {
         if OPENING.load(SeqCst) == 0 {
             return;
@@ -164,10 +185,64 @@ pub fn before_fork() {
 /// pthread_atfork parent and child.
 pub fn after_fork(child: bool) {
     if child {
-        // The openers were other threads: they do not exist in the child.
+        // The openers and the other forks were other threads: they do not exist in the child.
         OPENING.store(0, SeqCst);
+        WAITING.store(0, SeqCst);
+        FORKING.store(0, SeqCst);
+        return;
     }
-    FORKING.store(false, SeqCst);
+    FORKING.fetch_sub(1, SeqCst);
+    // Openers that waited for this fork go first (bounded): a fork right behind this one
+    // (another thread's) would otherwise close the gate before they see it open.
+    for _ in 0..64 {
+        if WAITING.load(SeqCst) == 0 {
+            break;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Short-lived sockets of ours that are not netlink (the UDP lock's sentinels): recorded inside
+/// the fork gate while they live, so that a fork child closes its copies at once (a sentinel
+/// copy would hold its port's lock for as long as the child lives). (fd + 1, 0 = free.)
+static SCRATCH: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
+
+/// A socket of ours for a moment (`close_scratch` when done). EAGAIN when 32 are open already.
+pub fn scratch_socket(domain: c_int, ty: c_int) -> Result<c_int, c_int> {
+    let _gate = Opening::try_enter().ok_or(libc::EAGAIN)?;
+    // SAFETY: plain socket(2) through the real function.
+    let fd = unsafe { real::socket(domain, ty | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    if SCRATCH
+        .iter()
+        .any(|s| s.compare_exchange(0, fd + 1, AcqRel, Relaxed).is_ok())
+    {
+        return Ok(fd);
+    }
+    crate::sys::close(fd);
+    Err(libc::EAGAIN)
+}
+
+/// Closes a socket `scratch_socket` made.
+pub fn close_scratch(fd: c_int) {
+    let _gate = Opening::enter();
+    if let Some(s) = SCRATCH.iter().find(|s| s.load(Acquire) == fd + 1) {
+        s.store(0, Release);
+    }
+    crate::sys::close(fd);
+}
+
+/// In a fork child: the scratch sockets recorded are our copies of the parent's.
+pub fn after_fork_in_child() {
+    for s in &SCRATCH {
+        let v = s.swap(0, AcqRel);
+        if v > 0 {
+            crate::sys::close(v - 1);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use crate::addr::{ProgramAddr, SockAddr};
 use crate::config::{self, BindBusy, GetsocknameMode};
-use crate::decision::{Pass, Verdict};
+use crate::decision::{Pass, Then, Verdict};
 use crate::state::{self, *};
 use crate::sys::{self, KeepErrno};
 use crate::{netlink, real, tcp, udp};
@@ -34,7 +34,6 @@ pub fn socket_created(fd: c_int, domain: c_int, ty: c_int, protocol: c_int) {
         _ => return,
     };
     state::track(fd, kind | family);
-    crate::stats::touch();
 }
 
 /// bind(2), kernel first: the program's buffer is read only after the kernel has read it, so a
@@ -248,30 +247,67 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             Pass::NotOurs
         });
     };
-    // A child of fork has no counters file yet (its parent's stays the parent's).
-    crate::stats::touch();
     if r.is(Phase::Listening) {
         return Verdict::Pass(Pass::Server);
     }
     if r.is_tcp() {
-        // TCP needs nothing from the address before the call, and reads its family only after
-        // the kernel has read it (AF_UNSPEC is a disconnect, not a connect).
-        // SAFETY: the program's own arguments, unchanged; after the call the kernel has read
-        // `len` bytes at `addr` unless it answered EFAULT (or EINVAL for a bad length).
-        return tcp::connect(
-            fd,
-            r,
-            || unsafe { real::connect(fd, addr, len) } as isize,
-            || unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC),
-            // SAFETY: the program's own arguments, copied safely (asked only on rare paths).
-            || match unsafe { SockAddr::read_program(addr, len) }.addr {
-                ProgramAddr::Inet(a) => Some(a),
-                _ => None,
-            },
-        );
+        // TCP needs nothing from the address before the call but for a held-back bind; the
+        // family is read only after the kernel has read it (`after_connect`).
+        // SAFETY: the program's own arguments, copied safely (asked only on rare paths).
+        return tcp::connect(fd, r, || unsafe { tcp_destination(addr, len) });
     }
     // SAFETY: the program's own arguments.
     unsafe { udp::connect(fd, r, addr, len) }
+}
+
+/// The destination of a TCP connect, read safely (None: not an address, or unreadable).
+///
+/// # Safety
+/// `addr`/`len` as given to connect(2).
+unsafe fn tcp_destination(addr: *const sockaddr, len: socklen_t) -> Option<SockAddr> {
+    // SAFETY: the program's own arguments, copied safely.
+    match unsafe { SockAddr::read_program(addr, len) }.addr {
+        ProgramAddr::Inet(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// After the program's connect that `connect` asked the hook to make (`Verdict::Call`).
+///
+/// # Safety
+/// `addr`/`len` as given to connect(2); the call returned `ret` with errno `e`.
+pub unsafe fn after_connect(
+    fd: c_int,
+    then: Then,
+    ret: isize,
+    e: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let Some(r) = state::get(fd) else {
+        // Closed meanwhile (a signal handler): the program's own answer.
+        return Verdict::answer(ret, e);
+    };
+    // TCP reads the family only after the kernel has read the address (AF_UNSPEC is a
+    // disconnect, not a connect); the destination only on rare paths, safely.
+    tcp::after_connect(
+        fd,
+        r,
+        then,
+        (ret, e),
+        // SAFETY: the kernel read `len` bytes at `addr` unless it answered EFAULT/EINVAL.
+        || unsafe { SockAddr::family_of(addr, len) } == Some(libc::AF_UNSPEC),
+        // SAFETY: the program's own arguments.
+        || unsafe { tcp_destination(addr, len) },
+    )
+}
+
+/// After a send with MSG_FASTOPEN that `send` asked the hook to make (`Verdict::Call`).
+pub fn after_send(fd: c_int, then: Then, ret: isize, e: c_int) -> Verdict {
+    match state::get(fd) {
+        Some(r) => tcp::after_connect(fd, r, then, (ret, e), || false, || None),
+        None => Verdict::answer(ret, e),
+    }
 }
 
 pub fn listen(fd: c_int) -> Verdict {
@@ -332,14 +368,10 @@ pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -
 
 /// A send with a destination (sendto, sendmsg, sendmmsg) or a receive on a socket whose bind we
 /// deferred: the kernel would autobind without the program's options, so bind as it asked first.
-/// TCP Fast Open (MSG_FASTOPEN) is an implicit connect; `real` makes the program's own send.
+/// TCP Fast Open (MSG_FASTOPEN) is an implicit connect: the hook makes the program's send
+/// (`Verdict::Call`), then `after_send`.
 /// `has_destination` is asked only for a deferred UDP socket (it reads the caller's msghdr).
-pub fn send(
-    fd: c_int,
-    has_destination: impl FnOnce() -> bool,
-    flags: c_int,
-    real: impl FnMut() -> isize,
-) -> Verdict {
+pub fn send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_int) -> Verdict {
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
@@ -350,7 +382,7 @@ pub fn send(
             if r.is(Phase::Pending) {
                 materialize(fd, r);
             }
-            return tcp::connect(fd, r, real, || false, || None);
+            return tcp::connect(fd, r, || None);
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
@@ -373,6 +405,7 @@ pub fn send(
             // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
             // send, stalling every query); EADDRINUSE is an error they handle.
             crate::debug!("send(fd {fd}): no free port for an unconnected socket");
+            crate::stats::udp_bind_busy_bites(fd, r.app_addr().as_ref());
             return Verdict::fail(libc::EADDRINUSE);
         }
     }
@@ -486,6 +519,8 @@ fn share_fixed(
     a: SockAddr,
     may_share: fn(&netlink::Holders) -> bool,
 ) -> Verdict {
+    // A dump through a temporary netlink socket: no jump out of a signal handler meanwhile.
+    let _signals = crate::sys::SignalsHeld::new();
     let protocol = if r.is_tcp() {
         libc::IPPROTO_TCP
     } else {

@@ -28,6 +28,20 @@ pub fn restore_app_reuse(fd: c_int, r: &Sock) {
     }
 }
 
+/// Reads the options we change back from the kernel into the `K_*` bits (after `RESYNC`).
+pub fn resync(fd: c_int, r: &Sock) {
+    for (k, level, name) in [
+        (K_REUSEADDR, libc::SOL_SOCKET, libc::SO_REUSEADDR),
+        (K_REUSEPORT, libc::SOL_SOCKET, libc::SO_REUSEPORT),
+        (K_NOPORT, libc::IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
+    ] {
+        if let Ok(v) = sys::get_int(fd, level, name) {
+            r.put(k, v != 0);
+        }
+    }
+    r.clear(RESYNC);
+}
+
 /// Sets an option of ours in the kernel and remembers that it is set (`k` bit).
 pub fn set_kernel(
     fd: c_int,

@@ -33,6 +33,11 @@ pub const CONNECTED: u32 = 1 << 11;
 /// SO_BINDTODEVICE): the lock asks the route with the socket's own values.
 pub const CONTEXT: u32 = 1 << 13;
 
+/// A fork child's copy of a socket that another thread of the parent was connecting at the
+/// fork: the K_* bits may be a moment behind the kernel's (that thread finished its work in
+/// the parent, on the same socket), so its next connect reads them again (`sockopt::resync`).
+pub const RESYNC: u32 = 1 << 19;
+
 /// Where a socket's port stands: one value per socket, changed only by `Sock::enter`, whose
 /// graph `Phase::may_become` is (issue 17). Whether the socket is connected is a fact beside it
 /// (CONNECTED), as are the options.
@@ -194,6 +199,11 @@ impl Sock {
     }
     pub fn deferred(&self) -> bool {
         self.phase().deferred()
+    }
+    /// A record put back as it was (the supervisor keeps records between a program's calls): not
+    /// a step of the socket's, so not checked against the graph.
+    pub fn restore(&self, p: Phase) {
+        self.phase.store(p as u32, Release);
     }
     /// The one place a socket's phase changes. A step outside `Phase::may_become` is a bug of
     /// ours: said at debug level (never a panic on the program's call), and taken all the same.
@@ -446,6 +456,20 @@ pub fn forget_range(first: u32, last: u32) {
                 fd = end + 1;
             }
             None => fd = (fd / CHUNK + 1) * CHUNK,
+        }
+    }
+}
+
+/// In a fork child (issue 16): the threads that held a socket's busy token (`udp::Busy`) are
+/// the parent's and do not exist here. Only tokens that are set are written (the rest of the
+/// table stays shared with the parent, copy-on-write).
+pub fn after_fork_in_child() {
+    for i in 0..CHUNKS {
+        if let Some(c) = chunk(&RECORDS, i, false) {
+            for r in c.iter().filter(|r| r.busy.load(Relaxed) != 0) {
+                r.busy.store(0, Relaxed);
+                r.set(RESYNC);
+            }
         }
     }
 }

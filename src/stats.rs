@@ -1,29 +1,50 @@
-//! Per-process counters of what connectx did, readable from outside (`connectx stats`).
+//! Per-process counters of what connectx did, readable from outside (`connectx stats`,
+//! `connectx status`).
 //!
-//! On the hook path a count is one relaxed atomic add: no system call, no allocation, no lock.
-//! The counters live in a small file per process, `<dir>/<pid>.stats`, created and
-//! mapped (MAP_SHARED) once, at the first socket connectx manages; its fd is closed right after
-//! mmap, so the program's fd numbers never shift. Before that (and where no file can be made)
-//! the counts go to an array in our own memory. Directory, in order: `CONNECTX_STATS_DIR` (`off`
-//! disables the file), `$XDG_RUNTIME_DIR/connectx`, `/run/connectx` for root, else
-//! `/tmp/connectx-<euid>` (0700, ours, not a symlink). The pid is the one /proc shows (where
-//! the reader looks it up); processes with different /proc mounts must not share a directory
-//! (containers have their own /run).
+//! On the hook path a count is a relaxed load and one relaxed atomic add: no system call, no
+//! allocation, no lock.
 //!
-//! Lifetime: removed at exit (a destructor); a process killed before it leaves its file behind,
-//! recognisable as stale: the header holds the pid and the process start time
-//! (/proc/self/stat field 22), which `connectx stats` compares with the live process (and
-//! `connectx stats --clean` removes).
-//! A child of fork gets its own file (the mapping is the parent's); an exec'd image removes its
-//! pid's file at load and makes a new one at its first managed socket.
+//! Where the counters live: an anonymous memory file, `memfd_create("connectx-counters",
+//! MFD_CLOEXEC)`, mapped MAP_SHARED, made at the first count of the process (a process that
+//! counts nothing makes nothing). Its descriptor is kept at a high number like the library's
+//! other own fds (ownfd), close-on-exec. Why a memfd and not a file in a directory, as before:
+//! - nothing on disk, ever: the kernel frees it with the process's last reference, however the
+//!   process ends (_exit, exec of a program without the library, SIGKILL, SIGTERM, a crash).
+//!   The old `<dir>/<pid>.stats` files piled up (400 `_exit`ing children left 400 files) and
+//!   needed a destructor, a stale-file check, `stats --clean` and a tmpfiles.d entry;
+//! - no directory to choose, create or be refused: a `User=` service under a drop-in whose
+//!   directory it cannot write, a relative path, `$XDG_RUNTIME_DIR` in one shell and not the
+//!   other: every way the counters went missing without a word is gone;
+//! - readers find it the way the kernel already arranges access: `/proc/PID/fd/N` reads
+//!   `/memfd:connectx-counters (deleted)` and opening it needs the same uid or root
+//!   (PTRACE_MODE_READ, no ptrace attach). If the program closed our descriptor (closefrom in a
+//!   daemon), root still reads the mapping through `/proc/PID/map_files/` (the mapping stays).
 //!
-//! File layout (native endianness, version 1): `CNXSTAT1`, u32 version, u32 pid, u64 start
-//! time, 16 bytes program name, u32 number of counters N, u32 offset of the names; u64
-//! counters[N] at offset 64; then N NUL-terminated names. The names travel in the file, so
-//! the reader needs no list of its own and new events need no change to the command.
+//! The cost: one page of memory per counting process and one descriptor of the high range.
+//!
+//! A fork child counts from zero in its own memfd, made at its first count. The parent's
+//! mapping is shared with the child, so the child must notice that it is a child before it
+//! counts: the live state (the pointer to the counters, the state, the counts made before the
+//! memfd exists) sits in a private anonymous page marked MADV_WIPEONFORK (Linux 4.14+), which
+//! the kernel hands zeroed to the child of *any* fork (also a raw clone without atfork
+//! handlers): the child's first count sees no counters and makes its own, after dropping the
+//! parent's mapping and descriptor (checked by identity: the number may be the program's now).
+//! Without MADV_WIPEONFORK the state lives in static memory, reset by the atfork child handler
+//! (a raw clone's child then counts into the parent's memfd: documented in docs/operating.md).
+//! vfork children share the parent's memory and exec or _exit at once: nothing to do.
+//!
+//! CONNECTX_STATS=off (or the older CONNECTX_STATS_DIR=off) disables publishing: counts stay in
+//! the process's memory only. CONNECTX_STATS_DIR with any other value is ignored with one warn
+//! line (the directory no longer exists). If the memfd cannot be made (seccomp, EMFILE), one
+//! warn line says so and names what `connectx stats` will not show.
+//!
+//! Layout (native endianness, version 1): `CNXSTAT1`, u32 version, u32 pid (as /proc shows
+//! it), u64 start time (/proc/PID/stat field 22), 16 bytes program name, u32 number of counters
+//! N, u32 offset of the names; u64 counters[N] at offset 64; then N NUL-terminated names. The
+//! names travel with the counters, so the reader needs no list of its own.
 
 use crate::sys::KeepErrno;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 /// What connectx did. The name (`NAMES`) is what `connectx stats` shows.
 ///
@@ -49,6 +70,13 @@ pub enum Event {
     /// TCP connect of a deferred socket refused with EADDRNOTAVAIL: no 4-tuple left to that
     /// destination (exhaustion even with connectx).
     TcpExhausted,
+    /// The trade-off of CONNECTX_BIND_BUSY=share biting: a fixed-port bind that connectx let
+    /// through (the kernel said EADDRINUSE) ended in EADDRNOTAVAIL at connect, where the
+    /// program would have seen the bind fail and tried another port (`bind_busy_bites`).
+    TcpSharedFixedRefused,
+    /// The same trade-off for UDP: a bind(ip, 0) deferred because no port was free, then an
+    /// unconnected send from it (no port to share: EADDRINUSE, the bind's own error, late).
+    UdpDeferredSendRefused,
     UdpLockConnect,
     UdpSharedFixedPort,
     UdpRaceLost,
@@ -66,6 +94,8 @@ pub const NAMES: [&str; N] = [
     "tcp.shared_fixed_port",
     "tcp.per_tuple_connect",
     "tcp.exhausted",
+    "tcp.shared_fixed_port_refused",
+    "udp.deferred_send_refused",
     "udp.lock_connect",
     "udp.shared_fixed_port",
     "udp.race_lost",
@@ -76,210 +106,269 @@ pub const NAMES: [&str; N] = [
     "fallback.internal_error",
     "fallback.panic",
 ];
-pub const N: usize = 12;
+pub const N: usize = 14;
 
-/// Counts `e`: one relaxed atomic add, nothing else (safe in a signal handler, after fork).
+/// Counts `e`: a relaxed load and one relaxed atomic add once the memfd exists (safe in a
+/// signal handler, after fork). The first count of a process makes the memfd (cold).
 #[inline]
 pub fn count(e: Event) {
-    let p = COUNTERS.load(Ordering::Relaxed);
-    // SAFETY: COUNTERS points at N live counters: LOCAL, or the mapping, which is never unmapped
-    // while it is published (after fork the child switches back to LOCAL first).
-    unsafe { (*p.add(e as usize)).fetch_add(1, Ordering::Relaxed) };
+    let live = live();
+    let c = live.counters.load(Ordering::Relaxed);
+    if !c.is_null() {
+        // SAFETY: a published pointer is N live counters in a mapping never unmapped while
+        // published (a fork child sees null: the wiped page, or the atfork reset).
+        unsafe { (*c.add(e as usize)).fetch_add(1, Ordering::Relaxed) };
+        return;
+    }
+    slow_count(live, e);
 }
 
 /// The value of a counter in this process (tests, logging).
 pub fn get(e: Event) -> u64 {
+    let live = live();
+    let c = live.counters.load(Ordering::Acquire);
+    let local = live.local[e as usize].load(Ordering::Relaxed);
+    if c.is_null() {
+        return local;
+    }
     // SAFETY: as in `count`.
-    unsafe { (*COUNTERS.load(Ordering::Relaxed).add(e as usize)).load(Ordering::Relaxed) }
+    local + unsafe { (*c.add(e as usize)).load(Ordering::Relaxed) }
 }
 
-static LOCAL: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
-static COUNTERS: AtomicPtr<AtomicU64> = AtomicPtr::new(LOCAL.as_ptr().cast_mut());
+/// What a fork child must not inherit: in a MADV_WIPEONFORK page where the kernel offers one.
+#[repr(C)]
+struct Live {
+    /// The memfd's counters, null until published.
+    counters: AtomicPtr<AtomicU64>,
+    state: AtomicU8,
+    /// Counts made before the memfd exists (or when it cannot be made, or is disabled).
+    local: [AtomicU64; N],
+}
 
-const HEADER: usize = 64;
-const SIZE: usize = 4096;
-const MAGIC: &[u8; 8] = b"CNXSTAT1";
-
-// The file's state: not tried yet, being made (by one thread), mapped, or not to be made.
+// The memfd's state in this process: not tried yet, being made (by one thread), published, or
+// not to be made.
 const UNTRIED: u8 = 0;
 const MAKING: u8 = 1;
 const MAPPED: u8 = 2;
 const NONE: u8 = 3;
-static STATE: AtomicU8 = AtomicU8::new(UNTRIED);
-static MAP: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-/// The directory is the shared-/tmp fallback: made 0700 and checked to be ours.
-static PRIVATE: AtomicBool = AtomicBool::new(false);
-static OWNER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-/// The file's path, set at load from the environment (no allocation: a fixed buffer).
-struct PathBuf {
-    buf: [u8; 256],
-    len: usize,
-}
-static mut DIR: PathBuf = PathBuf {
-    buf: [0; 256],
-    len: 0,
+static STATIC_LIVE: Live = Live {
+    counters: AtomicPtr::new(std::ptr::null_mut()),
+    state: AtomicU8::new(UNTRIED),
+    local: [const { AtomicU64::new(0) }; N],
 };
-static mut NAME: PathBuf = PathBuf {
-    buf: [0; 256],
-    len: 0,
-};
+/// The wiped-on-fork page, once `configure` made it; STATIC_LIVE before or without it.
+static LIVE: AtomicPtr<Live> = AtomicPtr::new(std::ptr::null_mut());
+/// The page is wiped on fork by the kernel (else the atfork handler resets STATIC_LIVE).
+static WIPED: AtomicBool = AtomicBool::new(false);
 
-impl PathBuf {
-    fn push(&mut self, s: &[u8]) -> bool {
-        if self.len + s.len() >= self.buf.len() {
-            return false;
-        }
-        self.buf[self.len..self.len + s.len()].copy_from_slice(s);
-        self.len += s.len();
-        self.buf[self.len] = 0;
-        true
-    }
-    fn push_num(&mut self, mut n: u64) -> bool {
-        let mut d = [0u8; 20];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.push(&d[i..])
-    }
-    fn cstr(&self) -> *const libc::c_char {
-        self.buf.as_ptr().cast()
-    }
-}
-
-/// Where the files go, from the environment (read once, at load, before any hook runs).
-pub fn configure(getenv: impl Fn(&'static str) -> Option<&'static [u8]>) {
-    // SAFETY: called once from the library's init, before any hook can read DIR.
-    let dir = unsafe { &mut *std::ptr::addr_of_mut!(DIR) };
-    dir.len = 0;
-    let ok = match getenv("CONNECTX_STATS_DIR").filter(|v| !v.is_empty()) {
-        Some(b"off" | b"0" | b"no" | b"false") => false,
-        Some(v) if v.starts_with(b"/") => dir.push(v),
-        Some(_) => false, // relative: ambiguous once the program changes directory
-        None => match getenv("XDG_RUNTIME_DIR").filter(|v| v.starts_with(b"/")) {
-            Some(v) => dir.push(v) && dir.push(b"/connectx"),
-            // SAFETY: no preconditions.
-            None if unsafe { libc::geteuid() } == 0 => dir.push(b"/run/connectx"),
-            None => {
-                PRIVATE.store(true, Ordering::Relaxed);
-                dir.push(b"/tmp/connectx-") && dir.push_num(unsafe { libc::geteuid() } as u64)
-            }
-        },
-    };
-    if !ok {
-        dir.len = 0;
-        STATE.store(NONE, Ordering::Relaxed);
-    }
-}
-
-/// The first socket connectx manages: make and map the file (once per process).
 #[inline]
-pub fn touch() {
-    if STATE.load(Ordering::Relaxed) == UNTRIED {
-        make();
+fn live() -> &'static Live {
+    let p = LIVE.load(Ordering::Relaxed);
+    if p.is_null() {
+        &STATIC_LIVE
+    } else {
+        // SAFETY: a page of ours, mapped once at load and never unmapped.
+        unsafe { &*p }
+    }
+}
+
+const HEADER: usize = 64;
+const SIZE: usize = 4096;
+const MAGIC: &[u8; 8] = b"CNXSTAT1";
+/// The memfd's name; readers look for `/memfd:connectx-counters (deleted)`.
+pub const MEMFD_NAME: &std::ffi::CStr = c"connectx-counters";
+
+/// Publishing disabled (CONNECTX_STATS=off): counts stay in `local`.
+static DISABLED: AtomicBool = AtomicBool::new(false);
+/// The memfd this process (or, in a fork child, its parent) made: mapping, number, identity.
+/// Plain statics on purpose: a child inherits them and so knows what to drop.
+static MAP: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static FD: AtomicI32 = AtomicI32::new(-1);
+static FD_DEV: AtomicU64 = AtomicU64::new(0);
+static FD_INO: AtomicU64 = AtomicU64::new(0);
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// At load, from the environment: whether to publish, and the wiped-on-fork page (two system
+/// calls, once per process image).
+pub fn configure(getenv: impl Fn(&'static str) -> Option<&'static [u8]>) {
+    let off = |v: &[u8]| matches!(v, b"off" | b"0" | b"no" | b"false");
+    let mut disabled = false;
+    if let Some(v) = getenv("CONNECTX_STATS").filter(|v| !v.is_empty()) {
+        match v {
+            b"on" | b"1" | b"yes" | b"true" => {}
+            v if off(v) => disabled = true,
+            v => crate::log::write_line(
+                crate::config::Level::Warn,
+                format_args!(
+                    "CONNECTX_STATS={} is not valid (accepted: on, off); using on",
+                    String::from_utf8_lossy(v)
+                ),
+            ),
+        }
+    }
+    if let Some(v) = getenv("CONNECTX_STATS_DIR").filter(|v| !v.is_empty()) {
+        if off(v) {
+            disabled = true;
+        } else {
+            crate::log::write_line(
+                crate::config::Level::Warn,
+                format_args!(
+                    "CONNECTX_STATS_DIR={} is ignored: counters live in memory, read through \
+                     /proc by `connectx stats` (accepted: off, or CONNECTX_STATS=on|off)",
+                    String::from_utf8_lossy(v)
+                ),
+            );
+        }
+    }
+    DISABLED.store(disabled, Ordering::Relaxed);
+    if LIVE.load(Ordering::Relaxed).is_null() {
+        // SAFETY: a fresh private anonymous page of ours; madvise on it.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p != libc::MAP_FAILED {
+                if libc::madvise(p, SIZE, libc::MADV_WIPEONFORK) == 0 {
+                    let page = p.cast::<Live>();
+                    // Counts made before load finished (hooks before our constructor).
+                    for (i, c) in STATIC_LIVE.local.iter().enumerate() {
+                        (*page).local[i].store(c.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                    LIVE.store(page, Ordering::Release);
+                    WIPED.store(true, Ordering::Relaxed);
+                } else {
+                    libc::munmap(p, SIZE);
+                }
+            }
+        }
     }
 }
 
 #[cold]
-fn make() {
-    if STATE
-        .compare_exchange(UNTRIED, MAKING, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
+fn slow_count(live: &Live, e: Event) {
+    let slot = &live.local[e as usize];
+    slot.fetch_add(1, Ordering::SeqCst);
+    if live.state.load(Ordering::SeqCst) == UNTRIED
+        && live
+            .state
+            .compare_exchange(UNTRIED, MAKING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     {
-        return;
-    }
-    let _keep = KeepErrno::new();
-    // SAFETY: only this thread writes NAME (MAKING), plain system calls on our own fds.
-    let mapped = unsafe { open_and_map() };
-    match mapped {
-        Some(p) => {
-            MAP.store(p, Ordering::Release);
-            let counters = p.wrapping_add(HEADER).cast::<AtomicU64>();
-            COUNTERS.store(counters, Ordering::Release);
-            // What was counted before the file existed.
-            for (i, c) in LOCAL.iter().enumerate() {
-                let v = c.swap(0, Ordering::Relaxed);
-                if v != 0 {
-                    // SAFETY: i < N counters in the mapping.
-                    unsafe { (*counters.add(i)).fetch_add(v, Ordering::Relaxed) };
+        let _keep = KeepErrno::new();
+        drop_inherited();
+        // SAFETY: only this thread is MAKING; plain system calls on our own fd and mapping.
+        let made = if DISABLED.load(Ordering::Relaxed) {
+            None
+        } else {
+            unsafe { make() }
+        };
+        match made {
+            Some(c) => {
+                live.counters.store(c, Ordering::SeqCst);
+                live.state.store(MAPPED, Ordering::SeqCst);
+                // What was counted before: each unit moves once (swap), whoever moves it.
+                for (i, l) in live.local.iter().enumerate() {
+                    let v = l.swap(0, Ordering::SeqCst);
+                    if v != 0 {
+                        // SAFETY: i < N counters in the mapping.
+                        unsafe { (*c.add(i)).fetch_add(v, Ordering::Relaxed) };
+                    }
                 }
             }
-            STATE.store(MAPPED, Ordering::Release);
+            None => live.state.store(NONE, Ordering::SeqCst),
         }
-        None => STATE.store(NONE, Ordering::Release),
+        return;
+    }
+    // Another thread is making it: if it published meanwhile, move our unit (it may have
+    // swapped `local` before our add).
+    let c = live.counters.load(Ordering::SeqCst);
+    if !c.is_null() {
+        let v = slot.swap(0, Ordering::SeqCst);
+        if v != 0 {
+            // SAFETY: as in `count`.
+            unsafe { (*c.add(e as usize)).fetch_add(v, Ordering::Relaxed) };
+        }
     }
 }
 
-unsafe fn open_and_map() -> Option<*mut u8> {
-    // SAFETY: DIR is written only at init.
-    let dir = unsafe { &*std::ptr::addr_of!(DIR) };
-    if dir.len == 0 {
-        return None;
+/// A fork child's first count (or its atfork handler): the parent's mapping and descriptor are
+/// not ours to count into or to keep. The descriptor is closed only if it still is that memfd.
+fn drop_inherited() {
+    let p = MAP.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: our own mapping of SIZE bytes, published nowhere in this process any more.
+        unsafe { libc::munmap(p.cast(), SIZE) };
     }
-    let private = PRIVATE.load(Ordering::Relaxed);
-    // SAFETY: NUL-terminated paths; plain system calls (none of them hooked).
-    unsafe {
-        libc::mkdir(dir.cstr(), if private { 0o700 } else { 0o755 });
-        if private {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::lstat(dir.cstr(), &mut st) != 0
-                || st.st_mode & libc::S_IFMT != libc::S_IFDIR
-                || st.st_uid != libc::geteuid()
-                || st.st_mode & 0o077 != 0
-            {
-                return None;
-            }
-        }
-        let pid = proc_pid();
-        let name = &mut *std::ptr::addr_of_mut!(NAME);
-        name.len = 0;
-        if !(name.push(&dir.buf[..dir.len])
-            && name.push(b"/")
-            && name.push_num(pid as u64)
-            && name.push(b".stats"))
-        {
-            return None;
-        }
-        let start = start_time();
-        let fd = libc::open(
-            name.cstr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY,
-            0o644 as libc::c_uint,
-        );
-        if fd < 0 {
-            return None;
-        }
-        // Zeroed afresh: after exec the same pid starts over.
-        let ok = libc::ftruncate(fd, 0) == 0 && libc::ftruncate(fd, SIZE as libc::off_t) == 0;
-        let p = if ok {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        } else {
-            libc::MAP_FAILED
-        };
+    let fd = FD.swap(-1, Ordering::SeqCst);
+    if fd >= 0
+        && crate::ownfd::file_ident(fd)
+            == Some((
+                FD_DEV.load(Ordering::Relaxed),
+                FD_INO.load(Ordering::Relaxed),
+            ))
+    {
         crate::sys::close(fd);
-        if p == libc::MAP_FAILED {
-            libc::unlink(name.cstr());
-            return None;
+    }
+}
+
+/// Makes, maps and fills the memfd; the pointer to its counters. One warn line if it cannot.
+unsafe fn make() -> Option<*mut AtomicU64> {
+    let fail = |what: &str| {
+        let e = crate::sys::errno();
+        crate::log::once(
+            &WARNED,
+            crate::config::Level::Warn,
+            format_args!(
+                "counters not published ({what}: errno {e}): `connectx stats` and `status` \
+                 will not show this process's counters (they go on in its memory)"
+            ),
+        );
+        None
+    };
+    // A fork meanwhile must see the fd recorded (ownfd's fork gate).
+    let _opening = crate::ownfd::Opening::enter();
+    // SAFETY: plain system calls on our own new descriptor and mapping.
+    unsafe {
+        let fd = libc::memfd_create(MEMFD_NAME.as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return fail("memfd_create");
         }
+        if libc::ftruncate(fd, SIZE as libc::off_t) != 0 {
+            let r = fail("ftruncate");
+            crate::sys::close(fd);
+            return r;
+        }
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            let r = fail("mmap");
+            crate::sys::close(fd);
+            return r;
+        }
+        let fd = crate::ownfd::move_high(fd);
+        let (dev, ino) = crate::ownfd::file_ident(fd).unwrap_or((0, 0));
+        FD_DEV.store(dev, Ordering::Relaxed);
+        FD_INO.store(ino, Ordering::Relaxed);
+        FD.store(fd, Ordering::SeqCst);
         let p = p.cast::<u8>();
+        MAP.store(p, Ordering::SeqCst);
         let names_at = HEADER + 8 * N;
         let h = std::slice::from_raw_parts_mut(p, SIZE);
         h[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        h[12..16].copy_from_slice(&(pid as u32).to_ne_bytes());
-        h[16..24].copy_from_slice(&start.to_ne_bytes());
+        h[12..16].copy_from_slice(&(proc_pid() as u32).to_ne_bytes());
+        h[16..24].copy_from_slice(&start_time().to_ne_bytes());
         let comm = program_name();
         let n = comm.len().min(15);
         h[24..24 + n].copy_from_slice(&comm[..n]);
@@ -293,8 +382,7 @@ unsafe fn open_and_map() -> Option<*mut u8> {
         // The magic last: a reader that sees it sees a complete header.
         std::sync::atomic::fence(Ordering::Release);
         h[..8].copy_from_slice(MAGIC);
-        OWNER.store(libc::getpid(), Ordering::Relaxed);
-        Some(p)
+        Some(p.wrapping_add(HEADER).cast::<AtomicU64>())
     }
 }
 
@@ -314,8 +402,8 @@ fn program_name() -> &'static [u8] {
     }
 }
 
-/// This process's pid as /proc shows it (readlink /proc/self): the reader finds the process
-/// there. In a PID namespace whose /proc is the parent's, that is not getpid().
+/// This process's pid as /proc shows it (readlink /proc/self): what the reader compares with.
+/// In a PID namespace whose /proc is the parent's, that is not getpid().
 unsafe fn proc_pid() -> i32 {
     let mut buf = [0u8; 16];
     // SAFETY: our own buffer, NUL-terminated path.
@@ -369,60 +457,18 @@ pub fn parse_start_time(stat: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The child of fork: the mapping is the parent's file. Count from zero in the child's own
-/// file, made now if the parent had one (a daemon or a prefork worker keeps its counters
-/// visible; only async-signal-safe system calls), else at its first managed socket.
+/// The child of fork (atfork handler; only async-signal-safe calls): counts from zero, the
+/// parent's memfd dropped now; the child's own is made at its first count.
 pub fn after_fork_in_child() {
-    COUNTERS.store(LOCAL.as_ptr().cast_mut(), Ordering::Relaxed);
-    for c in &LOCAL {
-        c.store(0, Ordering::Relaxed);
+    if !WIPED.load(Ordering::Relaxed) {
+        let live = &STATIC_LIVE;
+        live.counters.store(std::ptr::null_mut(), Ordering::Relaxed);
+        live.state.store(UNTRIED, Ordering::Relaxed);
+        for c in &live.local {
+            c.store(0, Ordering::Relaxed);
+        }
     }
-    let p = MAP.swap(std::ptr::null_mut(), Ordering::Relaxed);
-    if !p.is_null() {
-        // SAFETY: our own mapping of SIZE bytes, no longer published.
-        unsafe { libc::munmap(p.cast(), SIZE) };
-    }
-    OWNER.store(0, Ordering::Relaxed);
-    let had = STATE.load(Ordering::Relaxed) == MAPPED;
-    if STATE.load(Ordering::Relaxed) != NONE {
-        STATE.store(UNTRIED, Ordering::Relaxed);
-    }
-    if had {
-        make();
-    }
-}
-
-/// At load: a file under our pid is stale (an earlier process with this pid that was killed)
-/// or our own image's before exec (same pid, same start time): either way not ours to show.
-/// Two system calls at start (readlink, unlink), none later.
-pub fn forget_previous() {
-    // SAFETY: DIR is written only by `configure`, before this.
-    let dir = unsafe { &*std::ptr::addr_of!(DIR) };
-    if dir.len == 0 {
-        return;
-    }
-    let _keep = KeepErrno::new();
-    let mut p = PathBuf {
-        buf: [0; 256],
-        len: 0,
-    };
-    // SAFETY: plain system calls.
-    let pid = unsafe { proc_pid() };
-    if p.push(&dir.buf[..dir.len]) && p.push(b"/") && p.push_num(pid as u64) && p.push(b".stats") {
-        // SAFETY: NUL-terminated path.
-        unsafe { libc::unlink(p.cstr()) };
-    }
-}
-
-/// At exit: the file goes (only the process that made it removes it).
-pub fn at_exit() {
-    // SAFETY: getpid has no preconditions.
-    if OWNER.load(Ordering::Relaxed) != 0
-        && OWNER.load(Ordering::Relaxed) == unsafe { libc::getpid() }
-    {
-        // SAFETY: NAME was completed before OWNER was set.
-        unsafe { libc::unlink((*std::ptr::addr_of!(NAME)).cstr()) };
-    }
+    drop_inherited();
 }
 
 /// Events an operator wants to hear about once: the first fallback of each kind.
@@ -432,6 +478,65 @@ static FIRST: [AtomicBool; N] = [const { AtomicBool::new(false) }; N];
 pub fn count_and_note(e: Event, what: std::fmt::Arguments<'_>) {
     count(e);
     crate::log::once(&FIRST[e as usize], crate::config::Level::Info, what);
+}
+
+static BIND_BUSY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A shared fixed port's connect refused (EADDRNOTAVAIL): counted, and the first time in the
+/// process one warn line names the call, the port, the destination and the way out, because
+/// this is where CONNECTX_BIND_BUSY=share costs a program that walks a port range on bind
+/// errors (curl --local-port A-B): it never sees the bind fail, so it never tries the next port.
+pub fn bind_busy_bites(
+    call: &str,
+    fd: i32,
+    src: &crate::addr::SockAddr,
+    dst: &crate::addr::SockAddr,
+) {
+    count(Event::TcpSharedFixedRefused);
+    crate::log::once(
+        &BIND_BUSY_WARNED,
+        crate::config::Level::Warn,
+        format_args!(
+            "{call}(fd {fd}) from {src} to {dst}: EADDRNOTAVAIL: port {} was shared at bind (the \
+             kernel had said EADDRINUSE) and its 4-tuple to that destination is taken; a program \
+             that tries other ports on bind errors needs CONNECTX_BIND_BUSY=kernel (`connectx \
+             run --bind-busy kernel`); logged once, counted in tcp.shared_fixed_port_refused",
+            src.port()
+        ),
+    );
+}
+
+static UDP_BIND_BUSY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A deferred UDP bind(ip, 0) met an unconnected send (EADDRINUSE): counted, and one warn line
+/// the first time in the process (dnsmasq `--server=IP@SRC` falls back to a socket it has when
+/// its bind fails, which it can no longer do once the bind succeeded).
+pub fn udp_bind_busy_bites(fd: i32, src: Option<&crate::addr::SockAddr>) {
+    count(Event::UdpDeferredSendRefused);
+    let src = src.map(Ip);
+    crate::log::once(
+        &UDP_BIND_BUSY_WARNED,
+        crate::config::Level::Warn,
+        format_args!(
+            "send(fd {fd}) from {}: EADDRINUSE: its bind(ip, 0) was deferred (the kernel had no \
+             free port) and an unconnected send cannot share one; a program that falls back on \
+             bind errors needs CONNECTX_BIND_BUSY=kernel (`connectx run --bind-busy kernel`); \
+             logged once, counted in udp.deferred_send_refused",
+            OrAny(src)
+        ),
+    );
+}
+
+/// An optional address in a log line.
+struct OrAny<'a>(Option<Ip<'a>>);
+
+impl std::fmt::Display for OrAny<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("its address"),
+        }
+    }
 }
 
 /// An address without its port, for log lines (no allocation).

@@ -16,6 +16,48 @@ pub fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e }
 }
 
+/// Asynchronous signals held off while connectx holds what a jump out of a signal handler must
+/// not leave behind (issue 16): a netlink lease, a sentinel holding a port's lock, the program's
+/// socket on a port locked for a moment. Only around the UDP lock's and the sharing checks'
+/// work, which never waits for a peer (bounded: a few ms at worst); two system calls there, none
+/// on the kernel's own paths. Synchronous faults are never held (they could not be).
+pub struct SignalsHeld(libc::sigset_t);
+
+impl SignalsHeld {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        // SAFETY: sigset_t is plain data; the calls only read/write the sets given.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            for s in [
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGFPE,
+                libc::SIGILL,
+                libc::SIGTRAP,
+                libc::SIGSYS,
+            ] {
+                libc::sigdelset(&mut all, s);
+            }
+            let e = errno();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            set_errno(e);
+            SignalsHeld(old)
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        let e = errno();
+        // SAFETY: restoring the mask saved by `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        set_errno(e);
+    }
+}
+
 /// Restores errno when dropped: wrap everything the library adds to a call.
 pub struct KeepErrno(c_int);
 

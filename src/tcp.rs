@@ -15,7 +15,7 @@
 //!   connection to the same destination (EADDRNOTAVAIL).
 
 use crate::addr::SockAddr;
-use crate::decision::{Pass, Verdict};
+use crate::decision::{Pass, Then, Verdict};
 use crate::netlink::{Ns, RouteContext};
 use crate::sockopt::{restore_app_reuse, set_noport, set_reuseaddr};
 use crate::state::*;
@@ -30,18 +30,12 @@ pub fn may_share(h: &netlink::Holders) -> bool {
     h.flows > 0 && h.listening == 0 && h.unconnected == 0 && features::tcp_fixed_sharing()
 }
 
-/// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect): `real` makes the
-/// program's own call; `disconnects`, asked after it, says whether it was connect(AF_UNSPEC);
-/// `dst` reads the destination safely (asked only for a held-back or deferred bind); None when
-/// the address is not one (AF_UNSPEC, bad) or cannot be read (MSG_FASTOPEN, where
-/// `policy::send` has made a held-back bind first).
-pub fn connect(
-    fd: c_int,
-    r: &Sock,
-    mut real: impl FnMut() -> isize,
-    disconnects: impl FnOnce() -> bool,
-    dst: impl FnOnce() -> Option<SockAddr>,
-) -> Verdict {
+/// connect, or sendto/sendmsg with MSG_FASTOPEN (an implicit connect), before the program's
+/// call: `dst` reads the destination safely (asked only for a held-back bind); None when the
+/// address is not one (AF_UNSPEC, bad) or cannot be read (MSG_FASTOPEN, where `policy::send`
+/// has made a held-back bind first). The program's call itself (blocking, cancellable) is made
+/// by the hook as its last act (`Verdict::Call`), then `after_connect`.
+pub fn connect(fd: c_int, r: &Sock, dst: impl FnOnce() -> Option<SockAddr>) -> Verdict {
     if r.is(Phase::Listening) {
         // A server keeps the kernel's semantics (a send with MSG_FASTOPEN reaches here too).
         return Verdict::Pass(Pass::Server);
@@ -58,57 +52,76 @@ pub fn connect(
         // Bound on P with SO_REUSEADDR: on as a fixed port below.
     } else if r.deferred() {
         // The kernel picks the port now, per 4-tuple.
-        let mut ret = real();
-        if ret < 0 && sys::errno() == libc::EADDRNOTAVAIL {
-            // Every port without a bind() of its own is taken towards this destination. Ports
-            // that bind() reserved (the kernel's autobind never uses them) may still be free for
-            // this 4-tuple: try one, as a fixed port.
-            if let Some(d) = dst()
-                && choose_port(fd, r, &d)
-            {
-                return fixed_connect(fd, r, real, disconnects);
-            }
-            sys::set_errno(libc::EADDRNOTAVAIL);
-            ret = -1;
-        }
-        let result = Verdict::answer(ret, sys::errno());
-        // A disconnect leaves an unconnected socket as it was: still bound without a port.
-        if !(ret == 0 && disconnects()) {
-            counted(r, ret >= 0);
-            attempted(fd, r, ret >= 0);
-        }
-        return result;
+        return Verdict::Call(Then::TcpDeferred);
     }
     if !r.has_port() || r.any(CONNECTED) {
         return Verdict::Pass(Pass::KernelSharesPorts);
     }
-    fixed_connect(fd, r, real, disconnects)
+    fixed_connect(fd, r)
+}
+
+/// After the program's connect (`connect` said `Verdict::Call(then)`), which returned `ret`
+/// with errno `e`: `disconnects` says whether it was connect(AF_UNSPEC); `dst` as for `connect`.
+/// May ask for the call once more (a port a bind reserved, chosen for a destination the kernel
+/// had no port for).
+pub fn after_connect(
+    fd: c_int,
+    r: &Sock,
+    then: Then,
+    (ret, e): (isize, c_int),
+    disconnects: impl FnOnce() -> bool,
+    dst: impl FnOnce() -> Option<SockAddr>,
+) -> Verdict {
+    sys::set_errno(e);
+    match then {
+        Then::TcpDeferred => {
+            let mut ret = ret;
+            let mut dest = None;
+            if ret < 0 && e == libc::EADDRNOTAVAIL {
+                // Every port without a bind() of its own is taken towards this destination.
+                // Ports that bind() reserved (the kernel's autobind never uses them) may still
+                // be free for this 4-tuple: try one, as a fixed port.
+                dest = dst();
+                if let Some(d) = dest
+                    && choose_port(fd, r, &d)
+                {
+                    return fixed_connect(fd, r);
+                }
+                sys::set_errno(libc::EADDRNOTAVAIL);
+                ret = -1;
+            }
+            let result = Verdict::answer(ret, sys::errno());
+            // A disconnect leaves an unconnected socket as it was: still bound without a port.
+            if !(ret == 0 && disconnects()) {
+                counted(r, ret >= 0, dest.as_ref());
+                attempted(fd, r, ret >= 0);
+            }
+            result
+        }
+        Then::TcpFixed => {
+            let result = Verdict::answer(ret, e);
+            if (ret == 0 && !disconnects()) || (ret < 0 && going(e)) {
+                r.set(CONNECTED);
+                crate::debug!("connect(fd {fd}): fixed source port opened to other destinations");
+            } else {
+                // Still unconnected (a disconnect, or a connect that failed): exclusive again,
+                // as the program left it.
+                let _keep = KeepErrno::new();
+                restore_app_reuse(fd, r);
+            }
+            result
+        }
+    }
 }
 
 /// A socket with its own port: open the port to other destinations before the connect.
-fn fixed_connect(
-    fd: c_int,
-    r: &Sock,
-    mut real: impl FnMut() -> isize,
-    disconnects: impl FnOnce() -> bool,
-) -> Verdict {
+fn fixed_connect(fd: c_int, r: &Sock) -> Verdict {
     if !features::tcp_fixed_sharing() {
         // No other socket may share the port (may_share), so opening it serves nobody.
         return Verdict::Pass(Pass::KernelLacksFeature);
     }
     let _ = set_reuseaddr(fd, r, true);
-    let ret = real();
-    let result = Verdict::answer(ret, sys::errno());
-    if (ret == 0 && !disconnects()) || (ret < 0 && going(sys::errno())) {
-        r.set(CONNECTED);
-        crate::debug!("connect(fd {fd}): fixed source port opened to other destinations");
-    } else {
-        // Still unconnected (a disconnect, or a connect that failed): exclusive again, as the
-        // program left it.
-        let _keep = KeepErrno::new();
-        restore_app_reuse(fd, r);
-    }
-    result
+    Verdict::Call(Then::TcpFixed)
 }
 
 /// The local end a connect from `a` to `dst` would have (the route's source for a wildcard,
@@ -132,12 +145,15 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
         return Err(libc::EINVAL);
     };
     let _keep = KeepErrno::new();
+    // Netlink lookups: no jump out of a signal handler meanwhile (a lease left busy).
+    let _signals = sys::SignalsHeld::new();
     // A TIME_WAIT on that 4-tuple is the kernel's to reuse or refuse at connect.
     let taken = local_end(fd, &a, &dst)
         .and_then(|l| netlink::tcp_holder(Ns::Of(fd), &l, &dst).ok().flatten())
         .is_some_and(|state| state != TCP_TIME_WAIT);
     if taken {
         crate::debug!("connect(fd {fd}): {a} is already connected there");
+        crate::stats::bind_busy_bites("connect", fd, &a, &dst);
         return Err(libc::EADDRNOTAVAIL);
     }
     r.enter(Phase::Free);
@@ -149,6 +165,7 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
     }
     // A holder that does not share came in between: as the kernel's bind would have answered.
     restore_app_reuse(fd, r);
+    crate::stats::bind_busy_bites("connect", fd, &a, &dst);
     Err(libc::EADDRNOTAVAIL)
 }
 
@@ -161,6 +178,7 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
 fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     let Some(a) = r.app_addr() else { return false };
     let _keep = KeepErrno::new();
+    let _signals = sys::SignalsHeld::new();
     let (Some(nsp), Some(local)) = (ports::of_socket(fd), local_end(fd, &a, dst)) else {
         return false;
     };
@@ -203,15 +221,15 @@ fn going(e: c_int) -> bool {
 }
 
 /// Counters for a deferred socket's connect: a port per 4-tuple, or none left to that
-/// destination (EADDRNOTAVAIL, logged once per source address).
-fn counted(r: &Sock, ok: bool) {
+/// destination (EADDRNOTAVAIL, logged once per source address, naming the destination).
+fn counted(r: &Sock, ok: bool, dst: Option<&SockAddr>) {
     let e = sys::errno();
     if ok || going(e) {
         crate::stats::count(crate::stats::Event::TcpPerTupleConnect);
     } else if e == libc::EADDRNOTAVAIL {
         if let Some(src) = r.app_addr().or_else(|| r.local()) {
             let _keep = KeepErrno::new();
-            crate::stats::exhausted(crate::stats::Event::TcpExhausted, "TCP", &src, None);
+            crate::stats::exhausted(crate::stats::Event::TcpExhausted, "TCP", &src, dst);
         }
     }
 }

@@ -191,7 +191,12 @@ fn run_warns_when_the_program_cannot_be_preloaded() {
         &[],
     );
     assert_eq!(o.code, Some(0), "cc -static (needs libc6-dev):\n{o}");
-    let o = cmd(&cx(), &["run", "--", stat.to_str().unwrap()], &[]);
+    // --no-supervise: a static program is otherwise supervised (tests/supervise.rs).
+    let o = cmd(
+        &cx(),
+        &["run", "--no-supervise", "--", stat.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(o.code, Some(0), "{o}");
     assert!(
         o.stderr.contains("is statically linked") && o.stderr.contains("will not preload"),
@@ -199,7 +204,13 @@ fn run_warns_when_the_program_cannot_be_preloaded() {
     );
     let o = cmd(
         &cx(),
-        &["run", "--quiet", "--", stat.to_str().unwrap()],
+        &[
+            "run",
+            "--no-supervise",
+            "--quiet",
+            "--",
+            stat.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(o.stderr.is_empty(), "--quiet: {o}");

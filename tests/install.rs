@@ -109,15 +109,14 @@ fn install_script_deb_and_unit_environment() {
     );
 
     // status and stats from the prefix, in a namespace of their own.
-    let sd = dir.join("stats");
-    std::fs::create_dir_all(&sd).unwrap();
     let code = format!(
         "import socket, subprocess; s = socket.socket(); \
          print(subprocess.run(['{}', 'stats', '--json'], capture_output=True, text=True).stdout)",
         bin.display()
     );
+    // (The namespace from the build tree's command: the installed one has no lab tools.)
     let r = cmd(
-        &bin,
+        &cxtest::cx(),
         &[
             "_netns",
             "--",
@@ -128,7 +127,7 @@ fn install_script_deb_and_unit_environment() {
                 b = bin.display()
             ),
         ],
-        &[("CONNECTX_STATS_DIR", sd.to_str().unwrap())],
+        &[],
     );
     assert_eq!(r.code, Some(0), "{r}");
     assert!(
@@ -137,21 +136,87 @@ fn install_script_deb_and_unit_environment() {
     );
     assert!(r.stdout.contains("\"program\": \"python3\""), "stats:\n{r}");
 
-    // Man pages (roff, with the options of --help) and completions.
-    for page in [
-        "connectx",
-        "connectx-run",
-        "connectx-status",
-        "connectx-stats",
-        "connectx-demo",
+    // The shipped command: no lab tools (issue 18), its version and the library's.
+    let r = cmd(&bin, &["_serve", "--tcp", "127.0.0.1:0"], &[]);
+    assert_eq!(
+        r.code,
+        Some(2),
+        "the installed command runs a lab tool:\n{r}"
+    );
+    let r = cmd(&bin, &["--version"], &[]);
+    assert!(
+        r.stdout
+            .contains(&format!("connectx {}", env!("CARGO_PKG_VERSION")))
+            && r.stdout.contains(&format!(
+                "library {} (libconnectx.so.0, ",
+                env!("CARGO_PKG_VERSION")
+            )),
+        "{r}"
+    );
+
+    // Man pages (roff, with the options of --help, and the sections an operator reads).
+    let mut pages = std::collections::BTreeMap::new();
+    for (page, sec) in [
+        ("connectx", 1),
+        ("connectx-run", 1),
+        ("connectx-status", 1),
+        ("connectx-stats", 1),
+        ("connectx-demo", 1),
+        ("libconnectx", 7),
     ] {
-        let p = root.join(format!("share/man/man1/{page}.1.gz"));
+        let p = root.join(format!("share/man/man{sec}/{page}.{sec}.gz"));
         let z = cmd(Path::new("gzip"), &["-dc", p.to_str().unwrap()], &[]);
         assert!(
-            z.stdout.contains(&format!(".TH {page} 1")),
+            z.stdout.contains(&format!(".TH {page} {sec}")),
             "{}:\n{z}",
             p.display()
         );
+        pages.insert(format!("{page}({sec})"), z.stdout);
+    }
+    for sect in [
+        "ENVIRONMENT",
+        "FILES",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        assert!(
+            pages["connectx(1)"].contains(&format!(".SH {sect}")),
+            "connectx(1) has no {sect}"
+        );
+    }
+    assert!(
+        pages["connectx-run(1)"].contains("\\-\\-\\fR \\fICMD"),
+        "run's synopsis has no --"
+    );
+    // Every variable the library reads is in ENVIRONMENT (connectx(1) and libconnectx(7)).
+    let vars = library_variables();
+    assert!(vars.len() >= 8, "{vars:?}");
+    for v in &vars {
+        for page in ["connectx(1)", "libconnectx(7)"] {
+            let env = pages[page].split(".SH ENVIRONMENT").nth(1).unwrap_or("");
+            let env = env.split("\n.SH ").next().unwrap();
+            assert!(
+                env.contains(&format!("\\fB{}\\fR", v)),
+                "{v} missing from the ENVIRONMENT of {page}"
+            );
+        }
+    }
+    // No reference to a page of ours that does not exist (there was a connectx-help(1)).
+    for (page, text) in &pages {
+        for r in text.split("\\fB").skip(1) {
+            let Some((name, rest)) = r.split_once("\\fR(") else {
+                continue;
+            };
+            let name = name.replace("\\-", "-");
+            if name.contains("connectx") {
+                let sec = &rest[..1];
+                assert!(
+                    pages.contains_key(&format!("{name}({sec})")),
+                    "{page} refers to {name}({sec}), which is not installed"
+                );
+            }
+        }
     }
     let z = cmd(
         Path::new("gzip"),
@@ -174,12 +239,39 @@ fn install_script_deb_and_unit_environment() {
         &[],
     );
     assert!(r.stdout.contains("connectx"), "bash completion:\n{r}");
+    // TAB after `connectx ` offers the subcommands and no lab tool; after `run -- ` commands.
+    let complete = |words: &str| -> String {
+        let r = cmd(
+            Path::new("bash"),
+            &[
+                "-c",
+                &format!(
+                    "source {} && COMP_WORDS=({words}) && COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)) \
+                     && COMP_LINE=\"${{COMP_WORDS[*]}}\" && COMP_POINT=${{#COMP_LINE}} \
+                     && $(complete -p connectx | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p') connectx \
+                     && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                    bash_c.display()
+                ),
+            ],
+            &[],
+        );
+        r.stdout
+    };
+    let subs = complete("connectx ''");
+    assert!(subs.lines().any(|l| l == "status"), "{subs}");
+    assert!(
+        !subs.contains("_netns") && !subs.contains("_serve"),
+        "{subs}"
+    );
+    let cmds = complete("connectx run -- gzi");
+    assert!(cmds.lines().any(|l| l == "gzip"), "run -- <TAB>: {cmds}");
     for f in [
         "share/zsh/vendor-completions/_connectx",
         "share/fish/vendor_completions.d/connectx.fish",
     ] {
         let t = std::fs::read_to_string(root.join(f)).unwrap_or_default();
         assert!(t.contains("status") && t.contains("stats"), "{f}:\n{t}");
+        assert!(!t.contains("_netns") && !t.contains("_serve"), "{f}:\n{t}");
     }
     assert!(!read_help(&bin).contains("_netns"));
 
@@ -206,6 +298,9 @@ fn install_script_deb_and_unit_environment() {
         "./usr/share/man/man1/connectx-status.1.gz".into(),
         "./usr/share/bash-completion/completions/connectx".into(),
         "./usr/share/doc/connectx/copyright".into(),
+        "./usr/share/doc/connectx/changelog.gz".into(),
+        format!("./usr/lib/{TRIPLET}/connectx/connectx-tools"),
+        "./usr/share/man/man7/libconnectx.7.gz".into(),
     ] {
         assert!(
             contents.stdout.contains(&f),
@@ -217,7 +312,23 @@ fn install_script_deb_and_unit_environment() {
         &["--field", deb.to_str().unwrap(), "Depends"],
         &[],
     );
-    assert!(info.stdout.starts_with("libc6 (>= 2."), "{info}");
+    assert!(
+        info.stdout.contains("libc6 (>= 2.") && info.stdout.contains("libgcc-s1"),
+        "{info}"
+    );
+    // lintian, as Debian's archive runs it: no error, no warning.
+    let l = cmd(
+        &need("lintian", "lintian"),
+        &["--fail-on", "error,warning", deb.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(l.code, Some(0), "lintian:\n{l}");
+    assert!(
+        !l.stdout
+            .lines()
+            .any(|x| x.starts_with("E: ") || x.starts_with("W: ")),
+        "lintian:\n{l}"
+    );
     let droot = dir.join("dpkg-root");
     let admin = droot.join("var/lib/dpkg");
     for d in ["info", "updates", "triggers"] {
@@ -265,13 +376,9 @@ fn install_script_deb_and_unit_environment() {
     let mut c = Command::new("/usr/bin/env");
     c.arg("-i")
         .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let stats_dir = dir.join("unit-stats");
-    std::fs::create_dir_all(&stats_dir).unwrap();
     for (k, v) in &env {
         let v = match k.as_str() {
             "LD_PRELOAD" => droot.join(v.trim_start_matches('/')).display().to_string(),
-            // Not the host's /run: the test's own directory.
-            "CONNECTX_STATS_DIR" => stats_dir.display().to_string(),
             _ => v.clone(),
         };
         c.arg(format!("{k}={v}"));
@@ -309,6 +416,33 @@ fn install_script_deb_and_unit_environment() {
     let left: Vec<PathBuf> = walk(&droot.join("usr"));
     assert!(left.is_empty(), "files left after dpkg -r: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every CONNECTX_* variable the library reads: the string literals of its source.
+fn library_variables() -> Vec<String> {
+    let mut vars = std::collections::BTreeSet::new();
+    // The core (src/) and the preload crate (preload/src/).
+    let mut dirs = vec![repo().join("src"), repo().join("preload/src")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let t = std::fs::read_to_string(&p).unwrap();
+                for part in t.split("\"CONNECTX").skip(1) {
+                    let name: String = part
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                        .collect();
+                    if part[name.len()..].starts_with('"') {
+                        vars.insert(format!("CONNECTX{name}"));
+                    }
+                }
+            }
+        }
+    }
+    vars.into_iter().collect()
 }
 
 fn read_help(bin: &Path) -> String {

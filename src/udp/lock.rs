@@ -36,7 +36,7 @@ use crate::state::*;
 use crate::stats::{self, Event};
 use crate::sys::{self, errno};
 use libc::{c_int, sockaddr, socklen_t};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 /// Lost races before giving up with EAGAIN.
 const MAX_LOST: u32 = 32;
@@ -48,14 +48,18 @@ const OPENING_WAIT_MS: u64 = 200;
 
 /// Connects of this process that hold a port exclusively for a moment (the kernel's connect
 /// before its unlock, the lock between its bind and its unlock or give-back). A search that met
-/// busy ports waits them out rather than answer a false EAGAIN. A count, no lock.
+/// busy ports waits them out rather than answer a false EAGAIN. A count, no lock, and when the
+/// last one began: a count left up by a connect that was jumped out of (a signal handler's
+/// siglongjmp) makes searches wait only while connects keep beginning. A fork child starts at 0.
 static OPENING: AtomicU32 = AtomicU32::new(0);
+static OPENING_SINCE: AtomicU64 = AtomicU64::new(0);
 
 pub struct Opening;
 
 impl Opening {
     pub fn new() -> Opening {
         OPENING.fetch_add(1, AcqRel);
+        OPENING_SINCE.store(sys::now_ms(), Release);
         Opening
     }
 }
@@ -64,6 +68,16 @@ impl Drop for Opening {
     fn drop(&mut self) {
         OPENING.fetch_sub(1, AcqRel);
     }
+}
+
+/// Whether a connect of this process may be holding a port for a moment.
+fn someone_opening(now: u64) -> bool {
+    OPENING.load(Acquire) > 0 && now.saturating_sub(OPENING_SINCE.load(Acquire)) < OPENING_WAIT_MS
+}
+
+/// In a fork child: the connects under way were other threads' of the parent.
+pub fn after_fork_in_child() {
+    OPENING.store(0, Release);
 }
 
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
@@ -199,8 +213,8 @@ pub unsafe fn search(
             }
         }
         pass += 1;
-        let waiting =
-            OPENING.load(Acquire) > 0 && sys::now_ms().saturating_sub(s.now) < OPENING_WAIT_MS;
+        let now = sys::now_ms();
+        let waiting = someone_opening(now) && now.saturating_sub(s.now) < OPENING_WAIT_MS;
         if s.skipped == 0 && s.busy.n == 0 || pass >= MAX_PASSES && !waiting {
             break;
         }

@@ -95,9 +95,10 @@ fn lock_unavailable(flag: &AtomicBool, what: &str, e: c_int) -> Verdict {
     Verdict::Pass(Pass::LockUnavailable)
 }
 
-/// In the child after fork: what another thread of the parent left half written.
+/// In a fork child: no connect of the parent's other threads is under way here, and what they
+/// left half written is void (`source` is reset by the caller, lib.rs).
 pub fn after_fork_in_child() {
-    source::after_fork_in_child();
+    lock::after_fork_in_child();
     consent::after_fork_in_child();
 }
 
@@ -150,6 +151,11 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     let Some(_busy) = Busy::take(r) else {
         return Verdict::fail(libc::EAGAIN);
     };
+    if r.any(RESYNC) {
+        // A fork child's socket that the parent's thread was connecting (issue 16).
+        let _keep = KeepErrno::new();
+        crate::sockopt::resync(fd, r);
+    }
     if r.is(Phase::Pending) {
         // A fixed port held by connectx flows, held back at bind: bound now only if its 4-tuple
         // to this destination is free.
@@ -173,7 +179,9 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
     }
-    // A port connectx shares: every connect is checked.
+    // A port connectx shares: every connect is checked (no signal handler runs meanwhile: a
+    // jump out of one would leave a sentinel holding the port's lock).
+    let _signals = crate::sys::SignalsHeld::new();
     if !lock_available() {
         // Nothing can be checked (SOCK_DIAG went away): never connect unchecked on a shared
         // port. A port the kernel or the lock chose goes back, and the kernel's own connect
@@ -274,6 +282,9 @@ pub(super) unsafe fn kernel_first(
         Destination::Other => return Verdict::Pass(Pass::KernelAnswers),
     };
     crate::debug!("connect(fd {fd}): the kernel has no free port for {dst}: UDP lock");
+    // No signal handler runs during the lock (a jump out of one would leave a netlink lease or
+    // a port locked by this socket behind).
+    let _signals = crate::sys::SignalsHeld::new();
     if !lock_available() {
         // The kernel's own answer (EAGAIN) stands; the hook makes its call again, noted once.
         return Verdict::Pass(Pass::LockUnavailable);
@@ -353,23 +364,57 @@ unsafe fn disconnect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t)
 
 /// One connect at a time on a socket: two threads connecting the same socket at once must not
 /// both pass the check, nor one make the kernel's connect while the other shares the port.
-/// Never a blocking lock: the holder's start time is the token, and a holder busy for longer
-/// than any connect takes (a thread of the parent, seen after fork) is taken over.
+/// Never a blocking lock. The token says who holds it and since when (`token`):
+/// - this thread's running policy phase (a signal handler's connect of the socket that the
+///   phase it interrupted is connecting): EAGAIN at once, never a wait for ourselves;
+/// - a phase of this thread that is gone (jumped out of): taken over at once;
+/// - another thread: waited for, up to STALE_MS (a holder that jumped out and never came back,
+///   or a thread of the parent seen in a child made without fork handlers: taken over then).
+///
+/// A fork child clears every token at once (`crate::after_fork_in_child`).
 pub struct Busy<'a>(&'a Sock);
 
 impl<'a> Busy<'a> {
     const STALE_MS: u64 = 2000;
+    const MS_BITS: u32 = 23;
+
+    /// ordinal (20 bits) | generation (20 bits) | start ms (23 bits, wrapping) | 1.
+    fn token(ordinal: u32, generation: u32, ms: u64) -> u64 {
+        (ordinal as u64 & 0xf_ffff) << 44
+            | (generation as u64 & 0xf_ffff) << 24
+            | (ms & ((1 << Self::MS_BITS) - 1)) << 1
+            | 1
+    }
+
+    fn held_for(held: u64, now: u64) -> u64 {
+        now.wrapping_sub(held >> 1) & ((1 << Self::MS_BITS) - 1)
+    }
 
     pub fn take(r: &'a Sock) -> Option<Self> {
         let start = crate::sys::now_ms();
-        let me = start << 1 | 1;
+        let (ordinal, generation) = crate::decision::current_phase().unwrap_or((0, 0));
+        let me = Self::token(ordinal, generation, start);
+        let mine = |held: u64| ordinal != 0 && held >> 44 == (ordinal as u64 & 0xf_ffff);
+        let mut adopted = false;
         loop {
             match r.busy.compare_exchange(0, me, AcqRel, Acquire) {
                 Ok(_) => return Some(Busy(r)),
-                Err(held) if start.saturating_sub(held >> 1) > Self::STALE_MS => {
+                Err(held)
+                    if mine(held) && (held >> 24) & 0xf_ffff == generation as u64 & 0xf_ffff =>
+                {
+                    // Our own running phase holds it: a signal handler's connect.
+                    return None;
+                }
+                Err(held) if mine(held) || Self::held_for(held, start) > Self::STALE_MS => {
                     if r.busy.compare_exchange(held, me, AcqRel, Acquire).is_ok() {
                         return Some(Busy(r));
                     }
+                }
+                Err(_) if !adopted => {
+                    // A child made without fork handlers (_Fork, raw clone) finds its parent's
+                    // tokens: cleared once it knows (one getpid, on this rare path only).
+                    adopted = true;
+                    crate::adopt_if_forked();
                 }
                 Err(_) if crate::sys::now_ms().saturating_sub(start) > Self::STALE_MS => {
                     return None;

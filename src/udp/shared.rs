@@ -32,11 +32,8 @@ impl Sentinel {
         } else {
             libc::AF_INET
         };
-        // SAFETY: plain socket(2) through the real function.
-        let fd = unsafe { real::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(errno());
-        }
+        // Recorded while it lives: a fork child closes its copy (issue 16).
+        let fd = crate::ownfd::scratch_socket(domain, libc::SOCK_DGRAM)?;
         let mut s = Sentinel { fd, cookie: 0 };
         set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         let mut tries = 0;
@@ -63,7 +60,7 @@ impl Sentinel {
 
 impl Drop for Sentinel {
     fn drop(&mut self) {
-        sys::close(self.fd);
+        crate::ownfd::close_scratch(self.fd);
     }
 }
 

@@ -6,9 +6,12 @@
 //! ports of one run never influence another. The demo process itself never
 //! has LD_PRELOAD; only the measured clients get it.
 
+#[cfg(feature = "tools")]
 use super::args::Args;
-use super::netns::NO_NAMESPACE;
-use super::{Res, fail, libpath, usage_err};
+#[cfg(feature = "tools")]
+use super::usage_err;
+use super::{Res, fail, libpath};
+#[cfg(feature = "tools")]
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -69,6 +72,13 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         c(
+            "tcp-bind0-supervised",
+            "TCP bind(127.0.0.1,0) + connect, supervised".into(),
+            (R * d).to_string(),
+            "R×D",
+            &[],
+        ),
+        c(
             "curl",
             format!("curl --local-port {FIXED_PORT}, run twice"),
             "2/2".into(),
@@ -105,8 +115,7 @@ pub struct DemoArgs {
 
 pub fn main(a: DemoArgs) -> Res<i32> {
     let lib = libpath::find(a.lib.as_deref())?;
-    let exe = std::env::current_exe()
-        .map_err(|e| fail(format!("demo: cannot find own executable: {e}")))?;
+    let exe = tools_exe(&lib)?;
 
     // Fail before printing anything if no namespace can be made.
     measure(&exe, &lib, "probe", "without")?;
@@ -217,6 +226,30 @@ fn print_table(rows: &[[String; 4]]) {
     }
 }
 
+/// `_netns` exits with this when no namespace can be made (tools/netns.rs NO_NAMESPACE).
+const NO_NAMESPACE: i32 = 3;
+
+/// The binary with the lab tools: this one where they are compiled in (a cargo build), else
+/// `connectx-tools` next to the library (the package installs it there, off PATH).
+fn tools_exe(lib: &Path) -> Res<PathBuf> {
+    if cfg!(feature = "tools") {
+        return std::env::current_exe()
+            .map_err(|e| fail(format!("demo: cannot find own executable: {e}")));
+    }
+    let dir = lib.parent().unwrap_or(Path::new("/"));
+    let t = dir.join("connectx-tools");
+    if t.is_file() {
+        Ok(t)
+    } else {
+        Err(fail(format!(
+            "demo: {} is missing (the package installs the demo's servers and clients next to \
+             the library; from a source tree, `cargo build --release` builds them into \
+             connectx)",
+            t.display()
+        )))
+    }
+}
+
 /// Runs one case in a fresh namespace; returns (figure, detail).
 fn measure(exe: &Path, lib: &Path, case: &str, mode: &str) -> Res<(String, String)> {
     let mut c = Command::new(exe);
@@ -304,6 +337,7 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 
 // ---- inside the namespace -------------------------------------------------
 
+#[cfg(feature = "tools")]
 pub fn case_main(raw: Vec<OsString>) -> Res<i32> {
     let mut a = Args::new(raw);
     let mut lib = None;
@@ -341,11 +375,13 @@ pub fn case_main(raw: Vec<OsString>) -> Res<i32> {
 }
 
 /// How a case starts the command's own tools, with or without the library.
+#[cfg(feature = "tools")]
 pub struct Cx {
     pub exe: PathBuf,
     pub lib: PathBuf,
 }
 
+#[cfg(feature = "tools")]
 impl Cx {
     pub fn cmd(&self, args: &[&str], preload: bool) -> Command {
         let mut c = Command::new(&self.exe);

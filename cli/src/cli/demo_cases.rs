@@ -42,6 +42,21 @@ pub fn run(cx: &Cx, case: &str, with: bool) -> Res<(String, String)> {
                 ],
             )
         }
+        "tcp-bind0-supervised" => {
+            // `connectx run --supervise`: the seccomp supervisor that reaches Go and static
+            // programs (docs/supervisor.md), shown on the same client.
+            serve(cx, &mut cl, "--tcp", DSTS)?;
+            let exe = cx.exe.to_string_lossy().into_owned();
+            let args = [
+                "_client", "--proto", "tcp", "--mode", "bind0", "--dst", DSTS, "--count", "31",
+            ];
+            if !with {
+                return client(cx, false, &args[1..]);
+            }
+            let mut all = vec!["run", "--supervise", "--", &exe];
+            all.extend(args);
+            client_cmd(cx.cmd(&all, false))
+        }
         "tcp-port" => {
             serve(cx, &mut cl, "--tcp", DSTS)?;
             // The fourth socket goes to the first destination again.
@@ -123,8 +138,11 @@ fn start_bg(cx: &Cx, cl: &mut Cleanup, args: &[&str], preload: bool) -> Res<()> 
 fn client(cx: &Cx, with: bool, args: &[&str]) -> Res<(String, String)> {
     let mut all = vec!["_client"];
     all.extend(args);
-    let o = cx
-        .cmd(&all, with)
+    client_cmd(cx.cmd(&all, with))
+}
+
+fn client_cmd(mut c: std::process::Command) -> Res<(String, String)> {
+    let o = c
         .output()
         .map_err(|e| fail(format!("cannot run _client: {e}")))?;
     let (out, err) = out_text(&o);

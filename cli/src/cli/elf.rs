@@ -154,6 +154,89 @@ fn is_pie(f: &std::fs::File, e: &Elf) -> bool {
     false
 }
 
+const PT_LOAD: u32 = 1;
+const DT_STRTAB: u64 = 5;
+const DT_SONAME: u64 = 14;
+
+/// The file offset of virtual address `addr` (through the PT_LOAD segments).
+fn file_offset(b: &[u8], e: &Elf, addr: u64) -> Option<u64> {
+    let (phoff, phentsize, phnum) = if e.class == 2 {
+        (
+            u64_at(b, 32, e.little)? as usize,
+            u16_at(b, 54, e.little)? as usize,
+            u16_at(b, 56, e.little)? as usize,
+        )
+    } else {
+        (
+            u32_at(b, 28, e.little)? as usize,
+            u16_at(b, 42, e.little)? as usize,
+            u16_at(b, 44, e.little)? as usize,
+        )
+    };
+    for i in 0..phnum.min(256) {
+        let ph = phoff.saturating_add(i * phentsize);
+        if u32_at(b, ph, e.little)? != PT_LOAD {
+            continue;
+        }
+        let (off, vaddr, filesz) = if e.class == 2 {
+            (
+                u64_at(b, ph + 8, e.little)?,
+                u64_at(b, ph + 16, e.little)?,
+                u64_at(b, ph + 32, e.little)?,
+            )
+        } else {
+            (
+                u32_at(b, ph + 4, e.little)? as u64,
+                u32_at(b, ph + 8, e.little)? as u64,
+                u32_at(b, ph + 16, e.little)? as u64,
+            )
+        };
+        if addr >= vaddr && addr < vaddr + filesz {
+            return Some(addr - vaddr + off);
+        }
+    }
+    None
+}
+
+/// A shared library's DT_SONAME.
+pub fn soname(p: &Path) -> Option<String> {
+    let b = std::fs::read(p).ok()?;
+    let e = parse(&b)?;
+    let (off, size) = e.dynamic?;
+    let d = b.get(off as usize..(off + size) as usize)?;
+    let step = if e.class == 2 { 16 } else { 8 };
+    let (mut strtab, mut name) = (None, None);
+    for ent in d.chunks_exact(step) {
+        let (tag, val) = if e.class == 2 {
+            (u64_at(ent, 0, e.little)?, u64_at(ent, 8, e.little)?)
+        } else {
+            (
+                u32_at(ent, 0, e.little)? as u64,
+                u32_at(ent, 4, e.little)? as u64,
+            )
+        };
+        match tag {
+            0 => break,
+            DT_STRTAB => strtab = Some(val),
+            DT_SONAME => name = Some(val),
+            _ => {}
+        }
+    }
+    let at = (file_offset(&b, &e, strtab?)? + name?) as usize;
+    let s = b.get(at..)?;
+    let end = s.iter().position(|&c| c == 0)?;
+    Some(String::from_utf8_lossy(&s[..end]).into_owned())
+}
+
+/// The version the library carries (src/config.rs `connectx_version`).
+pub fn library_version(p: &Path) -> Option<String> {
+    let b = std::fs::read(p).ok()?;
+    let marker = b"CONNECTX_LIBRARY_VERSION=";
+    let at = b.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    let end = b[at..].iter().position(|&c| c == 0)?;
+    Some(String::from_utf8_lossy(&b[at..at + end]).into_owned())
+}
+
 pub fn read(p: &Path) -> std::io::Result<Option<Elf>> {
     let mut f = std::fs::File::open(p)?;
     let mut buf = Vec::with_capacity(65536);

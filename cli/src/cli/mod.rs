@@ -1,25 +1,33 @@
 //! Subcommand dispatch for the `connectx` command.
+//!
+//! The shipped command has only the public subcommands (run, demo, status, stats): its help
+//! and completions show nothing else. The lab tools the demo and the tests use (`_netns`,
+//! `_serve`, `_client`, ...) and the build helpers (`_man`, `_completions`, `_multiarch`) are
+//! in `tools.rs`, compiled with the `tools` feature (on by default, so a `cargo build` has
+//! them: the README's demo command and the tests run `connectx _serve ...`), and always in the
+//! `connectx-tools` binary, which the package installs next to the library, off PATH, for
+//! `connectx demo`. The package's `connectx` is built without the feature.
 
+#[cfg(feature = "tools")]
 mod args;
-mod client;
+#[cfg(feature = "tools")]
 mod daemon;
 mod demo;
+#[cfg(feature = "tools")]
 mod demo_cases;
+#[cfg(feature = "tools")]
 mod docs;
-mod dups;
 mod elf;
 mod json;
 mod libpath;
-mod netns;
 mod run;
-mod serve;
-mod sock;
 mod sockdiag;
 mod stats;
 mod status;
-mod usage;
+#[cfg(feature = "tools")]
+pub mod tools;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 use std::ffi::OsString;
 
 /// A failure the command reports as one line on stderr, with an exit code.
@@ -50,7 +58,7 @@ pub type Res<T> = Result<T, Fail>;
 ///
 /// Runs programs with libconnectx.so preloaded, shows how close this network namespace is to
 /// running out of ports, and what connectx did in running processes.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "connectx",
     version,
@@ -62,56 +70,51 @@ pub struct Cli {
     cmd: Cmd,
 }
 
-/// Arguments of a test tool, handed to its own small parser.
-#[derive(clap::Args)]
-pub struct Raw {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
-}
-
 #[derive(Subcommand)]
 enum Cmd {
     Run(run::RunArgs),
     Demo(demo::DemoArgs),
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
-    // Test tools, used by the demo, the tests and scripts/; not a stable interface, so out of
-    // the help (`connectx _tools` lists them).
-    #[command(name = "_netns", hide = true, disable_help_flag = true)]
-    Netns(Raw),
-    #[command(name = "_serve", hide = true, disable_help_flag = true)]
-    Serve(Raw),
-    #[command(name = "_client", hide = true, disable_help_flag = true)]
-    Client(Raw),
-    #[command(name = "_dups", hide = true, disable_help_flag = true)]
-    Dups(Raw),
-    #[command(name = "_demo-case", hide = true, disable_help_flag = true)]
-    DemoCase(Raw),
-    /// Print the test tools' usage
-    #[command(name = "_tools", hide = true)]
-    Tools,
-    /// Write the man pages (connectx.1, connectx-run.1, ...) into DIR
-    #[command(name = "_man", hide = true)]
-    Man {
-        dir: std::path::PathBuf,
-    },
-    /// Print the completion script for SHELL
-    #[command(name = "_completions", hide = true)]
-    Completions {
-        shell: clap_complete::Shell,
-    },
-    /// Print the Debian multiarch triplet the command looks for the library under
-    #[command(name = "_multiarch", hide = true)]
-    Multiarch,
 }
 
+/// `connectx --version`: the command's version, and the library's (version, SONAME, path) as
+/// `connectx run` would find it (read from the file, not loaded).
+fn version_text() -> String {
+    let lib = match libpath::find(None) {
+        Ok(p) => {
+            let v = elf::library_version(&p).unwrap_or_else(|| "unknown version".into());
+            let so = elf::soname(&p).unwrap_or_else(|| "no SONAME".into());
+            format!("library {v} ({so}, {})", p.display())
+        }
+        Err(f) => format!("library not found: {}", f.msg),
+    };
+    format!("{}\n{lib}", env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(feature = "tools")]
 pub fn command() -> clap::Command {
     Cli::command()
 }
 
 pub fn main(args: Vec<OsString>) -> i32 {
+    #[cfg(feature = "tools")]
+    if args
+        .first()
+        .is_some_and(|a| a.as_encoded_bytes().starts_with(b"_"))
+    {
+        return tools::main(args);
+    }
+    let wants_version = args.iter().any(|a| a == "--version" || a == "-V");
     let argv = std::iter::once(OsString::from("connectx")).chain(args);
-    let cli = match Cli::try_parse_from(argv) {
+    let mut cmd = Cli::command();
+    if wants_version {
+        cmd = cmd.version(version_text().leak() as &str);
+    }
+    let cli = match cmd
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => return clap_error(e),
     };
@@ -120,25 +123,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Cmd::Demo(a) => demo::main(a),
         Cmd::Status(a) => status::main(a),
         Cmd::Stats(a) => stats::main(a),
-        Cmd::Netns(r) => netns::main(r.args),
-        Cmd::Serve(r) => serve::main(r.args),
-        Cmd::Client(r) => client::main(r.args),
-        Cmd::Dups(r) => dups::main(r.args),
-        Cmd::DemoCase(r) => demo::case_main(r.args),
-        Cmd::Tools => {
-            print!("{}", usage::TOOLS);
-            Ok(0)
-        }
-        Cmd::Man { dir } => docs::man(&dir),
-        Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut command(), "connectx", &mut std::io::stdout());
-            Ok(0)
-        }
-        Cmd::Multiarch => {
-            println!("{}", libpath::MULTIARCH);
-            Ok(0)
-        }
     };
+    report(result)
+}
+
+/// A subcommand's result as the exit status (a failure: one line on stderr).
+pub fn report(result: Res<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => {
@@ -170,7 +160,24 @@ fn clap_error(e: clap::Error) -> i32 {
             if msg.ends_with(':') {
                 msg = format!("{msg} {}", lines.next().unwrap_or(""));
             }
-            eprintln!("connectx: {msg} (try `connectx --help`)");
+            // clap's hints, kept on the same line: the similar subcommand or option, the
+            // accepted values.
+            let hints: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter_map(|l| {
+                    l.strip_prefix("tip: ").map(str::to_string).or_else(|| {
+                        l.strip_prefix("[possible values: ")
+                            .and_then(|v| v.strip_suffix(']'))
+                            .map(|v| format!("possible values: {v}"))
+                    })
+                })
+                .collect();
+            let mut hints = hints.join("; ");
+            if !hints.is_empty() {
+                hints.push_str("; ");
+            }
+            eprintln!("connectx: {msg} ({hints}try `connectx --help`)");
             2
         }
     }

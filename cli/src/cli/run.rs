@@ -3,6 +3,7 @@
 //! exactly its own.
 
 use super::{Fail, Res, elf, libpath};
+use crate::supervise;
 use clap::ValueEnum;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
@@ -70,8 +71,20 @@ pub struct RunArgs {
     /// No warning when CMD cannot be preloaded (static, setuid/setgid, file capabilities)
     #[arg(long, short)]
     quiet: bool,
+    /// Supervise CMD and its whole process tree (seccomp user notification) instead of
+    /// preloading; the default supervises Go programs and static executables only
+    #[arg(long, conflicts_with = "no_supervise")]
+    supervise: bool,
+    /// Never supervise: preload only, also for Go programs and static executables
+    #[arg(long)]
+    no_supervise: bool,
     /// The program and its arguments
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "CMD",
+        value_hint = clap::ValueHint::CommandWithArguments
+    )]
     cmd: Vec<OsString>,
 }
 
@@ -119,8 +132,21 @@ pub fn main(a: RunArgs) -> Res<i32> {
         })?;
         c.env("CONNECTX_LOG_FILE", abs);
     }
+    // docs/supervisor.md: what the preload cannot reach runs supervised.
+    let mode = match (a.supervise, a.no_supervise) {
+        (true, _) => supervise::Mode::Always,
+        (_, true) => supervise::Mode::Never,
+        _ => supervise::Mode::Auto,
+    };
+    let file = resolve(prog);
+    let secure = file.as_deref().and_then(secure_exec);
+    let user_preload = existing.as_deref();
+    if let Some(code) = supervise::maybe(mode, &mut c, prog, file.as_deref(), secure, user_preload)
+    {
+        return code.map_err(|err| cannot_run(prog, &err));
+    }
     if !a.quiet {
-        if let Some(why) = resolve(prog).and_then(|p| cannot_preload(&p)) {
+        if let Some(why) = file.and_then(|p| cannot_preload(&p)) {
             eprintln!(
                 "connectx: warning: {} {why}: the dynamic loader will not preload connectx into it",
                 prog.to_string_lossy()
@@ -129,20 +155,24 @@ pub fn main(a: RunArgs) -> Res<i32> {
     }
     // exec only returns on failure.
     let err = c.exec();
+    Err(cannot_run(prog, &err))
+}
+
+fn cannot_run(prog: &OsString, err: &std::io::Error) -> Fail {
     // As env(1) and the shells: 127 when not found, 126 when found but not executable.
     let code = if err.raw_os_error() == Some(libc::ENOENT) {
         127
     } else {
         126
     };
-    Err(Fail {
+    Fail {
         code,
         msg: format!(
             "cannot run {}: {}",
             prog.to_string_lossy(),
-            super::ioerr(&err)
+            super::ioerr(err)
         ),
-    })
+    }
 }
 
 /// The file exec will run: `prog` itself if it has a slash, else the first executable file of
@@ -163,6 +193,17 @@ fn resolve(prog: &OsString) -> Option<PathBuf> {
 /// secure-execution programs get LD_PRELOAD only from system directories, and connectx does
 /// nothing in them anyway), or None. Scripts are fine: their interpreter is what runs.
 pub fn cannot_preload(p: &Path) -> Option<String> {
+    if let Some(why) = secure_exec(p) {
+        return Some(why);
+    }
+    match elf::read(p) {
+        Ok(Some(e)) if !e.interp => Some("is statically linked (no ELF interpreter)".into()),
+        _ => None,
+    }
+}
+
+/// Why exec of `p` changes the effective ids or capabilities (AT_SECURE), or None.
+fn secure_exec(p: &Path) -> Option<String> {
     let m = std::fs::metadata(p).ok()?;
     // SAFETY: no preconditions.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -177,10 +218,7 @@ pub fn cannot_preload(p: &Path) -> Option<String> {
     if euid != 0 && has_file_caps(p) {
         return Some("has file capabilities (setcap)".into());
     }
-    match elf::read(p) {
-        Ok(Some(e)) if !e.interp => Some("is statically linked (no ELF interpreter)".into()),
-        _ => None,
-    }
+    None
 }
 
 fn has_file_caps(p: &Path) -> bool {

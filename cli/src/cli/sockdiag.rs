@@ -16,12 +16,40 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
+#[derive(Clone)]
 pub struct Sock {
     pub state: u8,
     pub src: IpAddr,
     pub sport: u16,
     pub dst: IpAddr,
     pub dport: u16,
+    /// IP_BIND_ADDRESS_NO_PORT (INET_DIAG_SOCKOPT, Linux 5.10+; None where the kernel does not
+    /// say): a TCP socket with it got its port from connect, in a bucket connect can share.
+    pub no_port: Option<bool>,
+    /// The socket's inode (0 for TIME_WAIT): finds its owner in /proc/PID/fd.
+    pub inode: u32,
+    /// Time left on the socket's timer in ms (TIME_WAIT: until it goes).
+    pub expires: u32,
+}
+
+/// INET_DIAG_SOCKOPT: struct inet_diag_sockopt, sent with every socket since Linux 5.10.
+const INET_DIAG_SOCKOPT: u16 = 22;
+
+/// IP_BIND_ADDRESS_NO_PORT from the attributes after inet_diag_msg (bit 0 of the second byte
+/// of inet_diag_sockopt: bitfields are laid out from the low bit on Linux's ABIs).
+fn no_port(mut attrs: &[u8]) -> Option<bool> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if ty == INET_DIAG_SOCKOPT && len >= 6 {
+            return Some(attrs[5] & 1 != 0);
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    None
 }
 
 /// Every socket of `proto` (IPPROTO_TCP or IPPROTO_UDP), IPv4 and IPv6, in any state.
@@ -115,12 +143,16 @@ fn exchange(fd: i32, family: u8, proto: u8, out: &mut Vec<Sock>) -> std::io::Res
                 SOCK_DIAG_BY_FAMILY if len >= 16 + 72 => {
                     let m = &buf[at + 16..at + len];
                     let fam = m[0];
+                    let u32_at = |o: usize| u32::from_ne_bytes(m[o..o + 4].try_into().unwrap());
                     out.push(Sock {
                         state: m[1],
                         sport: u16::from_be_bytes([m[4], m[5]]),
                         dport: u16::from_be_bytes([m[6], m[7]]),
                         src: addr(fam, &m[8..24]),
                         dst: addr(fam, &m[24..40]),
+                        expires: u32_at(52),
+                        inode: u32_at(68),
+                        no_port: no_port(&m[72..]),
                     });
                 }
                 _ => {}

@@ -1,67 +1,170 @@
-//! `connectx stats [PID]`: the counters the library keeps in each process (src/stats.rs has
-//! the file layout), read from the same directories the library writes to. Files of processes
-//! that ended without removing theirs (killed) are recognised by the start time in their
-//! header and removed where we may.
+//! `connectx stats [PID]`: the counters the library keeps in each process (src/stats.rs has the
+//! layout and why they live in an anonymous memory file). A process's counters are found
+//! through /proc: its maps say whether connectx is loaded and whether the counters exist
+//! (`/memfd:connectx-counters (deleted)`); they are read through the descriptor the library
+//! keeps (/proc/PID/fd/N: the process's user or root), or, if the program closed it, through
+//! the mapping (/proc/PID/map_files/: root only). Every failure to look is said, never guessed.
 
 use super::{Res, fail, json};
-use std::path::{Path, PathBuf};
+use std::io::ErrorKind;
 
 /// What connectx did in running processes (counters kept by the library)
 ///
-/// Counters per process: connections let through that the kernel alone would have refused
-/// (tcp.shared_fixed_port, tcp.per_tuple_connect, udp.lock_connect, ...), lost races, EAGAIN,
-/// exhaustion, and fallbacks to the kernel's behaviour by reason. Each process writes
-/// <dir>/<pid>.stats, dir being $CONNECTX_STATS_DIR, else $XDG_RUNTIME_DIR/connectx,
-/// else /run/connectx (root), else /tmp/connectx-<uid>.
+/// Counters per process, only those not zero (`--all` shows every one), then the totals.
+/// Connects the kernel alone would have refused, by kind: tcp.shared_fixed_port,
+/// udp.shared_fixed_port (a fixed port shared), udp.lock_connect (the kernel said EAGAIN).
+/// tcp.per_tuple_connect counts every connect whose port the kernel chose per 4-tuple after a
+/// deferred bind(ip, 0), rescue or not: which of them the kernel alone would have refused
+/// depends on every other socket's port at that moment, which the hook path does not read
+/// (`connectx status` shows "free for bind" per source instead). Also: refusals where the
+/// bind-busy trade-off bit, lost races, EAGAIN, exhaustion, fallbacks to the kernel's behaviour.
+/// The counters live in the process's memory (nothing on disk) and are read through /proc:
+/// root sees every process, a user their own.
 #[derive(clap::Args)]
 pub struct StatsArgs {
-    /// One process (default: every live process with a counters file)
+    /// One process (default: every process with connectx loaded)
     pid: Option<u32>,
     /// JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Directory to read (default: the library's, see above)
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Remove the files of processes that ended without removing theirs (killed)
+    /// Show counters that are 0 too
     #[arg(long)]
-    clean: bool,
+    all: bool,
 }
 
+/// One process's counters.
 pub struct Proc {
     pub pid: u32,
     pub program: String,
     pub counters: Vec<(String, u64)>,
 }
 
-/// The directories the library may write to, for this user (src/stats.rs `configure`).
-pub fn dirs() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Some(d) = std::env::var_os("CONNECTX_STATS_DIR").filter(|d| !d.is_empty()) {
-        v.push(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        v.push(Path::new(&d).join("connectx"));
-    }
-    v.push(PathBuf::from("/run/connectx"));
-    // SAFETY: no preconditions.
-    v.push(PathBuf::from(format!("/tmp/connectx-{}", unsafe {
-        libc::geteuid()
-    })));
-    v.dedup();
-    v
+/// What looking at one process found.
+pub enum Look {
+    /// No such process (or it ended while we looked).
+    Gone,
+    /// /proc/PID/maps could not be read: why, in words.
+    Denied(String),
+    /// Running, without connectx.
+    NotLoaded,
+    /// connectx is loaded: its library path, and the counters (None: nothing counted yet;
+    /// Err: they exist but could not be read, and why).
+    Loaded {
+        lib: String,
+        counters: Option<Result<Proc, String>>,
+    },
 }
 
-/// Start time (field 22) of a live process, None if it is gone.
-fn start_time(pid: u32) -> Option<u64> {
-    let s = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = s.iter().rposition(|&b| b == b')')?;
-    std::str::from_utf8(&s[close + 1..])
-        .ok()?
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+/// The memfd's name as /proc shows it (src/stats.rs MEMFD_NAME).
+const MEMFD: &str = "/memfd:connectx-counters (deleted)";
+
+/// Whether a mapped file is the connectx library (libconnectx.so, libconnectx.so.0, ...).
+pub fn is_library(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|f| f.starts_with("libconnectx.so"))
+}
+
+pub fn program(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Looks at one process.
+pub fn look(pid: u32) -> Look {
+    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Look::Gone,
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            return Look::Denied(format!(
+                "permission denied reading /proc/{pid}/maps: run as root or as the process's user"
+            ));
+        }
+        // ESRCH and friends: it ended while we looked.
+        Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => return Look::Gone,
+        Err(e) => return Look::Denied(format!("/proc/{pid}/maps: {}", super::ioerr(&e))),
+    };
+    let mut lib = None;
+    let mut memfd = Vec::new();
+    for l in maps.lines() {
+        let mut f = l.splitn(6, char::is_whitespace);
+        let (Some(range), _, _, _, Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let path = f.next().unwrap_or("").trim();
+        if lib.is_none() && is_library(path) {
+            lib = Some(path.to_string());
+        } else if path == MEMFD {
+            memfd.push((range.to_string(), inode.to_string()));
+        }
+    }
+    // `connectx run` supervising a program counts in its own memory (docs/supervisor.md).
+    if lib.is_none() && crate::supervise::is_supervisor(pid) {
+        lib = Some(crate::supervise::STATUS_LABEL.to_string());
+    }
+    let Some(lib) = lib else {
+        return Look::NotLoaded;
+    };
+    // A fork child that has not counted yet may still map its parent's counters (a raw clone):
+    // only a header with its own pid is its own.
+    let mut found = None;
+    if !memfd.is_empty() {
+        found = Some(read_counters(pid, &memfd));
+    }
+    let counters = match found {
+        Some(Ok(p)) if p.pid == pid => Some(Ok(p)),
+        Some(Ok(_)) => None,
+        other => other,
+    };
+    Look::Loaded { lib, counters }
+}
+
+/// The counters of `pid`, through its descriptor, else its mapping (root).
+fn read_counters(pid: u32, maps: &[(String, String)]) -> Result<Proc, String> {
+    let mut denied = false;
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            if std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == MEMFD) {
+                match std::fs::read(e.path()) {
+                    Ok(b) => {
+                        if let Some(p) = parse(&b) {
+                            return Ok(p);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => denied = true,
+                    Err(_) => {}
+                }
+            }
+        }
+    } else {
+        denied = true;
+    }
+    for (range, _) in maps {
+        match std::fs::read(format!("/proc/{pid}/map_files/{range}")) {
+            Ok(b) => {
+                if let Some(p) = parse(&b) {
+                    return Ok(p);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(if denied {
+        format!(
+            "permission denied reading the counters of process {pid}: run as root or as the \
+             process's user"
+        )
+    } else {
+        format!(
+            "process {pid} closed connectx's counters descriptor: run as root to read them \
+             through /proc/{pid}/map_files"
+        )
+    })
 }
 
 fn u32_at(b: &[u8], o: usize) -> Option<u32> {
@@ -71,13 +174,12 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?))
 }
 
-/// Parses one counters file; None if it is not one (or is incomplete).
-pub fn parse(b: &[u8]) -> Option<(u32, u64, Proc)> {
+/// Parses the counters' layout; None if it is not one (or is incomplete).
+pub fn parse(b: &[u8]) -> Option<Proc> {
     if b.get(..8)? != b"CNXSTAT1" || u32_at(b, 8)? != 1 {
         return None;
     }
     let pid = u32_at(b, 12)?;
-    let start = u64_at(b, 16)?;
     let comm = b.get(24..40)?;
     let program = String::from_utf8_lossy(&comm[..comm.iter().position(|&c| c == 0).unwrap_or(16)])
         .into_owned();
@@ -91,100 +193,182 @@ pub fn parse(b: &[u8]) -> Option<(u32, u64, Proc)> {
         at += len + 1;
         counters.push((name, u64_at(b, 64 + 8 * i)?));
     }
-    Some((
+    Some(Proc {
         pid,
-        start,
-        Proc {
-            pid,
-            program,
-            counters,
-        },
-    ))
+        program,
+        counters,
+    })
 }
 
-/// Every live process with a counters file, sorted by pid; with `clean`, stale files (their
-/// process is gone, or the pid is another process now) are removed. Only then: a reader whose
-/// /proc is not the writer's would take live files for stale ones.
-pub fn collect(dirs: &[PathBuf], clean: bool) -> Vec<Proc> {
-    let mut out: Vec<Proc> = Vec::new();
-    for d in dirs {
-        let Ok(rd) = std::fs::read_dir(d) else {
+/// Every process of /proc, in pid order.
+pub fn pids() -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+/// A process's counters: None, nothing counted yet; Err, they exist but could not be read.
+pub type Counters = Option<Result<Proc, String>>;
+
+/// Every process we can see with connectx loaded (pid, library, counters), and how many we
+/// could not look at.
+pub struct Survey {
+    pub loaded: Vec<(u32, String, Counters)>,
+    pub denied: usize,
+}
+
+pub fn survey(filter: impl Fn(u32) -> bool) -> Survey {
+    let mut s = Survey {
+        loaded: Vec::new(),
+        denied: 0,
+    };
+    // SAFETY: no preconditions.
+    let me = unsafe { libc::getpid() } as u32;
+    for pid in pids() {
+        if pid == me || !filter(pid) {
             continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".stats") {
-                continue;
-            }
-            let Ok(b) = std::fs::read(e.path()) else {
-                continue;
-            };
-            let Some((pid, start, p)) = parse(&b) else {
-                continue;
-            };
-            if start_time(pid) != Some(start) {
-                // The process ended without removing its file (killed), or the pid is reused.
-                if clean {
-                    let _ = std::fs::remove_file(e.path());
-                }
-                continue;
-            }
-            if !out.iter().any(|o| o.pid == pid) {
-                out.push(p);
+        }
+        match look(pid) {
+            Look::Loaded { lib, counters } => s.loaded.push((pid, lib, counters)),
+            // Kernel threads have empty maps; other users' processes are denied.
+            Look::Denied(_) => s.denied += 1,
+            Look::Gone | Look::NotLoaded => {}
+        }
+    }
+    s
+}
+
+/// "1 process", "2 processes".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Sums of the counters of `procs`, by name, in the order they first appear.
+pub fn totals<'a>(procs: impl Iterator<Item = &'a Proc>) -> Vec<(String, u64)> {
+    let mut t: Vec<(String, u64)> = Vec::new();
+    for p in procs {
+        for (k, v) in &p.counters {
+            match t.iter_mut().find(|(n, _)| n == k) {
+                Some(e) => e.1 += v,
+                None => t.push((k.clone(), *v)),
             }
         }
     }
-    out.sort_by_key(|p| p.pid);
-    out
+    t
+}
+
+fn json_counters(c: &[(String, u64)]) -> String {
+    let c: Vec<String> = c
+        .iter()
+        .map(|(k, v)| format!("{}: {v}", json::s(k)))
+        .collect();
+    format!("{{{}}}", c.join(", "))
+}
+
+/// One process's counters as JSON: `{"pid", "program", "counters"}` or `"error"`.
+pub fn json_proc(pid: u32, c: &Option<Result<Proc, String>>) -> String {
+    match c {
+        Some(Ok(p)) => format!(
+            "{{\"pid\": {pid}, \"program\": {}, \"counters\": {}}}",
+            json::s(&p.program),
+            json_counters(&p.counters)
+        ),
+        None => format!(
+            "{{\"pid\": {pid}, \"program\": {}, \"counters\": {{}}}}",
+            json::s(&program(pid))
+        ),
+        Some(Err(e)) => format!(
+            "{{\"pid\": {pid}, \"program\": {}, \"error\": {}}}",
+            json::s(&program(pid)),
+            json::s(e)
+        ),
+    }
+}
+
+fn text_counters(c: &[(String, u64)], all: bool) -> String {
+    let mut o = String::new();
+    for (k, v) in c.iter().filter(|(_, v)| all || *v != 0) {
+        o.push_str(&format!("  {k:<28} {v}\n"));
+    }
+    if o.is_empty() {
+        o.push_str("  (all 0)\n");
+    }
+    o
 }
 
 pub fn main(a: StatsArgs) -> Res<i32> {
-    let dirs = match a.dir {
-        Some(d) => vec![d],
-        None => dirs(),
+    let survey = match a.pid {
+        Some(pid) => match look(pid) {
+            Look::Gone => return Err(fail(format!("stats: no process {pid}"))),
+            Look::Denied(why) => return Err(fail(format!("stats: {why}"))),
+            Look::NotLoaded => {
+                return Err(fail(format!(
+                    "stats: process {pid} ({}) is running but has no connectx loaded",
+                    program(pid)
+                )));
+            }
+            Look::Loaded { lib, counters } => Survey {
+                loaded: vec![(pid, lib, counters)],
+                denied: 0,
+            },
+        },
+        None => survey(|_| true),
     };
-    let mut procs = collect(&dirs, a.clean);
-    if let Some(pid) = a.pid {
-        procs.retain(|p| p.pid == pid);
-        if procs.is_empty() {
-            return Err(fail(format!(
-                "stats: no counters for process {pid} (not running, connectx not loaded in it, \
-                 no socket managed yet, or its directory is not one of {})",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
+    let read: Vec<&Proc> = survey
+        .loaded
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref()?.as_ref().ok())
+        .collect();
+    let errors: Vec<&String> = survey
+        .loaded
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref()?.as_ref().err())
+        .collect();
     if a.json {
-        let items: Vec<String> = procs
+        let items: Vec<String> = survey
+            .loaded
             .iter()
-            .map(|p| {
-                let c: Vec<String> = p
-                    .counters
-                    .iter()
-                    .map(|(k, v)| format!("{}: {v}", json::s(k)))
-                    .collect();
-                format!(
-                    "{{\"pid\": {}, \"program\": {}, \"counters\": {{{}}}}}",
-                    p.pid,
-                    json::s(&p.program),
-                    c.join(", ")
-                )
-            })
+            .map(|(pid, _, c)| json_proc(*pid, c))
             .collect();
-        println!("[{}]", items.join(",\n "));
-        return Ok(0);
-    }
-    if procs.is_empty() {
-        println!("no live process with connectx counters");
-    }
-    for p in &procs {
-        println!("pid {} ({})", p.pid, p.program);
-        for (k, v) in &p.counters {
-            println!("  {k:<28} {v}");
+        println!(
+            "{{\"processes\": [{}], \"totals\": {}, \"not_inspected\": {}}}",
+            items.join(",\n "),
+            json_counters(&totals(read.iter().copied())),
+            survey.denied
+        );
+    } else {
+        if survey.loaded.is_empty() {
+            println!("no process with connectx loaded");
+        }
+        for (pid, _, c) in &survey.loaded {
+            match c {
+                Some(Ok(p)) => {
+                    println!("pid {pid} ({})", p.program);
+                    print!("{}", text_counters(&p.counters, a.all));
+                }
+                None => println!("pid {pid} ({}): nothing counted yet", program(*pid)),
+                Some(Err(e)) => println!("pid {pid} ({}): {e}", program(*pid)),
+            }
+        }
+        if a.pid.is_none() && read.len() > 1 {
+            println!("total of {} processes", read.len());
+            print!("{}", text_counters(&totals(read.iter().copied()), a.all));
+        }
+        if survey.denied > 0 {
+            println!(
+                "{} not inspected (permission denied): run as root to see every process",
+                plural(survey.denied, "process", "processes")
+            );
         }
     }
-    Ok(0)
+    for e in &errors {
+        eprintln!("connectx: stats: {e}");
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
 }

@@ -95,6 +95,11 @@ impl Slot {
             return Err(errno());
         }
         let fd = ownfd::move_high(fd);
+        if self.fd() >= 0 {
+            // Never orphan a socket of ours: one still recorded here is closed first.
+            let old = self.fd();
+            ownfd::close_if_ours(old, self.ident.load(Relaxed));
+        }
         let Some(ident) = ownfd::socket_ident(fd) else {
             crate::sys::close(fd);
             return Err(libc::EIO);
@@ -696,11 +701,25 @@ pub fn parse_dumped(msg: &[u8]) -> Option<Dumped> {
 static DUMP: Slot = Slot::new();
 
 /// The right to use the dump socket, given back on drop (the socket and its dump stay open).
-pub struct DumpLease(());
+/// Its token is checked at every use: a lease that is no longer the one in force (the slots
+/// swept, another taker since) touches nothing.
+pub struct DumpLease(u64);
+
+static DUMP_TOKEN: AtomicU64 = AtomicU64::new(0);
+static DUMP_TOKENS: AtomicU64 = AtomicU64::new(1);
 
 impl DumpLease {
     pub fn take() -> Option<DumpLease> {
-        (!DUMP.busy.swap(true, Acquire)).then_some(DumpLease(()))
+        if DUMP.busy.swap(true, Acquire) {
+            return None;
+        }
+        let token = DUMP_TOKENS.fetch_add(1, Relaxed);
+        DUMP_TOKEN.store(token, Release);
+        Some(DumpLease(token))
+    }
+
+    fn in_force(&self) -> bool {
+        DUMP_TOKEN.load(Acquire) == self.0
     }
 
     /// Starts a dump of every UDP socket of `family` in namespace `ns`, on a fresh socket (a dump
@@ -708,6 +727,9 @@ impl DumpLease {
     pub fn start(&self, ns: Ns, family: c_int) -> Result<(), c_int> {
         let _keep = KeepErrno::new();
         let pid = adopt()?;
+        if !self.in_force() {
+            return Err(libc::EAGAIN);
+        }
         if DUMP.fd() >= 0 {
             DUMP.release_fd();
         }
@@ -741,6 +763,9 @@ impl DumpLease {
     ) -> Result<bool, c_int> {
         let _keep = KeepErrno::new();
         let pid = adopt()?;
+        if !self.in_force() {
+            return Err(libc::EAGAIN);
+        }
         let Some(fd) = DUMP.usable(pid, 0) else {
             return Err(libc::EIO);
         };
@@ -789,7 +814,12 @@ impl DumpLease {
 
 impl Drop for DumpLease {
     fn drop(&mut self) {
-        DUMP.busy.store(false, Release);
+        if DUMP_TOKEN
+            .compare_exchange(self.0, 0, AcqRel, Acquire)
+            .is_ok()
+        {
+            DUMP.busy.store(false, Release);
+        }
     }
 }
 

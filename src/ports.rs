@@ -86,14 +86,12 @@ fn read_proc(path: &[u8], buf: &mut [u8]) -> Option<usize> {
 
 /// The calling thread's network namespace (SO_NETNS_COOKIE of a throwaway socket; 0 unknown).
 fn thread_netns() -> u64 {
-    // SAFETY: plain socket(2) through the real function.
-    let fd =
-        unsafe { crate::real::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
+    // Recorded while it lives (ownfd's scratch): a fork child closes its copy.
+    let Ok(fd) = crate::ownfd::scratch_socket(libc::AF_INET, libc::SOCK_DGRAM) else {
         return 0;
-    }
+    };
     let ns = crate::udp::exhausted::netns_cookie(fd);
-    crate::sys::close(fd);
+    crate::ownfd::close_scratch(fd);
     ns
 }
 

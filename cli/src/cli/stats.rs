@@ -118,9 +118,23 @@ pub fn look(pid: u32) -> Look {
     let counters = match found {
         Some(Ok(p)) if p.pid == pid => Some(Ok(p)),
         Some(Ok(_)) => None,
+        // It ended while we looked (its /proc/PID/fd went, or it is a zombie): not a denial.
+        Some(Err(_)) if !alive(pid) => return Look::Gone,
         other => other,
     };
     Look::Loaded { lib, counters }
+}
+
+/// `pid` still runs: /proc/PID/stat exists and its state is not zombie or dead.
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the last ')' (the command name may contain one).
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
 }
 
 /// The counters of `pid`, through its descriptor, else its mapping (root).

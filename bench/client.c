@@ -7,6 +7,8 @@
  *   client fill   N DSTIP DPORT [SECONDS]              UDP connects to one destination, one line each
  *   client serve  ACCEPT SECONDS DPORT IP...           TCP listeners (backlog 4096); ACCEPT=1 accepts+closes
  *   client hold   N SRC PORTBASE NPORTS DSTIP DPORTBASE SECONDS   hold N connected UDP sockets
+ *                                                       (HOLD_PLAIN=1: plain ones, not shareable)
+ *   client eagain SECONDS DSTIP DPORT                  UDP connects that fail (EAGAIN): ns each
  *   client rss    N DSTIP DPORT                        VmRSS before/after N connected UDP sockets
  *   client spawn  N LIB PROG [ARGS...]                 alternating runs of PROG without/with LD_PRELOAD=LIB
  *   client noop                                        does nothing
@@ -176,6 +178,49 @@ static int cmd_cost(int argc, char **argv) {
     return 0;
 }
 
+/* eagain SECONDS DSTIP DPORT: socket + connect + close, over and over for SECONDS, where every
+ * connect must fail with EAGAIN (the range is full of sockets that may not be shared). Prints the
+ * process's first connect's ns (with the library's one-time set-up), the first connect a second
+ * later (a search again, set-up done), then over the later ones (inside connect()) the median,
+ * the 99th percentile and the maximum, and their count. */
+static int cmd_eagain(int argc, char **argv) {
+    if (argc != 3) return 2;
+    double seconds = atof(argv[0]);
+    struct sockaddr_in dst = sin_of(argv[1], atoi(argv[2]));
+    size_t cap = 1 << 20, n = 0;
+    uint64_t *ic = malloc(sizeof(uint64_t) * cap);
+    if (!ic) die("malloc");
+    uint64_t first = 0, again = 0, start = now_ns();
+    for (long i = 0; n < cap && (i < 4 || now_ns() - start < (uint64_t)(seconds * 1e9)); i++) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0) die("socket");
+        uint64_t t0 = now_ns();
+        int rc = connect(fd, (const struct sockaddr *)&dst, sizeof dst);
+        uint64_t t = now_ns() - t0;
+        if (rc == 0 || errno != EAGAIN) {
+            fprintf(stderr, "connect: expected EAGAIN, got %s\n", rc == 0 ? "success" : strerror(errno));
+            return 1;
+        }
+        close(fd);
+        if (i == 0) {
+            first = t;
+            /* the library's memories last a second: the next connect searches again, with
+             * the process's one-time set-up behind it */
+            usleep(1100000);
+            start = now_ns();
+        } else if (i == 1) {
+            again = t;
+        } else {
+            ic[n++] = t;
+        }
+    }
+    qsort(ic, n, sizeof *ic, cmp_u64);
+    printf("%llu %llu %llu %llu %llu %zu\n", (unsigned long long)first, (unsigned long long)again,
+           (unsigned long long)ic[n / 2],
+           (unsigned long long)ic[n * 99 / 100], (unsigned long long)ic[n - 1], n);
+    return 0;
+}
+
 /* cap RECIPE SRC FIXPORT MAXPERDST DPORT DSTIP... */
 static int cmd_cap(int argc, char **argv) {
     if (argc < 6) return 2;
@@ -306,15 +351,19 @@ static int cmd_serve(int argc, char **argv) {
     return 0;
 }
 
-/* hold N SRC PORTBASE NPORTS DSTIP DPORTBASE SECONDS: socket i gets SO_REUSEPORT (the state a
- * connectx-connected socket has: the lock's switch), binds SRC:(PORTBASE + i % NPORTS), connects
- * DSTIP:(DPORTBASE + i / NPORTS). Prints "ready N" and holds them. */
+/* hold N SRC PORTBASE NPORTS DSTIP DPORTBASE SECONDS: socket i gets SO_REUSEPORT and, once
+ * connected, IP_BIND_ADDRESS_NO_PORT (the state a connectx-connected socket has: the lock's
+ * switch and connectx's mark, src/udp/consent.rs), binds SRC:(PORTBASE + i % NPORTS), connects
+ * DSTIP:(DPORTBASE + i / NPORTS). With HOLD_PLAIN=1 neither: a program's own connected sockets,
+ * which connectx may not share. Prints "ready N" and holds them. */
 static int cmd_hold(int argc, char **argv) {
     if (argc != 7) return 2;
     raise_nofile();
     long n = atol(argv[0]);
     int portbase = atoi(argv[2]), nports = atoi(argv[3]), dportbase = atoi(argv[5]);
     int seconds = atoi(argv[6]);
+    const char *plain_env = getenv("HOLD_PLAIN");
+    int plain = plain_env && !strcmp(plain_env, "1");
     long ok = 0;
     for (long i = 0; i < n; i++) {
         struct sockaddr_in src = sin_of(argv[1], portbase + (int)(i % nports));
@@ -322,9 +371,10 @@ static int cmd_hold(int argc, char **argv) {
         int fd = socket(AF_INET, SOCK_DGRAM, 0);
         if (fd < 0) die("hold socket");
         int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (!plain) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("hold bind");
         if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) die("hold connect");
+        if (!plain) setsockopt(fd, IPPROTO_IP, 24, &one, sizeof one);
         ok++;
     }
     printf("ready %ld\n", ok);
@@ -428,6 +478,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "fill")) r = cmd_fill(argc - 2, argv + 2);
     else if (!strcmp(m, "serve")) r = cmd_serve(argc - 2, argv + 2);
     else if (!strcmp(m, "hold")) r = cmd_hold(argc - 2, argv + 2);
+    else if (!strcmp(m, "eagain")) r = cmd_eagain(argc - 2, argv + 2);
     else if (!strcmp(m, "rss")) r = cmd_rss(argc - 2, argv + 2);
     else if (!strcmp(m, "spawn")) r = cmd_spawn(argc - 2, argv + 2);
     else if (!strcmp(m, "noop")) r = 0;

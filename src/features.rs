@@ -87,7 +87,7 @@ fn has(bit: u32, inconclusive: bool) -> bool {
     if KNOWN.load(Acquire) & bit == 0 {
         let last = LAST_TRY.load(Relaxed);
         if last == 0 || sys::now_ms().saturating_sub(last) >= 1000 {
-            probe();
+            probe(bit);
             if KNOWN.load(Acquire) & bit == 0 {
                 LAST_TRY.store(sys::now_ms().max(1), Relaxed);
             }
@@ -134,8 +134,11 @@ pub fn tcp_fixed_sharing() -> bool {
 
 /// Probes every feature not known yet and names, in one info line, those found missing. Two
 /// threads may probe at once: the answers are the same, and each missing feature is named once.
+/// The two SOCK_DIAG probes only when `asked` names them: the TCP one walks the TCP hash (≈ 1 ms
+/// with a large table), which a process that only needs the UDP lock should not pay at its first
+/// connect in a full range (issue 17).
 #[cold]
-fn probe() {
+fn probe(asked: u32) {
     let _keep = KeepErrno::new();
     let todo = ALL & !KNOWN.load(Acquire);
     let mut known = 0;
@@ -181,10 +184,10 @@ fn probe() {
         };
         note(OPENAT2, Some(!(r < 0 && sys::errno() == libc::ENOSYS)));
     }
-    if todo & UDP_EXACT != 0 {
+    if todo & asked & UDP_EXACT != 0 {
         note(UDP_EXACT, probe_udp_exact());
     }
-    if todo & TCP_BOUND_DUMP != 0 {
+    if todo & asked & TCP_BOUND_DUMP != 0 {
         note(TCP_BOUND_DUMP, probe_tcp_bound_dump());
     }
     HAVE.fetch_or(have, AcqRel);
@@ -244,8 +247,15 @@ fn bound_socket(ty: c_int) -> Option<(c_int, u16)> {
     // A loopback address nobody uses: its ports are free even when the ports of 127.0.0.1 and
     // of the wildcard are all taken (a process that starts while its namespace runs out must
     // still learn what the kernel offers); else the wildcard.
-    for ip in [[127, 255, 255, 254], [0; 4]] {
-        let a = SockAddr::V4 { ip, port: 0 };
+    // A port named first (a few random ones above 1023): the kernel checks only that port's
+    // chain, where port 0 makes it walk every hash slot, which costs as much as the EAGAIN of a
+    // full range (issue 17: the first connect of a process in a full range).
+    let named = (0..4).map(|_| 1024 + (crate::ports::random() % (65536 - 1024)) as u16);
+    for (ip, port) in named
+        .map(|p| ([127, 255, 255, 254], p))
+        .chain([([127, 255, 255, 254], 0), ([0; 4], 0)])
+    {
+        let a = SockAddr::V4 { ip, port };
         match sys::bind(fd, &a).and_then(|_| sys::getsockname(fd)) {
             Ok(a) if a.port() != 0 => return Some((fd, a.port())),
             _ => {}

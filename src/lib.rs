@@ -110,6 +110,9 @@ fn init() {
     netlink::adopt_now();
     // SAFETY: no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    if cfg.enabled && cfg.udp {
+        udp::inherited::adopt();
+    }
     // SAFETY: registering plain functions, run around fork.
     unsafe {
         libc::pthread_atfork(

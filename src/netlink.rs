@@ -95,6 +95,11 @@ impl Slot {
             return Err(errno());
         }
         let fd = ownfd::move_high(fd);
+        if self.fd() >= 0 {
+            // Never orphan a socket of ours: one still recorded here is closed first.
+            let old = self.fd();
+            ownfd::close_if_ours(old, self.ident.load(Relaxed));
+        }
         let Some(ident) = ownfd::socket_ident(fd) else {
             crate::sys::close(fd);
             return Err(libc::EIO);
@@ -159,6 +164,7 @@ fn all_slots() -> impl Iterator<Item = &'static Slot> {
         .iter()
         .chain(ROUTE.slots.iter())
         .chain(TEMP.iter())
+        .chain(std::iter::once(&DUMP))
 }
 
 /// Which namespace a request must be answered in.
@@ -166,6 +172,8 @@ fn all_slots() -> impl Iterator<Item = &'static Slot> {
 pub enum Ns {
     /// The namespace of the program's socket `fd` (SO_NETNS_COOKIE).
     Of(c_int),
+    /// A namespace whose SO_NETNS_COOKIE the caller knows already (a socket's never changes).
+    Known(u64),
     /// Wherever the pooled socket is (callers without a socket).
     Any,
 }
@@ -246,8 +254,20 @@ impl Pool {
     }
 }
 
+impl Ns {
+    /// The namespace of socket `fd`, whose SO_NETNS_COOKIE is `cookie` if known (0: ask).
+    pub fn of_known(fd: c_int, cookie: u64) -> Ns {
+        if cookie != 0 {
+            Ns::Known(cookie)
+        } else {
+            Ns::Of(fd)
+        }
+    }
+}
+
 fn wanted(ns: Ns) -> u64 {
     match ns {
+        Ns::Known(cookie) => cookie,
         Ns::Of(fd) => ownfd::netns_of(fd),
         Ns::Any => 0,
     }
@@ -561,6 +581,8 @@ pub struct Holders {
     pub listening: u32,
     /// UDP: bound but not connected (a server, or a socket between bind and connect).
     pub unconnected: u32,
+    /// UDP: connected, but not a connectx flow of this user (`udp::consent`).
+    pub foreign: u32,
 }
 
 pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Holders, c_int> {
@@ -596,11 +618,20 @@ pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Hold
             match get_u16(&buf, at + 4) {
                 NLMSG_DONE => return Ok(h),
                 NLMSG_ERROR => return Err(error_of(&buf[at..])),
-                SOCK_DIAG_BY_FAMILY => match parse_diag_msg(&buf[..n], at + 16) {
+                SOCK_DIAG_BY_FAMILY => match parse_dumped(&buf[at + 16..(at + len).min(n)]) {
                     Some(f) if f.local_port == port => match f.state {
                         TCP_LISTEN => h.listening += 1,
                         TCP_CLOSE => h.unconnected += 1,
-                        _ => h.flows += 1,
+                        _ => {
+                            h.flows += 1;
+                            // SAFETY: no arguments.
+                            let me = unsafe { libc::geteuid() };
+                            if protocol == libc::IPPROTO_UDP
+                                && (f.uid != me || f.no_port != Some(true))
+                            {
+                                h.foreign += 1;
+                            }
+                        }
                     },
                     _ => {}
                 },
@@ -613,6 +644,183 @@ pub fn holders(ns: Ns, protocol: c_int, family: c_int, port: u16) -> Result<Hold
         }
     }
     Err(libc::EIO)
+}
+
+/// One UDP socket as a dump tells it: what the UDP lock's consent rule needs (`udp::consent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dumped {
+    pub family: c_int,
+    pub state: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// The 16 address bytes of inet_diag_sockid (IPv4 in the first 4).
+    pub local_ip: [u8; 16],
+    pub uid: u32,
+    /// INET_DIAG_SOCKOPT's bind_address_no_port (Linux 5.10+; None where the kernel has no such
+    /// attribute): connectx's mark of a flow it shares.
+    pub no_port: Option<bool>,
+}
+
+const INET_DIAG_SOCKOPT: u16 = 22;
+
+/// Parses one dumped inet_diag_msg and its attributes (`msg` = the netlink message without its
+/// 16-byte header).
+pub fn parse_dumped(msg: &[u8]) -> Option<Dumped> {
+    if msg.len() < 72 {
+        return None;
+    }
+    let mut local_ip = [0u8; 16];
+    local_ip.copy_from_slice(&msg[8..24]);
+    let mut no_port = None;
+    let mut at = 72;
+    while at + 4 <= msg.len() {
+        let len = get_u16(msg, at) as usize;
+        if len < 4 || at + len > msg.len() {
+            break;
+        }
+        if get_u16(msg, at + 2) == INET_DIAG_SOCKOPT && len >= 6 {
+            // struct inet_diag_sockopt: bind_address_no_port is bit 0 of the second byte.
+            no_port = Some(msg[at + 5] & 1 != 0);
+        }
+        at += (len + 3) & !3;
+    }
+    Some(Dumped {
+        family: msg[0] as c_int,
+        state: msg[1],
+        local_port: u16::from_be_bytes([msg[4], msg[5]]),
+        remote_port: u16::from_be_bytes([msg[6], msg[7]]),
+        local_ip,
+        uid: get_u32(msg, 64),
+        no_port,
+    })
+}
+
+/// The socket of a dump read over several calls (`udp::consent` builds its view a slice per
+/// connect, so that no connect pays for a whole dump of a large table). One per process, taken
+/// with `DumpLease::take`; recorded like every socket of ours (fork, close_range, reuse checks).
+static DUMP: Slot = Slot::new();
+
+/// The right to use the dump socket, given back on drop (the socket and its dump stay open).
+/// Its token is checked at every use: a lease that is no longer the one in force (the slots
+/// swept, another taker since) touches nothing.
+pub struct DumpLease(u64);
+
+static DUMP_TOKEN: AtomicU64 = AtomicU64::new(0);
+static DUMP_TOKENS: AtomicU64 = AtomicU64::new(1);
+
+impl DumpLease {
+    pub fn take() -> Option<DumpLease> {
+        if DUMP.busy.swap(true, Acquire) {
+            return None;
+        }
+        let token = DUMP_TOKENS.fetch_add(1, Relaxed);
+        DUMP_TOKEN.store(token, Release);
+        Some(DumpLease(token))
+    }
+
+    fn in_force(&self) -> bool {
+        DUMP_TOKEN.load(Acquire) == self.0
+    }
+
+    /// Starts a dump of every UDP socket of `family` in namespace `ns`, on a fresh socket (a dump
+    /// under way on the old one is dropped with it).
+    pub fn start(&self, ns: Ns, family: c_int) -> Result<(), c_int> {
+        let _keep = KeepErrno::new();
+        let pid = adopt()?;
+        if !self.in_force() {
+            return Err(libc::EAGAIN);
+        }
+        if DUMP.fd() >= 0 {
+            DUMP.release_fd();
+        }
+        let fd = DUMP.open(NETLINK_SOCK_DIAG, pid)?;
+        let want = wanted(ns);
+        if want != 0 && DUMP.netns.load(Relaxed) != want {
+            DUMP.release_fd();
+            return Err(WRONG_NETNS);
+        }
+        let seq = SEQ.fetch_add(1, Relaxed);
+        let mut req = [0u8; DIAG_REQ_LEN];
+        diag_request(
+            &mut req,
+            seq,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            family,
+            libc::IPPROTO_UDP,
+            (&[0; 16], 0),
+            (&[0; 16], 0),
+            0,
+        );
+        send(fd, &req).inspect_err(|_| DUMP.release_fd())
+    }
+
+    /// Reads the dump under way, giving each socket to `f`, until it ends (Ok(true)) or
+    /// `more()` says stop (Ok(false): go on next time). Err: the dump is lost (start again).
+    pub fn read(
+        &self,
+        more: &mut dyn FnMut() -> bool,
+        f: &mut dyn FnMut(&Dumped),
+    ) -> Result<bool, c_int> {
+        let _keep = KeepErrno::new();
+        let pid = adopt()?;
+        if !self.in_force() {
+            return Err(libc::EAGAIN);
+        }
+        let Some(fd) = DUMP.usable(pid, 0) else {
+            return Err(libc::EIO);
+        };
+        let mut buf = [0u8; 16384];
+        loop {
+            // The kernel fills the next part of a dump while the previous one is read: it is
+            // queued already, and MSG_DONTWAIT never waits.
+            let n = match recv(fd, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    DUMP.release_fd();
+                    return Err(e);
+                }
+            };
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = get_u32(&buf, at) as usize;
+                if len < 16 || at + len > n {
+                    DUMP.release_fd();
+                    return Err(libc::EIO);
+                }
+                match get_u16(&buf, at + 4) {
+                    NLMSG_DONE => {
+                        DUMP.release_fd();
+                        return Ok(true);
+                    }
+                    NLMSG_ERROR => {
+                        DUMP.release_fd();
+                        return Err(error_of(&buf[at..]));
+                    }
+                    SOCK_DIAG_BY_FAMILY => {
+                        if let Some(d) = parse_dumped(&buf[at + 16..at + len]) {
+                            f(&d);
+                        }
+                    }
+                    _ => {}
+                }
+                at += (len + 3) & !3;
+            }
+            if !more() {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+impl Drop for DumpLease {
+    fn drop(&mut self) {
+        if DUMP_TOKEN
+            .compare_exchange(self.0, 0, AcqRel, Acquire)
+            .is_ok()
+        {
+            DUMP.busy.store(false, Release);
+        }
+    }
 }
 
 /// The holders of `port` over the families that conflict with a socket of this family (a
@@ -639,6 +847,7 @@ fn port_holders_in(ns: Ns, protocol: c_int, v6: bool, port: u16) -> Result<Holde
         sum.flows += h.flows;
         sum.listening += h.listening;
         sum.unconnected += h.unconnected;
+        sum.foreign += h.foreign;
     }
     Ok(sum)
 }

@@ -48,26 +48,26 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     let Some(r) = state::get_or_create(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if r.any(LISTENING) {
+    if r.is(Phase::Listening) {
         return Verdict::Pass(Pass::Server);
     }
-    if r.any(PENDING) {
+    if r.is(Phase::Pending) {
         // A second bind after one we hold back: the kernel would refuse it (EINVAL) since the
         // first gave the socket P, so give it P first and let the kernel answer.
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.has(DEFERRED | RELEASED) {
+    if r.is(Phase::Released) {
         // After a disconnect released its port the socket may bind again (the kernel allows it
         // while the socket has no port): a new bind, as on a fresh socket.
-        r.clear(DEFERRED | RELEASED);
-    } else if r.any(DEFERRED) {
+        r.enter(Phase::Free);
+    } else if r.deferred() {
         // A second bind: the kernel would refuse it (EINVAL) once the first had a port, so give
         // the socket its port first and let the kernel answer exactly.
         materialize(fd, r);
         return Verdict::Pass(Pass::AlreadyBound);
     }
-    if r.any(HAS_PORT | CONNECTED) {
+    if r.has_port() || r.any(CONNECTED) {
         return Verdict::Pass(Pass::AlreadyBound);
     }
     if r.is_udp() && udp::lock_known_unavailable() {
@@ -87,7 +87,11 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
         let fixed = r.any(APP_REUSEPORT)
             && matches!(unsafe { SockAddr::read_program(addr, len) }.addr,
                         ProgramAddr::Inet(a) if a.port() != 0);
-        let _ = set_reuseport(fd, r, fixed);
+        if fixed && !program_defers {
+            // SAFETY: forwarded from our caller.
+            return unsafe { udp_bind_own_group(fd, r, addr, len) };
+        }
+        let _ = set_reuseport(fd, r, false);
     }
     // UDP is kernel first at bind too: bind(ip, 0) is the kernel's own while a port is free,
     // deferred only where the kernel finds none (below). TCP defers it always: the kernel then
@@ -114,19 +118,27 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
             Some(a) if a.port() == 0 && udp_kernel_first => {
                 // The kernel's port: the socket is the kernel's (its connect opens the port).
                 r.set_app_addr(&a);
-                r.set(HAS_PORT);
+                // The program asked for a reuseport group on a port of the kernel's choice (a
+                // server's first worker): the port was chosen without the option (never a
+                // connectx flow's), the group opens now for its other workers (issue 17).
+                let _keep = KeepErrno::new();
+                let group = r.any(APP_REUSEPORT) && set_reuseport(fd, r, true).is_ok();
+                r.enter(if group { Phase::Group } else { Phase::Bound });
             }
             Some(a) if a.port() == 0 => {
                 r.set_app_addr(&a);
-                r.set(DEFERRED);
-                r.put(PROGRAM_DEFERRED, r.is_udp() && program_defers);
+                r.enter(if r.is_udp() && program_defers {
+                    Phase::ProgramDeferred
+                } else {
+                    Phase::Deferred
+                });
                 crate::debug!(
                     "bind(fd {fd}): {a}: port deferred to connect (IP_BIND_ADDRESS_NO_PORT)"
                 );
             }
             // The option stays on: the kernel ignores it on a socket with a port.
             Some(a) => bound_fixed(r, &a),
-            None => r.set(HAS_PORT),
+            None => r.enter(Phase::Bound),
         }
         return kernels;
     }
@@ -149,6 +161,63 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdict 
     }
 }
 
+/// UDP bind(ip, P) with the program's own SO_REUSEPORT. Tried first without the option: a
+/// free port is the program's alone, its group then opened (one more setsockopt). Held: bound
+/// with the option, as without connectx, and if connectx flows hold P (their port open to
+/// sharing by connectx, which without it would have refused this bind) the socket's connects
+/// are checked like every shared fixed port: no duplicate 4-tuple (issue 17).
+///
+/// # Safety
+/// `addr`/`len` as given to bind(2).
+unsafe fn udp_bind_own_group(
+    fd: c_int,
+    r: &Sock,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let _ = set_noport(fd, r, false);
+    let _ = set_reuseport(fd, r, false);
+    // SAFETY: the program's own arguments, unchanged.
+    let ret = unsafe { real::bind(fd, addr, len) };
+    let e = sys::errno();
+    let mut with_flows = false;
+    let (ret, e) = if ret == 0 || e != libc::EADDRINUSE {
+        (ret, e)
+    } else {
+        let _ = set_reuseport(fd, r, true);
+        // SAFETY: as above.
+        let ret = unsafe { real::bind(fd, addr, len) };
+        let e = sys::errno();
+        if ret == 0 {
+            let port = sys::getsockname(fd).map_or(0, |a| a.port());
+            let _keep = KeepErrno::new();
+            if netlink::port_holders_for(fd, libc::IPPROTO_UDP, r.any(V6), port)
+                .is_ok_and(|h| h.flows > h.foreign)
+            {
+                crate::debug!(
+                    "bind(fd {fd}): port {port} carries connectx flows: checked at connect"
+                );
+                with_flows = true;
+            }
+        }
+        (ret, e)
+    };
+    if ret == 0 {
+        let _keep = KeepErrno::new();
+        let _ = set_reuseport(fd, r, true);
+        // SAFETY: the kernel has read `len` bytes at `addr` (the bind succeeded).
+        if let Some(a) =
+            unsafe { SockAddr::from_raw(addr, len) }.or_else(|| sys::getsockname(fd).ok())
+        {
+            bound_fixed(r, &a);
+            if with_flows {
+                r.enter(Phase::Shared);
+            }
+        }
+    }
+    Verdict::answer(ret as isize, e)
+}
+
 /// UDP bind(ip, 0) found no free port (the kernel's EADDRINUSE): where the lock can run, bind
 /// the address without a port (IP_BIND_ADDRESS_NO_PORT), so that the lock gives it one per
 /// 4-tuple at connect; else, or with CONNECTX_BIND_BUSY=kernel, the kernel's EADDRINUSE.
@@ -162,7 +231,7 @@ fn udp_bind_without_port(fd: c_int, r: &Sock, a: SockAddr, kernels: Verdict) -> 
         return kernels;
     }
     r.set_app_addr(&a);
-    r.set(DEFERRED);
+    r.enter(Phase::Deferred);
     crate::debug!("bind(fd {fd}): {a}: no free port; deferred to connect (the UDP lock)");
     Verdict::done(0)
 }
@@ -178,7 +247,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Verdi
             Pass::NotOurs
         });
     };
-    if r.any(LISTENING) {
+    if r.is(Phase::Listening) {
         return Verdict::Pass(Pass::Server);
     }
     if r.is_tcp() {
@@ -254,7 +323,7 @@ pub fn listen(fd: c_int) -> Verdict {
         // Accepted sockets inherit the listener's options: no IP_BIND_ADDRESS_NO_PORT of ours
         // (policy::bind leaves it on after a fixed port) may reach them.
         let _ = set_noport(fd, r, r.any(APP_NOPORT));
-        r.set(LISTENING);
+        r.enter(Phase::Listening);
     }
     Verdict::Pass(Pass::Server)
 }
@@ -272,7 +341,7 @@ pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -
     let Some(r) = state::get(fd) else {
         return Verdict::Pass(Pass::NotOurs);
     };
-    if let (true, Some(a)) = (r.any(PENDING), r.app_addr()) {
+    if let (true, Some(a)) = (r.is(Phase::Pending), r.app_addr()) {
         let mut given = [0u8; std::mem::size_of::<socklen_t>()];
         // SAFETY: the program's own argument, copied safely.
         let readable = unsafe { sys::copy_from_program(len.cast::<u8>(), &mut given) }.is_ok();
@@ -289,8 +358,7 @@ pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -
         }
         return result;
     }
-    if r.any(DEFERRED)
-        && !r.any(RELEASED)
+    if matches!(r.phase(), Phase::Deferred | Phase::ProgramDeferred)
         && config::get().is_some_and(|c| c.getsockname == GetsocknameMode::Bind)
     {
         materialize(fd, r);
@@ -311,16 +379,27 @@ pub fn send(fd: c_int, has_destination: impl FnOnce() -> bool, flags: c_int) -> 
         if flags & libc::MSG_FASTOPEN != 0 {
             // A held-back fixed port is bound first (the destination is not read here); the
             // kernel checks the 4-tuple.
-            if r.any(PENDING) {
+            if r.is(Phase::Pending) {
                 materialize(fd, r);
             }
             return tcp::connect(fd, r, || None);
         }
         return Verdict::Pass(Pass::NothingToDo);
     }
-    if r.any(DEFERRED) && has_destination() {
+    if !(r.is(Phase::Pending) || r.deferred()) || !has_destination() {
+        return Verdict::Pass(Pass::NothingToDo);
+    }
+    if r.is(Phase::Pending) {
+        // A shared fixed port held back, used without connect: bound now (exclusive until its
+        // connect), or, held by others this moment, the error its bind would have had.
         materialize(fd, r);
-        if r.any(DEFERRED) && !r.any(PROGRAM_DEFERRED | RELEASED) {
+        if !r.has_port() {
+            return Verdict::fail(libc::EADDRINUSE);
+        }
+    }
+    if r.deferred() {
+        materialize(fd, r);
+        if r.is(Phase::Deferred) {
             // No port for a socket that will not connect (an unconnected socket cannot share
             // one): the kernel would have refused its bind(ip, 0), so the send gets that error.
             // Its autobind would answer EAGAIN, which programs retry (dnsmasq for a second per
@@ -350,8 +429,13 @@ pub unsafe fn names_destination(msg: *const libc::msghdr) -> bool {
 }
 
 pub fn before_recv(fd: c_int) -> Verdict {
+    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.is(Phase::Pending)) {
+        materialize(fd, r);
+    }
     // A port released by a disconnect stays released: the kernel does not autobind on receive.
-    if let Some(r) = state::get(fd).filter(|r| r.is_udp() && r.any(DEFERRED) && !r.any(RELEASED)) {
+    if let Some(r) = state::get(fd)
+        .filter(|r| r.is_udp() && matches!(r.phase(), Phase::Deferred | Phase::ProgramDeferred))
+    {
         materialize(fd, r);
     }
     Verdict::Pass(Pass::NothingToDo)
@@ -369,21 +453,35 @@ pub fn before_recv(fd: c_int) -> Verdict {
 /// A fixed-port bind held back (PENDING) is made now with SO_REUSEADDR, then cleared: the port
 /// is the socket's alone until it connects. If that fails, the socket stays unbound.
 pub fn materialize(fd: c_int, r: &Sock) {
-    if r.any(PENDING) {
-        r.clear(PENDING);
+    if r.is(Phase::Pending) {
+        r.enter(Phase::Free);
         let Some(a) = r.app_addr() else { return };
         let _keep = KeepErrno::new();
-        let shared = set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
-        restore_app_reuse(fd, r);
+        // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
+        // kernel keeps to sockets of one user. Cleared at once: nobody may join until connect.
+        let share = if r.is_tcp() {
+            set_reuseaddr
+        } else {
+            set_reuseport
+        };
+        let shared = share(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
+        if r.is_tcp() {
+            restore_app_reuse(fd, r);
+        } else {
+            let _ = set_reuseport(fd, r, false);
+        }
         if shared {
             bound_fixed(r, &a);
+            if r.is_udp() {
+                r.enter(Phase::Shared);
+            }
         }
         return;
     }
-    if !r.any(DEFERRED) || r.any(PROGRAM_DEFERRED) {
+    if !matches!(r.phase(), Phase::Deferred | Phase::Released) {
         return;
     }
-    r.clear(DEFERRED | RELEASED);
+    r.enter(Phase::Free);
     let Some(a) = r.app_addr() else { return };
     let _keep = KeepErrno::new();
     let _ = set_noport(fd, r, false);
@@ -397,12 +495,12 @@ pub fn materialize(fd: c_int, r: &Sock) {
     match sys::bind(fd, &a) {
         Ok(()) => {
             r.set_local(&sys::getsockname(fd).unwrap_or(a));
-            r.set(HAS_PORT);
+            r.enter(Phase::Bound);
         }
         Err(e) => {
             crate::debug!("fd {fd}: deferred bind to {a} failed (errno {e}); still deferred");
             if set_noport(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
-                r.set(DEFERRED);
+                r.enter(Phase::Deferred);
             }
         }
     }
@@ -413,8 +511,8 @@ pub fn materialize(fd: c_int, r: &Sock) {
 /// - TCP: the bind is held back (PENDING, the socket stays unbound) until connect, which binds P
 ///   only if P's 4-tuple to the destination is free (`tcp::connect`): a socket whose connect
 ///   fails never holds P, as it would not have without us.
-/// - UDP: bound again with SO_REUSEADDR, then cleared at once, so nobody else may join until
-///   this socket connects.
+/// - UDP: the same (`udp::shared::connect_pending`); P is bound with SO_REUSEPORT, cleared at
+///   once, so nobody else may join until this socket connects.
 fn share_fixed(
     fd: c_int,
     r: &Sock,
@@ -432,35 +530,18 @@ fn share_fixed(
         && config::get().is_some_and(|c| c.bind_busy == BindBusy::Share)
         && netlink::port_holders_for(fd, protocol, r.any(V6), a.port()).is_ok_and(|h| may_share(&h))
     {
-        if r.is_tcp() {
-            r.set_app_addr(&a);
-            r.set(PENDING);
-            crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
-            return Verdict::done(0);
+        // Held back (the socket stays unbound) until connect, which binds P only if P's 4-tuple
+        // to the destination is free (`tcp::connect`, `udp::shared::connect_pending`): a socket
+        // whose connect fails never holds P, as it would not have without us (issue 17: a UDP
+        // socket that held P after a failed connect kept every later bind of P out).
+        r.set_app_addr(&a);
+        r.enter(Phase::Pending);
+        crate::debug!("bind(fd {fd}): {a} is held by connections: shared at connect");
+        if r.is_udp() {
+            // (TCP counts it when its connect binds P: `tcp::bind_pending`.)
+            crate::stats::count(crate::stats::Event::UdpSharedFixedPort);
         }
-        let _keep = KeepErrno::new();
-        // TCP shares with SO_REUSEADDR; UDP with SO_REUSEPORT, the lock's switch, which the
-        // kernel keeps to sockets of one user. Cleared at once: nobody may join until connect.
-        let share = if r.is_tcp() {
-            set_reuseaddr
-        } else {
-            set_reuseport
-        };
-        let shared = share(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok();
-        let _ = share(fd, r, false);
-        if shared {
-            if r.is_udp() {
-                r.set(SHARED);
-            }
-            crate::debug!("bind(fd {fd}): {a} shares a port held only by outgoing flows");
-            crate::stats::count(if r.is_tcp() {
-                crate::stats::Event::TcpSharedFixedPort
-            } else {
-                crate::stats::Event::UdpSharedFixedPort
-            });
-            bound_fixed(r, &a);
-            return Verdict::done(0);
-        }
+        return Verdict::done(0);
     }
     Verdict::fail(libc::EADDRINUSE)
 }
@@ -468,7 +549,7 @@ fn share_fixed(
 fn bound_fixed(r: &Sock, a: &SockAddr) {
     r.set_app_addr(a);
     r.set_local(a);
-    r.set(HAS_PORT);
+    r.enter(Phase::Bound);
 }
 
 /// The value the kernel just accepted for an int option, read as the kernel reads it: an int
@@ -521,8 +602,7 @@ pub unsafe fn setsockopt(
         return Verdict::Pass(Pass::NotOurs);
     };
     if (level, name) == (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
-        && r.any(DEFERRED)
-        && !r.any(RELEASED)
+        && matches!(r.phase(), Phase::Deferred | Phase::ProgramDeferred)
     {
         // The kernel refuses to change IPV6_V6ONLY once the socket has its port (EINVAL), which
         // after bind(ip, 0) it would have: give it the port, then the kernel answers.
@@ -530,7 +610,10 @@ pub unsafe fn setsockopt(
     }
     if let Some((app, k)) = managed {
         let ret;
-        if app == APP_REUSEPORT && r.is_udp() && (!r.any(HAS_PORT) || r.any(OUR_PORT | SHARED)) {
+        if app == APP_REUSEPORT
+            && r.is_udp()
+            && (!r.has_port() || matches!(r.phase(), Phase::Ours | Phase::Shared))
+        {
             // SO_REUSEPORT is the UDP lock's own switch: held back while the socket has no port
             // (the kernel's autobind could then land on a port the lock shares: a duplicate
             // 4-tuple, KERNEL.md) and while the lock manages the port; the program's value is

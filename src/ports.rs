@@ -1,20 +1,43 @@
-//! Which local ports the UDP lock may use: the namespace's ip_local_port_range minus
-//! ip_local_reserved_ports, narrowed by the socket's IP_LOCAL_PORT_RANGE, visited from a random
-//! start (like the kernel's own choice, so concurrent processes rarely collide).
+//! Which local ports the UDP lock (and TCP's fixed-port choice) may use: the network
+//! namespace's ip_local_port_range minus ip_local_reserved_ports, narrowed by the socket's
+//! IP_LOCAL_PORT_RANGE, visited from a random start (like the kernel's own choice, so concurrent
+//! processes rarely collide).
 //!
-//! The two /proc files are read on first use and again when the copy is older than a second,
-//! so a changed range or a new namespace is seen within a second at a cost of one read per
-//! second at most. The copy lives in static atomics: no allocation, no lock on the hook path.
+//! One copy per network namespace, keyed by the socket's (SO_NETNS_COOKIE): a program that moves
+//! to another namespace (unshare, setns) gets that namespace's range and reserved ports at once
+//! (issue 17). Each copy is read on first use and again when older than a second: at most one
+//! read of the two /proc files per second and namespace. /proc/sys/net shows the namespace of the
+//! reading thread, so a copy is made only when the thread is in the socket's namespace (checked
+//! with a throwaway socket, at each read); a socket of another namespace without a copy gets
+//! None (the kernel's own answer stands). Static atomics: no allocation, no lock on the hook path.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 const REFRESH_MS: u64 = 1000;
+const ENTRIES: usize = 4;
 
-static RANGE: AtomicU32 = AtomicU32::new(0); // lo | hi << 16; 0 = never read
-static READ_AT: AtomicU64 = AtomicU64::new(0);
-static REFRESHING: AtomicBool = AtomicBool::new(false);
-static RESERVED: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+struct Copy {
+    netns: AtomicU64,
+    range: AtomicU32, // lo | hi << 16; 0 = never read
+    read_at: AtomicU64,
+    refreshing: AtomicBool,
+    reserved: [AtomicU64; 1024],
+}
+
+static COPIES: [Copy; ENTRIES] = [const {
+    Copy {
+        netns: AtomicU64::new(0),
+        range: AtomicU32::new(0),
+        read_at: AtomicU64::new(0),
+        refreshing: AtomicBool::new(false),
+        reserved: [const { AtomicU64::new(0) }; 1024],
+    }
+}; ENTRIES];
+
+/// A namespace's ports, as one call sees them.
+#[derive(Clone, Copy)]
+pub struct NsPorts(&'static Copy);
 
 /// Parses "lo\thi\n".
 pub fn parse_range(s: &[u8]) -> Option<(u16, u16)> {
@@ -61,53 +84,112 @@ fn read_proc(path: &[u8], buf: &mut [u8]) -> Option<usize> {
     }
 }
 
-fn refresh() {
+/// The calling thread's network namespace (SO_NETNS_COOKIE of a throwaway socket; 0 unknown).
+fn thread_netns() -> u64 {
+    // Recorded while it lives (ownfd's scratch): a fork child closes its copy.
+    let Ok(fd) = crate::ownfd::scratch_socket(libc::AF_INET, libc::SOCK_DGRAM) else {
+        return 0;
+    };
+    let ns = crate::udp::exhausted::netns_cookie(fd);
+    crate::ownfd::close_scratch(fd);
+    ns
+}
+
+/// Reads the thread's namespace files into `c`, if the thread is in namespace `netns`.
+fn refresh(c: &Copy, netns: u64) -> bool {
     let _keep = crate::sys::KeepErrno::new();
+    if netns != 0 && thread_netns() != netns {
+        return false;
+    }
     let mut buf = [0u8; 64];
     let Some(range) = read_proc(b"/proc/sys/net/ipv4/ip_local_port_range\0", &mut buf)
         .and_then(|n| parse_range(&buf[..n]))
     else {
-        return;
+        return false;
     };
     let mut rbuf = [0u8; 4096];
     let n = read_proc(b"/proc/sys/net/ipv4/ip_local_reserved_ports\0", &mut rbuf).unwrap_or(0);
-    let mut bits = [0u64; 1024];
+    for w in &c.reserved {
+        w.store(0, Relaxed);
+    }
     parse_reserved(&rbuf[..n], |lo, hi| {
         for p in lo..=hi {
-            bits[p as usize / 64] |= 1 << (p % 64);
+            c.reserved[p as usize / 64].fetch_or(1 << (p % 64), Relaxed);
         }
     });
-    for (slot, b) in RESERVED.iter().zip(bits) {
-        slot.store(b, Relaxed);
-    }
-    RANGE.store(range.0 as u32 | (range.1 as u32) << 16, Release);
-    READ_AT.store(crate::sys::now_ms(), Release);
+    c.range
+        .store(range.0 as u32 | (range.1 as u32) << 16, Release);
+    c.read_at.store(crate::sys::now_ms(), Release);
+    true
 }
 
-/// The namespace's range, read again when older than a second. None if /proc cannot be read.
-pub fn namespace_range() -> Option<(u16, u16)> {
-    if RANGE.load(Acquire) == 0 {
-        // No copy yet: read it here rather than wait for a thread that is reading it (which may
-        // not run for a long while on a busy or emulated machine). Both store the same values.
-        refresh();
-    } else if crate::sys::now_ms().saturating_sub(READ_AT.load(Acquire)) > REFRESH_MS
-        && !REFRESHING.swap(true, Acquire)
-    {
-        refresh();
-        REFRESHING.store(false, Release);
+/// The ports of the network namespace of socket `fd`, read again when older than a second.
+/// None if they cannot be read (/proc, or a namespace this thread is not in and has no copy of).
+pub fn of_socket(fd: libc::c_int) -> Option<NsPorts> {
+    in_namespace(crate::udp::exhausted::netns_cookie(fd))
+}
+
+/// As `of_socket`, for the namespace whose SO_NETNS_COOKIE is `netns`.
+pub fn in_namespace(netns: u64) -> Option<NsPorts> {
+    let now = crate::sys::now_ms();
+    let found = COPIES
+        .iter()
+        .find(|c| c.netns.load(Acquire) == netns && c.range.load(Acquire) != 0);
+    if let Some(c) = found {
+        if now.saturating_sub(c.read_at.load(Acquire)) > REFRESH_MS
+            && !c.refreshing.swap(true, Acquire)
+        {
+            refresh(c, netns);
+            c.refreshing.store(false, Release);
+        }
+        return Some(NsPorts(c));
     }
-    let r = RANGE.load(Acquire);
-    (r != 0).then_some((r as u16, (r >> 16) as u16))
+    // A namespace without a copy: the oldest entry not being read takes it (read here rather
+    // than wait for a thread that is reading one, which may not run for a long while on a busy
+    // machine; two threads may then each make a copy of one namespace, which is harmless).
+    for _ in 0..64 {
+        let c = COPIES
+            .iter()
+            .filter(|c| !c.refreshing.load(Acquire))
+            .min_by_key(|c| c.read_at.load(Acquire));
+        if let Some(c) = c
+            && !c.refreshing.swap(true, Acquire)
+        {
+            c.range.store(0, Release);
+            c.netns.store(netns, Release);
+            let ok = refresh(c, netns);
+            c.refreshing.store(false, Release);
+            return ok.then_some(NsPorts(c));
+        }
+        if let Some(c) = COPIES
+            .iter()
+            .find(|c| c.netns.load(Acquire) == netns && c.range.load(Acquire) != 0)
+        {
+            return Some(NsPorts(c));
+        }
+        // SAFETY: no arguments.
+        unsafe { libc::sched_yield() };
+    }
+    None
+}
+
+impl NsPorts {
+    pub fn range(&self) -> (u16, u16) {
+        let r = self.0.range.load(Acquire);
+        (r as u16, (r >> 16) as u16)
+    }
+
+    pub fn is_reserved(&self, port: u16) -> bool {
+        self.0.reserved[port as usize / 64].load(Relaxed) & (1 << (port % 64)) != 0
+    }
 }
 
 /// In the child after fork: a refresh that another thread of the parent had under way will never
 /// finish here.
 pub fn after_fork_in_child() {
-    REFRESHING.store(false, Release);
-}
-
-pub fn is_reserved(port: u16) -> bool {
-    RESERVED[port as usize / 64].load(Relaxed) & (1 << (port % 64)) != 0
+    for c in &COPIES {
+        c.refreshing.store(false, Release);
+    }
 }
 
 /// The kernel's rule for IP_LOCAL_PORT_RANGE: it narrows the namespace range; an empty

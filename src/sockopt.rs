@@ -15,7 +15,8 @@ pub const IP_LOCAL_PORT_RANGE: c_int = 51;
 /// the lock shares, to the same destination too (KERNEL.md); getsockopt answers the program's
 /// value all the same.
 pub fn restore_app_reuse(fd: c_int, r: &Sock) {
-    let program_port = r.any(HAS_PORT) && r.app_addr().is_some_and(|a| a.port() != 0);
+    let program_port = r.is(Phase::Group)
+        || r.has_port() && !r.is(Phase::Ours) && r.app_addr().is_some_and(|a| a.port() != 0);
     for (app, k, name) in [
         (APP_REUSEADDR, K_REUSEADDR, libc::SO_REUSEADDR),
         (APP_REUSEPORT, K_REUSEPORT, libc::SO_REUSEPORT),

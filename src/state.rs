@@ -16,7 +16,7 @@ const CHUNK: usize = 4096;
 const CHUNKS: usize = 256;
 pub const MAX_FDS: usize = CHUNK * CHUNKS;
 
-// Socket facts and the phase of the socket, one bit each.
+// Socket facts, one bit each (the port's phase is one value: `Phase`).
 pub const TCP: u32 = 1 << 0;
 pub const UDP: u32 = 1 << 1;
 pub const V6: u32 = 1 << 2;
@@ -28,44 +28,137 @@ pub const APP_NOPORT: u32 = 1 << 5;
 pub const K_REUSEADDR: u32 = 1 << 6;
 pub const K_REUSEPORT: u32 = 1 << 7;
 pub const K_NOPORT: u32 = 1 << 8;
-/// We bound with IP_BIND_ADDRESS_NO_PORT: address kept by the kernel, no port yet.
-pub const DEFERRED: u32 = 1 << 9;
-/// The socket owns a local port (fixed bind, materialised bind, or connected through the lock).
-pub const HAS_PORT: u32 = 1 << 10;
 pub const CONNECTED: u32 = 1 << 11;
-/// A server: from now on everything passes through.
-pub const LISTENING: u32 = 1 << 12;
 /// UDP: the program set an option that routing may depend on (SO_MARK, IP_TOS, IPV6_TCLASS,
 /// SO_BINDTODEVICE): the lock asks the route with the socket's own values.
 pub const CONTEXT: u32 = 1 << 13;
-/// UDP: the port came from the lock (bound with port 0 in a one-port IP_LOCAL_PORT_RANGE, so
-/// the kernel releases it at a disconnect exactly as it releases an autobound port).
-pub const OUR_PORT: u32 = 1 << 14;
-/// UDP: a disconnect released the port the lock had chosen (the kernel shows port 0 until the
-/// socket is used again, so getsockname does not bind it).
-pub const RELEASED: u32 = 1 << 15;
-/// UDP: the program set IP_BIND_ADDRESS_NO_PORT itself before bind(ip, 0): its own deferral,
-/// which the kernel keeps until connect or send (nothing to carry out for getsockname).
-pub const PROGRAM_DEFERRED: u32 = 1 << 16;
-/// UDP: a fixed port the program bound that another socket's flows hold too (policy's
-/// share_fixed): its connect must be checked against them.
-pub const SHARED: u32 = 1 << 17;
-/// TCP: bind(ip, P) found P held only by connections: not bound yet; connect binds P (shared)
-/// only if P's 4-tuple to the destination is free, getsockname or listen bind it exclusively.
-pub const PENDING: u32 = 1 << 18;
+
 /// A fork child's copy of a socket that another thread of the parent was connecting at the
 /// fork: the K_* bits may be a moment behind the kernel's (that thread finished its work in
 /// the parent, on the same socket), so its next connect reads them again (`sockopt::resync`).
 pub const RESYNC: u32 = 1 << 19;
 
+/// Where a socket's port stands: one value per socket, changed only by `Sock::enter`, whose
+/// graph `Phase::may_become` is (issue 17). Whether the socket is connected is a fact beside it
+/// (CONNECTED), as are the options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Phase {
+    /// No port of ours to look after: not bound yet, or connected on a port the kernel picked at
+    /// connect (TCP after a deferred bind).
+    Free = 0,
+    /// Bound with our IP_BIND_ADDRESS_NO_PORT: the address kept by the kernel, the port chosen
+    /// later (TCP: by the kernel at connect; UDP: where the kernel had no free port, the lock).
+    Deferred = 1,
+    /// UDP: the program set IP_BIND_ADDRESS_NO_PORT itself before bind(ip, 0): its own deferral,
+    /// which the kernel keeps until connect or send (nothing to carry out for getsockname).
+    ProgramDeferred = 2,
+    /// Deferred, and the port the kernel had picked went back (a UDP disconnect, a TCP connect
+    /// that failed after the pick): nothing binds it for getsockname or a receive.
+    Released = 3,
+    /// bind(ip, P) found P held only by connectx flows or connections: not bound yet; connect
+    /// binds P (shared) only if P's 4-tuple to the destination is free; getsockname shows P;
+    /// listen, a send or a receive bind it exclusively.
+    Pending = 4,
+    /// The socket has a port of its own: the kernel's (bind(ip, 0), a deferred bind carried out,
+    /// a UDP autobind) or the program's fixed one (`app_addr` tells: its port is not 0).
+    Bound = 5,
+    /// UDP: bind(ip, 0) with the program's own SO_REUSEPORT: the kernel chose a free port (without
+    /// the option, so never one of connectx's flows), then the option went on: the port's
+    /// reuseport group is the program's own (a server's workers bind it after).
+    Group = 6,
+    /// UDP: a fixed port the program bound that connectx shares with other flows: every connect
+    /// is checked against them.
+    Shared = 7,
+    /// UDP: a port connectx opened to sharing: the kernel's after its connect (the unlock), or
+    /// the lock's (bound with port 0 in a one-port IP_LOCAL_PORT_RANGE, so a disconnect gives it
+    /// back exactly as the kernel gives back an autobound port).
+    Ours = 8,
+    /// A server: from now on everything passes through.
+    Listening = 9,
+}
+
+impl Phase {
+    fn from_u32(v: u32) -> Phase {
+        use Phase::*;
+        [
+            Free,
+            Deferred,
+            ProgramDeferred,
+            Released,
+            Pending,
+            Bound,
+            Group,
+            Shared,
+            Ours,
+            Listening,
+        ]
+        .get(v as usize)
+        .copied()
+        .unwrap_or(Free)
+    }
+
+    /// The socket owns a local port.
+    pub fn has_port(self) -> bool {
+        matches!(
+            self,
+            Phase::Bound | Phase::Group | Phase::Shared | Phase::Ours
+        )
+    }
+
+    /// Bound to an address without a port yet (ours or the program's deferral, or released).
+    pub fn deferred(self) -> bool {
+        matches!(
+            self,
+            Phase::Deferred | Phase::ProgramDeferred | Phase::Released
+        )
+    }
+
+    /// The transitions (the one place that says which exist):
+    /// - Free -> Deferred | ProgramDeferred | Pending | Bound | Group | Shared | Ours | Listening
+    ///   (a bind, a connect, an adopted inherited flow, listen);
+    /// - Deferred -> Released | Bound | Ours | Free | Listening (the kernel gives the port back,
+    ///   the bind is carried out, the lock connects, the kernel connects, listen);
+    /// - ProgramDeferred -> Bound | Ours | Free | Listening;
+    /// - Released -> Deferred | Bound | Ours | Free | Listening (bound again, used again);
+    /// - Pending -> Free | Bound | Shared | Listening (dropped, bound exclusively, shared at
+    ///   connect);
+    /// - Bound | Group -> Ours | Shared | Free | Listening (opened at connect, shared, released
+    ///   by a disconnect);
+    /// - Shared -> Free | Bound;
+    /// - Ours -> Free | Deferred (a reconnect whose 4-tuple is taken gives the port back);
+    /// - Listening: final.
+    ///
+    /// And any phase to itself.
+    pub fn may_become(self, next: Phase) -> bool {
+        use Phase::*;
+        self == next
+            || match self {
+                Free => next != Released,
+                Deferred => matches!(next, Released | Bound | Ours | Free | Listening),
+                ProgramDeferred => matches!(next, Bound | Ours | Free | Listening),
+                Released => matches!(next, Deferred | Bound | Ours | Free | Listening),
+                Pending => matches!(next, Free | Bound | Shared | Listening),
+                Bound | Group => matches!(next, Ours | Shared | Free | Listening),
+                Shared => matches!(next, Free | Bound),
+                Ours => matches!(next, Free | Deferred),
+                Listening => false,
+            }
+    }
+}
+
 #[repr(C)]
 pub struct Sock {
     refs: AtomicU32,
     flags: AtomicU32,
+    /// `Phase` as a number: changed only by `enter`.
+    phase: AtomicU32,
     /// The program's IP_LOCAL_PORT_RANGE (lo | hi << 16), 0 when unset.
     pub port_range: AtomicU32,
     /// SO_COOKIE once known (0 = not asked yet).
     pub cookie: AtomicU64,
+    /// SO_NETNS_COOKIE once known (0 = not asked yet): a socket never changes namespace.
+    pub netns: AtomicU64,
     /// The UDP flow this socket holds in `udp::hints` (0 = none), given back when it ends.
     pub flow: AtomicU64,
     /// UDP: the thread running the lock on this socket (0 = none; see `udp::Busy`).
@@ -95,6 +188,32 @@ impl Sock {
     pub fn put(&self, bits: u32, on: bool) {
         if on { self.set(bits) } else { self.clear(bits) }
     }
+    pub fn phase(&self) -> Phase {
+        Phase::from_u32(self.phase.load(Acquire))
+    }
+    pub fn is(&self, p: Phase) -> bool {
+        self.phase() == p
+    }
+    pub fn has_port(&self) -> bool {
+        self.phase().has_port()
+    }
+    pub fn deferred(&self) -> bool {
+        self.phase().deferred()
+    }
+    /// A record put back as it was (the supervisor keeps records between a program's calls): not
+    /// a step of the socket's, so not checked against the graph.
+    pub fn restore(&self, p: Phase) {
+        self.phase.store(p as u32, Release);
+    }
+    /// The one place a socket's phase changes. A step outside `Phase::may_become` is a bug of
+    /// ours: said at debug level (never a panic on the program's call), and taken all the same.
+    pub fn enter(&self, next: Phase) {
+        let now = self.phase();
+        if !now.may_become(next) {
+            crate::debug!("unexpected phase step {now:?} -> {next:?}");
+        }
+        self.phase.store(next as u32, Release);
+    }
     /// More than one fd names this socket (dup).
     pub fn is_shared(&self) -> bool {
         self.refs.load(Acquire) > 1
@@ -122,11 +241,13 @@ impl Sock {
     fn reset(&self, flags: u32) {
         self.port_range.store(0, Relaxed);
         self.cookie.store(0, Relaxed);
+        self.netns.store(0, Relaxed);
         crate::udp::hints::unmark(self.flow.swap(0, Relaxed));
         self.busy.store(0, Relaxed);
         for a in self.app_addr.iter().chain(&self.local) {
             a.store(0, Relaxed);
         }
+        self.phase.store(Phase::Free as u32, Relaxed);
         self.flags.store(flags, Release);
     }
 }
@@ -391,11 +512,11 @@ mod tests {
     #[test]
     fn a_reused_fd_never_sees_stale_state() {
         track(100_010, UDP);
-        get(100_010).unwrap().set(DEFERRED);
+        get(100_010).unwrap().enter(Phase::Deferred);
         // closed behind our back, then a new TCP socket gets the same number
         track(100_010, TCP);
         let r2 = get_or_create(100_010).unwrap();
-        assert!(r2.is_tcp() && !r2.any(DEFERRED | UDP));
+        assert!(r2.is_tcp() && !r2.any(UDP) && r2.is(Phase::Free));
         forget(100_010);
     }
 
@@ -409,6 +530,19 @@ mod tests {
         assert!((100_022..=100_027).all(|f| get(f).is_none()));
         forget_range(100_020, u32::MAX);
         assert!(get(100_029).is_none());
+    }
+
+    #[test]
+    fn the_phase_graph_has_no_way_out_of_a_server_and_no_release_from_nothing() {
+        use Phase::*;
+        assert!(Free.may_become(Deferred) && Deferred.may_become(Released));
+        assert!(!Free.may_become(Released));
+        assert!(!Listening.may_become(Free) && Listening.may_become(Listening));
+        assert!(Pending.may_become(Shared) && !Shared.may_become(Pending));
+        assert!(Ours.may_become(Free) && !Ours.may_become(Bound));
+        for v in 0..10 {
+            assert_eq!(Phase::from_u32(v) as u32, v);
+        }
     }
 
     #[test]

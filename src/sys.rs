@@ -204,6 +204,17 @@ pub fn close(fd: c_int) {
 }
 
 /// CLOCK_MONOTONIC_COARSE in milliseconds (vDSO: no system call).
+/// Monotonic nanoseconds (vDSO: no system call), for time budgets.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is valid for writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

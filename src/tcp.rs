@@ -36,11 +36,11 @@ pub fn may_share(h: &netlink::Holders) -> bool {
 /// has made a held-back bind first). The program's call itself (blocking, cancellable) is made
 /// by the hook as its last act (`Verdict::Call`), then `after_connect`.
 pub fn connect(fd: c_int, r: &Sock, dst: impl FnOnce() -> Option<SockAddr>) -> Verdict {
-    if r.any(LISTENING) {
+    if r.is(Phase::Listening) {
         // A server keeps the kernel's semantics (a send with MSG_FASTOPEN reaches here too).
         return Verdict::Pass(Pass::Server);
     }
-    if r.any(PENDING) {
+    if r.is(Phase::Pending) {
         let Some(d) = dst() else {
             // Not a destination (AF_UNSPEC, a bad address): the kernel answers for the unbound
             // socket, as it would have after the failed bind.
@@ -50,11 +50,11 @@ pub fn connect(fd: c_int, r: &Sock, dst: impl FnOnce() -> Option<SockAddr>) -> V
             return Verdict::fail(e);
         }
         // Bound on P with SO_REUSEADDR: on as a fixed port below.
-    } else if r.any(DEFERRED) {
+    } else if r.deferred() {
         // The kernel picks the port now, per 4-tuple.
         return Verdict::Call(Then::TcpDeferred);
     }
-    if !r.any(HAS_PORT) || r.any(CONNECTED) {
+    if !r.has_port() || r.any(CONNECTED) {
         return Verdict::Pass(Pass::KernelSharesPorts);
     }
     fixed_connect(fd, r)
@@ -156,10 +156,10 @@ fn bind_pending(fd: c_int, r: &Sock, dst: SockAddr) -> Result<(), c_int> {
         crate::stats::bind_busy_bites("connect", fd, &a, &dst);
         return Err(libc::EADDRNOTAVAIL);
     }
-    r.clear(PENDING);
+    r.enter(Phase::Free);
     if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a).is_ok() {
         r.set_local(&a);
-        r.set(HAS_PORT);
+        r.enter(Phase::Bound);
         crate::stats::count(crate::stats::Event::TcpSharedFixedPort);
         return Ok(());
     }
@@ -179,9 +179,10 @@ fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     let Some(a) = r.app_addr() else { return false };
     let _keep = KeepErrno::new();
     let _signals = sys::SignalsHeld::new();
-    let (Some(ns), Some(local)) = (ports::namespace_range(), local_end(fd, &a, dst)) else {
+    let (Some(nsp), Some(local)) = (ports::of_socket(fd), local_end(fd, &a, dst)) else {
         return false;
     };
+    let ns = nsp.range();
     // The socket's own IP_LOCAL_PORT_RANGE narrows the choice, as it narrows the kernel's.
     let own = sys::get_int(fd, libc::IPPROTO_IP, crate::policy::IP_LOCAL_PORT_RANGE).unwrap_or(0);
     let range = ports::narrow(ns, own as u32);
@@ -189,16 +190,15 @@ fn choose_port(fd: c_int, r: &Sock, dst: &SockAddr) -> bool {
     // Bounded: at true exhaustion every probe fails, and each costs a SOCK_DIAG lookup.
     for p in ports::shuffled(range).take(MAX_PROBES) {
         // Ports with any holder on this 4-tuple (a TIME_WAIT too) are skipped.
-        if ports::is_reserved(p)
+        if nsp.is_reserved(p)
             || netlink::tcp_holder(Ns::Of(fd), &local.with_port(p), dst) != Ok(None)
         {
             continue;
         }
         if set_reuseaddr(fd, r, true).is_ok() && sys::bind(fd, &a.with_port(p)).is_ok() {
             crate::debug!("connect(fd {fd}): no free port; {} shared", a.with_port(p));
-            r.clear(DEFERRED | RELEASED);
             r.set_local(&a.with_port(p));
-            r.set(HAS_PORT);
+            r.enter(Phase::Bound);
             return true;
         }
     }
@@ -250,10 +250,10 @@ fn attempted(fd: c_int, r: &Sock, ok: bool) {
         return;
     }
     if ok || going(sys::errno()) {
-        r.clear(DEFERRED | RELEASED);
+        r.enter(Phase::Free);
         return;
     }
     if sys::getsockname(fd).is_ok_and(|a| a.port() != 0) {
-        r.set(RELEASED);
+        r.enter(Phase::Released);
     }
 }

@@ -99,6 +99,8 @@ fn context(fd: c_int, r: &Sock) -> RouteContext {
 pub struct Flow {
     /// The program's socket: its network namespace is the one asked.
     pub sock: c_int,
+    /// That namespace's SO_NETNS_COOKIE (0: not known).
+    pub netns: u64,
     pub peer: SockAddr,
     pub ifindex: u32,
     /// The source as the bound address or the route says: for looking before binding only.
@@ -121,6 +123,7 @@ pub fn flow_for(fd: c_int, r: &Sock, dst: &SockAddr, bound: Option<&SockAddr>) -
         .or(route.map(|(src, _)| src));
     Flow {
         sock: fd,
+        netns: super::exhausted::netns_of(fd, r),
         peer,
         ifindex,
         src_hint,
@@ -156,7 +159,12 @@ pub enum Check {
 /// the sentinel that holds the lock for it)? A socket connected to the peer's port 0
 /// (`connect_dummy`) matches any port of the peer, below a socket connected to the very 4-tuple.
 pub fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
-    match netlink::udp_exact(Ns::Of(flow.sock), local, &flow.peer, flow.ifindex) {
+    match netlink::udp_exact(
+        Ns::of_known(flow.sock, flow.netns),
+        local,
+        &flow.peer,
+        flow.ifindex,
+    ) {
         Ok(None) => Check::Free,
         Ok(Some(f)) if mine.contains(&f.cookie) => Check::Free,
         Ok(Some(f)) if f.state == netlink::TCP_ESTABLISHED => Check::Taken,
@@ -233,9 +241,12 @@ pub fn diag_failed(e: c_int) -> Verdict {
 pub fn connected(fd: c_int, r: &Sock, local: &SockAddr, dst: &SockAddr) {
     let _keep = KeepErrno::new();
     let _ = set_reuseport(fd, r, true);
-    r.clear(DEFERRED);
+    super::consent::mark(fd, r);
+    if !r.has_port() {
+        r.enter(Phase::Bound);
+    }
     r.set_local(local);
-    r.set(HAS_PORT | CONNECTED);
+    r.set(CONNECTED);
     let slot = hints::find(dst);
     hints::unmark(r.flow.swap(hints::mark(slot, local.port()), AcqRel));
 }

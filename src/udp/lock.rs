@@ -26,12 +26,12 @@
 use super::flow::{
     Check, Flow, check, connected, cookie, diag_failed, drain, flow_for, release, same_ip, wildcard,
 };
-use super::{Pass, Verdict, hints, lock_unavailable};
+use super::{Pass, Verdict, consent, exhausted, hints, lock_unavailable};
 use crate::addr::SockAddr;
 use crate::netlink::{self, Ns, TCP_ESTABLISHED};
 use crate::ports;
 use crate::real;
-use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseport};
+use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseaddr, set_reuseport};
 use crate::state::*;
 use crate::stats::{self, Event};
 use crate::sys::{self, errno};
@@ -100,6 +100,9 @@ struct Search {
     /// The source the kernel gave in the last candidate's real connect, when it differed from
     /// the one it gave for port 0 (policy routing by port): checked again with it.
     src: Option<SockAddr>,
+    /// The ports whose holders all consent (`consent`), and the key to ask again.
+    consent: consent::Handle,
+    netns: u64,
 }
 
 /// Ports whose bind failed (EADDRINUSE) in this pass: tried again before EAGAIN.
@@ -136,13 +139,36 @@ pub unsafe fn search(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    let bound = r.app_addr().filter(|_| r.any(DEFERRED));
-    let Some(ns) = ports::namespace_range() else {
+    let bound = r.app_addr().filter(|_| r.deferred());
+    let netns = exhausted::netns_of(fd, r);
+    let Some(nsp) = ports::in_namespace(netns) else {
         return lock_unavailable(&WARNED_RANGE, "cannot read ip_local_port_range", libc::EIO);
     };
-    let range = ports::narrow(ns, r.port_range.load(Acquire));
-    // The lock's bind must take a port: our IP_BIND_ADDRESS_NO_PORT (a deferred bind) goes off.
-    if set_noport(fd, r, false).is_err() || set_reuseport(fd, r, true).is_err() {
+    let range = ports::narrow(nsp.range(), r.port_range.load(Acquire));
+    let bind_at = bound.unwrap_or_else(|| wildcard(r)).with_port(0);
+    // Consent first (no port of the range open to sharing: EAGAIN at once, remembered).
+    // What the view's build may add to this connect: a third of what the kernel's own EAGAIN
+    // took (the rest of the lock and the cold caches after it fit in the other two thirds).
+    let budget = (exhausted::kernel_cost_ns(fd, r) / 3).clamp(100_000, 5_000_000);
+    let view = consent::view(fd, netns, &bind_at, budget);
+    let Some(view) = view.filter(|v| consent::any_allowed(*v, range, nsp)) else {
+        if view.is_some_and(|v| !v.partial) {
+            crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");
+            exhausted::note_nothing_shareable(fd, r);
+        } else {
+            crate::debug!("connect(fd {fd}): UDP lock: which ports may be shared is not known yet");
+        }
+        stats::exhausted(Event::UdpEagain, "UDP", &bind_at, Some(&dst));
+        return Verdict::fail(libc::EAGAIN);
+    };
+    // The lock's bind must take a port: our IP_BIND_ADDRESS_NO_PORT (a deferred bind) goes off;
+    // and it shares with SO_REUSEPORT only, which the kernel keeps to one user (SO_REUSEADDR
+    // would let it share with any user's SO_REUSEADDR socket). The program's SO_REUSEADDR stays
+    // off on the lock's flows (getsockopt answers it): their port is the lock's to share.
+    if set_noport(fd, r, false).is_err()
+        || set_reuseaddr(fd, r, false).is_err()
+        || set_reuseport(fd, r, true).is_err()
+    {
         return Verdict::Pass(Pass::InternalError);
     }
     let Ok(me) = cookie(fd, r) else {
@@ -152,7 +178,7 @@ pub unsafe fn search(
     let now = sys::now_ms();
     let slot = hints::find(&flow.peer);
     let mut s = Search {
-        bind_at: bound.unwrap_or_else(|| wildcard(r)).with_port(0),
+        bind_at,
         flow,
         me,
         ask_first: hints::busy(slot, now),
@@ -163,6 +189,8 @@ pub unsafe fn search(
         lost: 0,
         now,
         src: None,
+        consent: view,
+        netns,
     };
     let mut full = true;
     let mut pass = 0;
@@ -172,7 +200,7 @@ pub unsafe fn search(
             .filter(|_| full)
             .chain(retry.ports[..retry.n].iter().copied().filter(|_| !full));
         for port in ports {
-            if ports::is_reserved(port) {
+            if nsp.is_reserved(port) {
                 continue;
             }
             for _ in 0..2 {
@@ -225,10 +253,26 @@ unsafe fn try_port(
         s.skipped += 1;
         return Step::Next;
     }
+    // Never a port held by a socket that did not consent (`consent`).
+    let allowed = consent::allows(s.consent, port).or_else(|| {
+        s.consent = consent::view(fd, s.netns, &s.bind_at, 0)?;
+        consent::allows(s.consent, port)
+    });
+    if allowed != Some(true) {
+        return Step::Next;
+    }
+    if s.consent.partial {
+        // No complete view yet: the port alone is looked at (a dump filtered on it, both
+        // families): every socket on it must consent.
+        match netlink::port_holders_for(fd, libc::IPPROTO_UDP, true, port) {
+            Ok(h) if h.unconnected == 0 && h.foreign == 0 => {}
+            _ => return Step::Next,
+        }
+    }
     if let (true, Some(src)) = (s.ask_first, s.src.or(s.flow.src_hint)) {
         // A destination that lost races lately: skip a port it holds without binding it.
         match netlink::udp_exact(
-            Ns::Of(fd),
+            Ns::of_known(fd, s.netns),
             &src.with_port(port),
             &s.flow.peer,
             s.flow.ifindex,
@@ -249,7 +293,15 @@ unsafe fn try_port(
         lock_unavailable(&WARNED_RANGE, "no IP_LOCAL_PORT_RANGE in this kernel", e);
         return Step::Done(Verdict::fail(libc::EAGAIN));
     }
+    // The bind must take a port: no IP_BIND_ADDRESS_NO_PORT (the mark of a candidate given
+    // back stays on otherwise).
+    let _ = set_noport(fd, r, false);
     let bound = sys::bind(fd, &s.bind_at);
+    if bound.is_ok() {
+        // The mark at once: another process's view that dumps this moment sees a connectx lock
+        // at work (it consents), not an unconnected socket that refuses the port for a second.
+        consent::mark(fd, r);
+    }
     let _ = set_port_range(fd, app_range);
     match bound {
         Ok(()) => {}
@@ -360,7 +412,7 @@ fn locked(
         return Step::Again;
     }
     drain(fd);
-    r.set(OUR_PORT);
+    r.enter(Phase::Ours);
     connected(fd, r, &now, dst);
     stats::count(Event::UdpLockConnect);
     crate::debug!(

@@ -18,9 +18,11 @@
 //! destinations), `source` (the route's source and interface, cached), `exhausted` (the memory of
 //! a full range).
 
+mod consent;
 pub mod exhausted;
 mod flow;
 pub mod hints;
+pub mod inherited;
 mod lock;
 mod shared;
 pub mod source;
@@ -35,15 +37,11 @@ use crate::{log, real};
 use libc::{c_int, sockaddr, socklen_t};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 
-/// In a fork child: no connect of the parent's other threads is under way here.
-pub fn after_fork_in_child() {
-    lock::after_fork_in_child();
-}
-
-/// A fixed port held by others may be shared only with connected sockets: an unconnected
-/// holder is a server, or a socket between bind and connect.
+/// A fixed port held by others may be shared only with connected sockets that consented
+/// (`consent`: connectx flows of this user): an unconnected holder is a server, or a socket
+/// between bind and connect; a connected one without the mark is a program's own.
 pub fn may_share(h: &netlink::Holders) -> bool {
-    h.flows > 0 && h.unconnected == 0
+    h.flows > 0 && h.unconnected == 0 && h.foreign == 0
 }
 
 static DIAG_BROKEN: AtomicBool = AtomicBool::new(false);
@@ -97,9 +95,16 @@ fn lock_unavailable(flag: &AtomicBool, what: &str, e: c_int) -> Verdict {
     Verdict::Pass(Pass::LockUnavailable)
 }
 
+/// In a fork child: no connect of the parent's other threads is under way here, and what they
+/// left half written is void (`source` is reset by the caller, lib.rs).
+pub fn after_fork_in_child() {
+    lock::after_fork_in_child();
+    consent::after_fork_in_child();
+}
+
 /// A fixed port the program bound (bind(ip, P)).
 fn fixed_port(r: &Sock) -> bool {
-    r.any(HAS_PORT) && r.app_addr().is_some_and(|a| a.port() != 0)
+    r.has_port() && r.app_addr().is_some_and(|a| a.port() != 0)
 }
 
 /// The destination, when the lock needs it: copied safely (a bad buffer is the kernel's EFAULT
@@ -138,7 +143,7 @@ unsafe fn destination(r: &Sock, addr: *const sockaddr, len: socklen_t) -> Destin
 pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t) -> Verdict {
     // One connect of a socket at a time: a second thread's kernel connect must not land on a
     // port the first one's lock is sharing.
-    if lock_known_unavailable() && !r.any(OUR_PORT | SHARED) {
+    if lock_known_unavailable() && !matches!(r.phase(), Phase::Ours | Phase::Shared) {
         // This process cannot run the lock (no SOCK_DIAG, a kernel without what it needs): the
         // kernel's own connect, counted as a fallback.
         return Verdict::Pass(Pass::LockUnavailable);
@@ -151,7 +156,26 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         let _keep = KeepErrno::new();
         crate::sockopt::resync(fd, r);
     }
-    if !(r.any(OUR_PORT) || fixed_port(r) && !r.any(APP_REUSEADDR | APP_REUSEPORT)) {
+    if r.is(Phase::Pending) {
+        // A fixed port held by connectx flows, held back at bind: bound now only if its 4-tuple
+        // to this destination is free.
+        if !lock_available() {
+            return Verdict::fail(libc::EADDRNOTAVAIL);
+        }
+        // SAFETY: forwarded from our caller.
+        return match unsafe { destination(r, addr, len) } {
+            // SAFETY: our copy of the program's address.
+            Destination::Inet(dst, copy) => unsafe {
+                shared::connect_pending(fd, r, dst, copy.ptr(), copy.len())
+            },
+            // A disconnect or another family on a socket without its port yet: as the kernel
+            // answers an unbound socket.
+            _ => Verdict::Pass(Pass::KernelAnswers),
+        };
+    }
+    if !(r.is(Phase::Ours)
+        || fixed_port(r) && (!r.any(APP_REUSEADDR | APP_REUSEPORT) || r.is(Phase::Shared)))
+    {
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
     }
@@ -162,12 +186,13 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
         // Nothing can be checked (SOCK_DIAG went away): never connect unchecked on a shared
         // port. A port the kernel or the lock chose goes back, and the kernel's own connect
         // gives the socket one of its own; a fixed port cannot be given back: EAGAIN.
-        if !r.any(OUR_PORT) {
+        if !r.is(Phase::Ours) {
             return Verdict::fail(libc::EAGAIN);
         }
         flow::release(fd);
         hints::unmark(r.flow.swap(0, AcqRel));
-        r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+        r.enter(Phase::Free);
+        r.clear(CONNECTED);
         restore_app_reuse(fd, r);
         // SAFETY: forwarded from our caller.
         return unsafe { kernel_first(fd, r, addr, len) };
@@ -176,7 +201,7 @@ pub unsafe fn connect(fd: c_int, r: &Sock, addr: *const sockaddr, len: socklen_t
     match unsafe { destination(r, addr, len) } {
         // SAFETY: our copy of the program's address.
         Destination::Inet(dst, copy) => unsafe {
-            if r.any(OUR_PORT) {
+            if r.is(Phase::Ours) {
                 shared::reconnect(fd, r, dst, copy.ptr(), copy.len())
             } else {
                 shared::connect_fixed(fd, r, dst, copy.ptr(), copy.len())
@@ -200,19 +225,35 @@ pub(super) unsafe fn kernel_first(
     len: socklen_t,
 ) -> Verdict {
     // A socket with a port of its own needs none from the kernel: its connect is never skipped.
-    if r.any(HAS_PORT) || !exhausted::recent(fd, r) {
+    // Nor where the lock found nothing to share a moment ago: the kernel's connect then finds a
+    // port released since, and its EAGAIN stands without the lock.
+    let nothing_shareable = !r.has_port() && exhausted::nothing_shareable(fd, r);
+    if r.has_port() || nothing_shareable || !exhausted::recent(fd, r) {
         // The kernel's autobind must not see SO_REUSEPORT (the program's, put in before a bind):
         // with it the kernel hands out ports it shares with the lock's flows, to the same
         // destination too (KERNEL.md). A socket with a port of its own keeps the program's.
-        if !r.any(HAS_PORT) && r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
+        if !r.has_port() && r.any(K_REUSEPORT) && set_reuseport(fd, r, false).is_err() {
             return Verdict::Pass(Pass::InternalError);
         }
         // Until its unlock the kernel's port is this socket's alone: another thread's lock
         // that meets it then must look again (`lock::Opening`).
         let _opening = lock::Opening::new();
+        // connectx's mark before the connect (it does not change the kernel's autobind): a view
+        // dumped between this connect and its unlock sees a connectx flow, not a socket that
+        // refuses its port for a second (`consent`). Taken off again if the connect fails.
+        let marks = !fixed_port(r) && !lock_known_unavailable();
+        if marks {
+            consent::mark(fd, r);
+        }
+        let started = crate::sys::now_ns();
         // SAFETY: the program's own arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         let e = errno();
+        let took = crate::sys::now_ns().saturating_sub(started);
+        if ret != 0 && marks {
+            let _keep = KeepErrno::new();
+            let _ = set_noport(fd, r, r.any(APP_NOPORT));
+        }
         if ret == 0 {
             // The kernel read the address: its family tells a disconnect.
             // SAFETY: the kernel has just read `len` bytes at `addr`.
@@ -227,7 +268,11 @@ pub(super) unsafe fn kernel_first(
             return Verdict::answer(ret as isize, e);
         }
         // No free port for this source: the socket is still unbound (KERNEL.md).
-        exhausted::note(fd, r);
+        exhausted::note(fd, r, took);
+        if nothing_shareable {
+            crate::debug!("connect(fd {fd}): no free port, and none to share a moment ago");
+            return Verdict::answer(ret as isize, e);
+        }
     }
     // SAFETY: forwarded from our caller.
     let (dst, copy) = match unsafe { destination(r, addr, len) } {
@@ -253,20 +298,27 @@ pub(super) unsafe fn kernel_first(
 /// back (getsockopt answers it): our SO_REUSEPORT is the lock's switch on this port now.
 fn kernel_connected(fd: c_int, r: &Sock) {
     let _keep = KeepErrno::new();
-    r.clear(DEFERRED);
-    r.set(HAS_PORT | CONNECTED);
+    if !r.has_port() {
+        r.enter(Phase::Bound);
+    }
+    r.set(CONNECTED);
     if fixed_port(r) {
         // The program's own port, which it shares itself (SO_REUSEADDR or SO_REUSEPORT, or
         // this would be connect_fixed): nothing of ours to add.
         return;
     }
+    // A port the kernel chose, also one the program opened to its own reuseport group (GROUP:
+    // dig binds (ip, 0) with SO_REUSEPORT, then connects): the flow is marked like any other,
+    // and the lock shares the port only while every socket on it consents, so never while a
+    // worker of that group sits on it unconnected (`consent`).
     // The unlock: the port is open to other flows of this user (one system call), so that the
     // lock can share it once the range is full. From now on the socket's connects are checked.
     // Not where the lock is known not to run (no SOCK_DIAG, a kernel without what it needs):
     // then nothing could check them. Known only: the kernel's connect pays for no probe (a
     // process whose lock cannot run never shares the port; others that can check before they do).
     if !lock_known_unavailable() && set_reuseport(fd, r, true).is_ok() {
-        r.set(OUR_PORT);
+        consent::mark(fd, r);
+        r.enter(Phase::Ours);
         crate::debug!("connect(fd {fd}): the kernel's own; its port is open to other flows");
     }
 }
@@ -284,11 +336,13 @@ pub fn disconnected(fd: c_int, r: &Sock) {
     }
     // The lock bound port 0 in a one-port range and the kernel autobinds its own: neither holds
     // SOCK_BINDPORT_LOCK, so the kernel released the port (keeping a bound address).
-    r.clear(OUR_PORT | HAS_PORT);
-    if r.any(DEFERRED) {
+    match r.phase() {
         // The port the kernel's bind(ip, 0) would have taken is released too: getsockname
         // shows port 0 and does not bind one.
-        r.set(RELEASED);
+        Phase::Deferred => r.enter(Phase::Released),
+        // The program's own deferral stays the program's (nothing of ours binds it).
+        Phase::ProgramDeferred | Phase::Released => {}
+        _ => r.enter(Phase::Free),
     }
     restore_app_reuse(fd, r);
     let _ = set_noport(fd, r, r.any(APP_NOPORT));

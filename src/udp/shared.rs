@@ -84,7 +84,8 @@ pub unsafe fn reconnect(
         // No port any more: another process sharing the socket (fork) disconnected it. As a
         // socket without a port: the kernel's own connect first.
         hints::unmark(r.flow.swap(0, AcqRel));
-        r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+        r.enter(Phase::Free);
+        r.clear(CONNECTED);
         restore_app_reuse(fd, r);
         // SAFETY: forwarded from our caller.
         return unsafe { super::kernel_first(fd, r, addr, len) };
@@ -99,11 +100,13 @@ pub unsafe fn reconnect(
     // program bound it) and search as for a fresh socket.
     release(fd);
     hints::unmark(r.flow.swap(0, AcqRel));
-    r.clear(OUR_PORT | HAS_PORT | CONNECTED);
+    r.clear(CONNECTED);
+    r.enter(if app.is_some() {
+        Phase::Deferred
+    } else {
+        Phase::Free
+    });
     restore_app_reuse(fd, r);
-    if app.is_some() {
-        r.set(DEFERRED);
-    }
     // SAFETY: forwarded from our caller.
     unsafe { lock::search(fd, r, dst, addr, len) }
 }
@@ -123,6 +126,11 @@ unsafe fn connect_on_own_port(
 ) -> Option<Verdict> {
     let flow = flow_for(fd, r, dst, Some(local));
     let me = cookie(fd, r).ok()?;
+    if !super::consent::known_to_consent(fd, r, local) {
+        // A socket that did not consent (a same-user server with SO_REUSEPORT) came onto the
+        // port since: the sentinel would join its group. The port goes back; the search runs.
+        return None;
+    }
     let sentinel = Sentinel::lock(r, local, &flow.peer).ok()?;
     match check(&flow, local, &[me, sentinel.cookie]) {
         Check::Free => {}
@@ -152,14 +160,14 @@ pub unsafe fn connect_fixed(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> Verdict {
-    if !r.any(SHARED) && !r.any(K_REUSEPORT) {
+    if !r.is(Phase::Shared) && !r.any(K_REUSEPORT) {
         // Nobody else holds the port: the kernel's connect cannot make a duplicate.
         // SAFETY: our copy of the program's arguments.
         let ret = unsafe { real::connect(fd, addr, len) };
         if ret < 0 {
             return Verdict::answer(ret as isize, errno());
         }
-        r.set(SHARED);
+        r.enter(Phase::Shared);
         let local = sys::getsockname(fd).ok().or(r.local());
         opened(fd, r, local, &dst);
         return Verdict::done(0);
@@ -207,6 +215,43 @@ pub unsafe fn connect_fixed(
     }
     opened(fd, r, now, &dst);
     Verdict::done(0)
+}
+
+/// A connect on a fixed port held back at bind (PENDING: P was held by connectx flows only).
+/// The 4-tuple is checked before the socket binds P: taken, EADDRNOTAVAIL and the socket stays
+/// unbound, so P stays open to the next socket that binds it (as TCP does). Free, P is bound
+/// and locked, and `connect_fixed` checks again under the lock. A flow that takes the 4-tuple
+/// between the two checks leaves this socket holding P after its EADDRNOTAVAIL, as before.
+///
+/// # Safety
+/// As `search`.
+pub unsafe fn connect_pending(
+    fd: c_int,
+    r: &Sock,
+    dst: SockAddr,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Verdict {
+    let (Some(app), Ok(me)) = (r.app_addr(), cookie(fd, r)) else {
+        return Verdict::Pass(Pass::InternalError);
+    };
+    let flow = flow_for(fd, r, &dst, Some(&app).filter(|a| !a.is_unspecified()));
+    let local = flow.src_hint.map_or(app, |src| src.with_port(app.port()));
+    match check(&flow, &local, &[me]) {
+        Check::Free => {}
+        Check::Taken | Check::Busy => {
+            crate::debug!("connect(fd {fd}): {local} -> {dst} is taken; the port stays unbound");
+            return Verdict::fail(libc::EADDRNOTAVAIL);
+        }
+        Check::Failed(e) => return diag_failed(e),
+    }
+    crate::policy::materialize(fd, r);
+    if !r.has_port() {
+        // Someone holds P's lock this moment, or a holder that may not be shared came.
+        return Verdict::fail(libc::EADDRNOTAVAIL);
+    }
+    // SAFETY: forwarded from our caller.
+    unsafe { connect_fixed(fd, r, dst, addr, len) }
 }
 
 /// A fixed-port socket connected: open its port to other flows.

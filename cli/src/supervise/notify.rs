@@ -11,7 +11,7 @@
 use super::filter::Calls;
 use super::record;
 use connectx_core::decision::Verdict;
-use connectx_core::state::{CONNECTED, HAS_PORT, LISTENING, PENDING, TCP, UDP, V6};
+use connectx_core::state::{CONNECTED, Phase, TCP, UDP, V6};
 use connectx_core::{features, policy, real, sys};
 use libc::{c_int, seccomp_notif, seccomp_notif_resp};
 use std::collections::HashMap;
@@ -366,7 +366,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
     }
     if nr == libc::SYS_connect
         && ty == libc::SOCK_STREAM
-        && record::flags(cookie).is_some_and(|f| f & (PENDING | HAS_PORT) == 0)
+        && record::phase(cookie).is_some_and(|p| p != Phase::Pending && !p.has_port())
         && blocking(d)
     {
         // A deferred bind(ip, 0) on a blocking socket: the kernel picks the port per 4-tuple
@@ -405,7 +405,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
     let Some(r) = record::load(d, cookie, k, nr == libc::SYS_connect) else {
         return pass("no record");
     };
-    if nr == libc::SYS_connect && r.is_tcp() && !r.any(PENDING) && blocking(d) {
+    if nr == libc::SYS_connect && r.is_tcp() && !r.is(Phase::Pending) && blocking(d) {
         // A blocking TCP connect runs in the program (CONTINUE), where a signal, an alarm or
         // a cancellation interrupt it as they would without us. What the preload does before
         // it is done here: a deferred bind needs nothing (the kernel picks the port per
@@ -413,7 +413,11 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
         // after (a failed connect's port closed again, a port chosen among those bind()
         // reserved when none is left) needs the result: only a non-blocking connect, which
         // the supervisor makes itself (Go's are), gets it.
-        if r.any(HAS_PORT) && !r.any(CONNECTED | LISTENING) && features::tcp_fixed_sharing() {
+        if r.has_port()
+            && !r.any(CONNECTED)
+            && !r.is(Phase::Listening)
+            && features::tcp_fixed_sharing()
+        {
             let _ = connectx_core::sockopt::set_reuseaddr(d, r, true);
         }
         record::unload(d);
@@ -465,7 +469,7 @@ pub fn handle(listener: c_int, req: &seccomp_notif, calls: Calls) -> Answer {
     };
     let connected_tcp = r.is_tcp()
         && nr == libc::SYS_connect
-        && r.any(connectx_core::state::CONNECTED | connectx_core::state::LISTENING);
+        && (r.any(connectx_core::state::CONNECTED) || r.is(Phase::Listening));
     if connected_tcp
         || calls == Calls::BindOnly
         || (r.is_tcp()

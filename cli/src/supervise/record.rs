@@ -16,6 +16,7 @@ use std::sync::Mutex;
 #[derive(Clone, Copy)]
 struct Saved {
     flags: u32,
+    phase: state::Phase,
     port_range: u32,
     app: Option<SockAddr>,
     local: Option<SockAddr>,
@@ -55,13 +56,13 @@ pub fn known(cookie: u64) -> bool {
         .is_some_and(|m| m.contains_key(&cookie))
 }
 
-/// The phase bits of the record of `cookie`, if there is one.
-pub fn flags(cookie: u64) -> Option<u32> {
+/// The port phase of the record of `cookie`, if there is one.
+pub fn phase(cookie: u64) -> Option<state::Phase> {
     RECORDS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
-        .and_then(|m| m.get(&cookie).map(|s| s.flags))
+        .and_then(|m| m.get(&cookie).map(|s| s.phase))
 }
 
 pub fn drop_record(cookie: u64) {
@@ -86,6 +87,7 @@ pub fn load(dup: c_int, cookie: u64, kind: u32, at_connect: bool) -> Option<&'st
     match saved {
         Some(s) => {
             r.set(s.flags);
+            r.restore(s.phase);
             r.port_range
                 .store(s.port_range, std::sync::atomic::Ordering::Relaxed);
             if let Some(a) = s.app {
@@ -117,7 +119,7 @@ pub fn load(dup: c_int, cookie: u64, kind: u32, at_connect: bool) -> Option<&'st
                 && a.port() != 0
             {
                 r.set_local(&a);
-                r.set(state::HAS_PORT);
+                r.enter(state::Phase::Bound);
             }
         }
     }
@@ -137,6 +139,7 @@ pub fn save(dup: c_int, cookie: u64, r: &Sock, tid: i32, fd: i32) {
     };
     let s = Saved {
         flags: r.flags(),
+        phase: r.phase(),
         port_range: r.port_range.load(std::sync::atomic::Ordering::Relaxed),
         app: r.app_addr(),
         local: r.local(),
@@ -182,6 +185,7 @@ mod tests {
         assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
         let s = Saved {
             flags: 0,
+            phase: state::Phase::Free,
             port_range: 0,
             app: None,
             local: None,

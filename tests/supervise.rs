@@ -400,6 +400,58 @@ fn supervisor_killed_mid_run() {
     );
 }
 
+/// kill -9 of `connectx run` while 8 threads make trapped binds and connects: a call the
+/// supervisor took in the instant it died is answered by the keeper too (keeper.rs: the ids
+/// next to the last one it wrote down), so no thread waits for good. Before that fix about one
+/// kill in four left threads waiting in bind or connect forever (WAIT_KILLABLE_RECV: only a
+/// fatal signal freed them). Six kills at different moments; each program must end by itself.
+#[test]
+fn supervisor_killed_while_threads_call_leaves_no_thread_waiting() {
+    need("cc", "gcc");
+    let src = cxtest::repo().join("tests/supervise/churn.c");
+    let bin = build_dir().join("churn");
+    if !fresh(&bin, &src) {
+        let o = cmd(
+            Path::new("cc"),
+            &[
+                "-O2",
+                "-static",
+                "-pthread",
+                "-o",
+                bin.to_str().unwrap(),
+                src.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(o.code, Some(0), "cc -static (needs libc6-dev):\n{o}");
+    }
+    // The program's pid comes from the shell that execs it (`--supervise`: the whole tree is
+    // supervised, sh included): the test's pid namespace may not be the one /proc shows.
+    let out = build_dir().join("churn-run");
+    let o = scenario(&format!(
+        "for d in 0.3 0.6 0.9 1.1 1.3 1.5; do\n\
+           rm -f {out}.pid; : >{out}\n\
+           $CX run --supervise -- sh -c 'echo $$ >{out}.pid; exec {bin} 300 5000 8' >{out} 2>&1 &\n\
+           P=$!; sleep $d; kill -9 $P; C=$(cat {out}.pid 2>/dev/null)\n\
+           i=0; while ! grep -q ok= {out} && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
+           if grep -q ok= {out}; then echo \"ended delay=$d $(tr '\\n' ' ' <{out})\"\n\
+           else echo \"waiting delay=$d pid=$C\"; [ -n \"$C\" ] && kill -9 $C; fi\n\
+           wait $P 2>/dev/null\n\
+         done; true",
+        bin = bin.display(),
+        out = out.display()
+    ));
+    let ended = o.stdout.lines().filter(|l| l.starts_with("ended ")).count();
+    assert!(
+        !o.stdout.contains("waiting ") && ended == 6,
+        "every program ends by itself after its supervisor's kill -9 (6 runs):\n{o}"
+    );
+    assert!(
+        !o.stdout.contains("ENOSYS"),
+        "never ENOSYS after the supervisor's death:\n{o}"
+    );
+}
+
 /// A seccomp policy that forbids seccomp() (the stand-in for a kernel before 5.6 or a container
 /// runtime's profile): one line, then the kernel's behaviour, and the program's status.
 #[test]

@@ -85,7 +85,7 @@ pub fn run(mut c: Command, prog: &OsStr, why: &str) -> std::io::Result<i32> {
                         "supervising {name} without a keeper (fork failed): if connectx is killed, its binds and connects fail"
                     );
                     let slots: &'static [std::sync::atomic::AtomicU64] = Box::leak(Box::new(
-                        [const { std::sync::atomic::AtomicU64::new(0) }; 64],
+                        [const { std::sync::atomic::AtomicU64::new(0) }; keeper::SLOTS],
                     ));
                     notify::Loop::start(listener, slots, calls);
                     None

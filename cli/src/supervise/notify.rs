@@ -59,7 +59,7 @@ impl Loop {
 
 fn spawn_worker(l: &Arc<Loop>) {
     let n = l.workers.fetch_add(1, Ordering::AcqRel);
-    if n >= MAX_WORKERS.min(l.slots.len()) {
+    if n >= MAX_WORKERS.min(super::keeper::HIGH_WATER) {
         l.workers.fetch_sub(1, Ordering::AcqRel);
         return;
     }
@@ -94,6 +94,9 @@ fn worker(l: Arc<Loop>, slot: usize) {
             }
         }
         l.slots[slot].store(req.id, Ordering::Release);
+        // The keeper's anchor for calls taken in the instant of a kill (keeper.rs). Ids grow
+        // one by one from a random start: the newest id, not the numerically largest.
+        l.slots[super::keeper::HIGH_WATER].store(req.id, Ordering::Release);
         if l.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
             spawn_worker(&l);
         }

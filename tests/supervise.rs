@@ -550,6 +550,27 @@ fn supervised_program_shows_in_status_and_stats() {
     );
 }
 
+/// `connectx status` counts a supervised program's UDP flows as connectx flows (they carry the
+/// consent mark like the preload's): with every port of the range held by 30 Go UDP flows, the
+/// headroom towards a new destination is the 10 a connectx client then gets, not "full".
+#[test]
+fn status_counts_supervised_udp_flows_as_shareable() {
+    let o = scenario(&format!(
+        "$CX run -- $GO -proto udp -mode noladdr -dst {DSTS} -count 30 -hold 3 >/dev/null &\n\
+         i=0; while [ $(ss -Hun state established | wc -l) -lt 30 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n\
+         echo \"held $(ss -Hun state established | wc -l)\"\n\
+         echo \"headroom $($CX status --dst 127.0.0.5:7 2>&1 | grep -A3 '^UDP source' | grep 'any other destination' | tr -s ' ')\"\n\
+         tag client $CX run --no-supervise -- $CX _client --proto udp --mode plain --dst 127.0.0.5:7 --count 20 --keep-going\n\
+         wait"
+    ));
+    assert!(o.line("held").contains("30"), "30 Go UDP flows held: {o}");
+    assert!(
+        o.line("headroom").trim_end().ends_with(" 10"),
+        "status: headroom 10 towards a new destination: {o}"
+    );
+    o.expect("what a connectx client gets", "client", &[("opened", "10")]);
+}
+
 /// A real Go program from Debian's packages that binds before it connects: v2ray's freedom
 /// outbound with `sendThrough` (cgo, dynamically linked: the preload loads into it and does
 /// nothing), forwarding three dokodemo-door inbounds to the three echo servers. Each client

@@ -79,7 +79,8 @@ pub fn look(pid: u32) -> Look {
         Err(e) if e.kind() == ErrorKind::NotFound => return Look::Gone,
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
             return Look::Denied(format!(
-                "permission denied reading /proc/{pid}/maps: run as root or as the process's user"
+                "permission denied reading /proc/{pid}/maps: {}",
+                denied_advice()
             ));
         }
         // ESRCH and friends: it ended while we looked.
@@ -123,6 +124,18 @@ pub fn look(pid: u32) -> Look {
         other => other,
     };
     Look::Loaded { lib, counters }
+}
+
+/// What to do about a denial: as root, the advice to run as root would be wrong (a process
+/// root may not inspect: no CAP_SYS_PTRACE over it, e.g. another user namespace's init).
+pub fn denied_advice() -> &'static str {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "denied even to root here (no ptrace access to it: another user namespace, or a \
+         restricted /proc)"
+    } else {
+        "run as root or as the process's user"
+    }
 }
 
 /// `pid` still runs: /proc/PID/stat exists and its state is not zombie or dead.
@@ -170,8 +183,8 @@ fn read_counters(pid: u32, maps: &[(String, String)]) -> Result<Proc, String> {
     }
     Err(if denied {
         format!(
-            "permission denied reading the counters of process {pid}: run as root or as the \
-             process's user"
+            "permission denied reading the counters of process {pid}: {}",
+            denied_advice()
         )
     } else {
         format!(
@@ -376,8 +389,9 @@ pub fn main(a: StatsArgs) -> Res<i32> {
         }
         if survey.denied > 0 {
             println!(
-                "{} not inspected (permission denied): run as root to see every process",
-                plural(survey.denied, "process", "processes")
+                "{} not inspected (permission denied): {}",
+                plural(survey.denied, "process", "processes"),
+                denied_advice()
             );
         }
     }

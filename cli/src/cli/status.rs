@@ -199,8 +199,6 @@ pub fn tcp_origins(socks: &[Sock]) -> BTreeMap<u16, Origin> {
 /// What the analysis needs beyond the sockets.
 pub struct Context<'a> {
     pub range: &'a Range,
-    /// UDP sockets owned by processes with connectx loaded (their connected flows are shared).
-    pub connectx_inodes: &'a BTreeSet<u32>,
     /// Socket inode -> "pid (program)", for the processes the caller may see.
     pub owners: &'a BTreeMap<u32, String>,
     /// net.ipv4.tcp_tw_reuse of this namespace (0, 1, or 2: loopback only).
@@ -268,7 +266,11 @@ pub fn analyse(name: &'static str, socks: &[Sock], cx: &Context) -> Proto {
             blockers.dedup_by_key(|b| b.port);
         } else {
             for s in &mine {
-                let shared = !s.dst.is_unspecified() && cx.connectx_inodes.contains(&s.inode);
+                // The library's consent rule (src/udp/consent.rs): a connected socket carrying
+                // connectx's mark (IP_BIND_ADDRESS_NO_PORT, which SOCK_DIAG shows from 5.10 on),
+                // whichever way connectx reached its program (preload or supervisor). Sharing is
+                // also per user: a flow of another user blocks a client of this one.
+                let shared = !s.dst.is_unspecified() && s.no_port == Some(true);
                 if !shared {
                     blocked.insert(s.sport);
                     blockers.push(Blocker {
@@ -276,7 +278,7 @@ pub fn analyse(name: &'static str, socks: &[Sock], cx: &Context) -> Proto {
                         kind: if s.dst.is_unspecified() {
                             "bound only"
                         } else {
-                            "connected, not shared (no connectx)"
+                            "connected, not shared (no connectx mark)"
                         },
                         on: s.src,
                         owner: owner(s),
@@ -351,11 +353,9 @@ pub fn analyse(name: &'static str, socks: &[Sock], cx: &Context) -> Proto {
     Proto { name, sources }
 }
 
-/// Socket inode -> "pid (program)" for every process the caller may see, and the inodes of
-/// the processes with connectx loaded.
-pub fn socket_owners(connectx: &[u32]) -> (BTreeMap<u32, String>, BTreeSet<u32>) {
+/// Socket inode -> "pid (program)" for every process the caller may see.
+pub fn socket_owners() -> BTreeMap<u32, String> {
     let mut owners = BTreeMap::new();
-    let mut cx = BTreeSet::new();
     for pid in stats::pids() {
         let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
@@ -375,12 +375,9 @@ pub fn socket_owners(connectx: &[u32]) -> (BTreeMap<u32, String>, BTreeSet<u32>)
             };
             let n = name.get_or_insert_with(|| format!("{pid} ({})", stats::program(pid)));
             owners.entry(ino).or_insert_with(|| n.clone());
-            if connectx.contains(&pid) {
-                cx.insert(ino);
-            }
         }
     }
-    (owners, cx)
+    owners
 }
 
 /// The processes of this network namespace with connectx loaded, and their counters.
@@ -523,15 +520,13 @@ fn once(a: &StatusArgs, dst: Option<(IpAddr, Option<u16>)>) -> Res<(String, bool
     let udp = sockdiag::dump(libc::IPPROTO_UDP as u8)
         .map_err(|e| fail(format!("status: SOCK_DIAG dump of UDP sockets: {e}")))?;
     let procs = loaded();
-    let pids: Vec<u32> = procs.loaded.iter().map(|l| l.0).collect();
-    let (owners, connectx_inodes) = socket_owners(&pids);
+    let owners = socket_owners();
     let tw_reuse = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse")
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(2);
     let cx = Context {
         range: &range,
-        connectx_inodes: &connectx_inodes,
         owners: &owners,
         tw_reuse,
     };
@@ -802,9 +797,9 @@ fn processes_table(procs: &stats::Survey) -> String {
     }
     if procs.denied > 0 {
         o.push_str(&format!(
-            "{} not inspected (permission denied reading /proc/PID/maps): run as root to see \
-             every process\n",
-            stats::plural(procs.denied, "process", "processes")
+            "{} not inspected (permission denied reading /proc/PID/maps): {}\n",
+            stats::plural(procs.denied, "process", "processes"),
+            stats::denied_advice()
         ));
     }
     o
@@ -1106,11 +1101,9 @@ mod tests {
     }
 
     fn analyse_tcp(socks: &[Sock], range: &Range) -> Proto {
-        let none = BTreeSet::new();
         let owners = BTreeMap::new();
         let cx = Context {
             range,
-            connectx_inodes: &none,
             owners: &owners,
             tw_reuse: 0,
         };

@@ -78,28 +78,32 @@ fn go_client() -> &'static Path {
 /// tests/supervise/client.c, built with `cc -static`.
 fn c_client() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        need("cc", "gcc");
-        let out = build_dir().join("sclient");
-        let src = cxtest::repo().join("tests/supervise/client.c");
-        if fresh(&out, &src) {
-            return out;
-        }
-        let o = cmd(
-            Path::new("cc"),
-            &[
-                "-O2",
-                "-static",
-                "-pthread",
-                "-o",
-                out.to_str().unwrap(),
-                src.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(o.code, Some(0), "cc -static (needs libc6-dev):\n{o}");
-        out
-    })
+    P.get_or_init(|| static_c("client.c", "sclient"))
+}
+
+/// tests/supervise/`src` built with `cc -static` into the build directory as `out` (kept while
+/// newer than its source: the kernel lane's guest reuses the host's build).
+fn static_c(src: &str, out: &str) -> PathBuf {
+    need("cc", "gcc");
+    let out = build_dir().join(out);
+    let src = cxtest::repo().join("tests/supervise").join(src);
+    if fresh(&out, &src) {
+        return out;
+    }
+    let o = cmd(
+        Path::new("cc"),
+        &[
+            "-O2",
+            "-static",
+            "-pthread",
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "cc -static (needs libc6-dev):\n{o}");
+    out
 }
 
 /// Runs `script` (after the echo servers) in a fresh namespace; $GO and $SC are the clients.
@@ -407,24 +411,7 @@ fn supervisor_killed_mid_run() {
 /// fatal signal freed them). Six kills at different moments; each program must end by itself.
 #[test]
 fn supervisor_killed_while_threads_call_leaves_no_thread_waiting() {
-    need("cc", "gcc");
-    let src = cxtest::repo().join("tests/supervise/churn.c");
-    let bin = build_dir().join("churn");
-    if !fresh(&bin, &src) {
-        let o = cmd(
-            Path::new("cc"),
-            &[
-                "-O2",
-                "-static",
-                "-pthread",
-                "-o",
-                bin.to_str().unwrap(),
-                src.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(o.code, Some(0), "cc -static (needs libc6-dev):\n{o}");
-    }
+    let bin = static_c("churn.c", "churn");
     // The program's pid comes from the shell that execs it (`--supervise`: the whole tree is
     // supervised, sh included): the test's pid namespace may not be the one /proc shows.
     let out = build_dir().join("churn-run");

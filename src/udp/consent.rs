@@ -218,8 +218,21 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u
     let building = BUILD_ENTRY.load(Acquire) as usize;
     let stale_build = now_ms.saturating_sub(BUILD_START_MS.load(Acquire)) > MAX_AGE_MS;
     if building != index + 1 || BUILD_GENERATION.load(Acquire) != v.generation.load(Acquire) {
-        if building != 0 && !stale_build {
-            return; // another key's build is under way: it finishes first
+        // Another key's build under way finishes first, unless this key has no view to use
+        // meanwhile: then that build is dropped (its key keeps its previous view, and builds
+        // again when next asked). Its key's connects carry a build on only while they run: one
+        // left unfinished (a program that filled one namespace's range and moved to another,
+        // or any dump longer than a connect's slice, as under emulation) would otherwise leave
+        // every other key without a view, each of its connects refused, for `MAX_AGE_MS`.
+        let built = v.built_ms.load(Acquire);
+        let usable = built != 0 && now_ms.saturating_sub(built) <= MAX_AGE_MS;
+        if building != 0 && !stale_build && usable {
+            return;
+        }
+        if building != 0 && building != index + 1 {
+            crate::debug!(
+                "UDP lock: the view of another address or namespace, unfinished, is dropped for this one's"
+            );
         }
         // A new build of this entry: the bitmap readers do not use, cleared.
         let next = 1 - v.current.load(Acquire) as usize;

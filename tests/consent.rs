@@ -47,8 +47,11 @@ rm -rf $T
         number(&with, "churn_ok") > 100,
         "the churn must go through the lock (it shares the 9 flows' ports):\n{with}"
     );
+    // Every datagram reaches the server's socket: received, or dropped there by the kernel when
+    // its receive buffer was full (a slow machine: the kernel lane's emulation), never taken by
+    // the lock's socket. On the host none is dropped.
     assert_eq!(
-        number(&with, "received"),
+        number(&with, "received") + number(&with, "drops"),
         20_000,
         "the server must get every datagram while the lock churns:\n{with}"
     );

@@ -74,6 +74,10 @@ static BUILD_ENTRY: AtomicU32 = AtomicU32::new(0);
 static BUILD_STAGE: AtomicU32 = AtomicU32::new(0);
 static BUILD_START_MS: AtomicU64 = AtomicU64::new(0);
 static BUILD_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// When a slice of the build under way was last read.
+static BUILD_TOUCH_MS: AtomicU64 = AtomicU64::new(0);
+/// A build nobody read a slice of for this long is left behind (`build_slice`).
+const IDLE_BUILD_MS: u64 = 20;
 /// Keys are claimed one at a time.
 static CLAIMING: AtomicBool = AtomicBool::new(false);
 
@@ -218,8 +222,24 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u
     let building = BUILD_ENTRY.load(Acquire) as usize;
     let stale_build = now_ms.saturating_sub(BUILD_START_MS.load(Acquire)) > MAX_AGE_MS;
     if building != index + 1 || BUILD_GENERATION.load(Acquire) != v.generation.load(Acquire) {
-        if building != 0 && !stale_build {
-            return; // another key's build is under way: it finishes first
+        // Another key's build under way finishes first, unless this key has no view to use
+        // meanwhile and nobody is carrying that build on: then it is dropped (its key keeps
+        // its previous view, and builds again when next asked). A build goes on only while
+        // its key's connects run: one left unfinished (a program that filled one namespace's
+        // range and moved to another, or any dump longer than a connect's slice, as under
+        // emulation) would otherwise leave every other key without a view, each of its
+        // connects refused, for `MAX_AGE_MS`. One being read (within `IDLE_BUILD_MS`) is not
+        // dropped: two keys busy at once would restart each other's builds for ever.
+        let built = v.built_ms.load(Acquire);
+        let usable = built != 0 && now_ms.saturating_sub(built) <= MAX_AGE_MS;
+        let idle = now_ms.saturating_sub(BUILD_TOUCH_MS.load(Acquire)) > IDLE_BUILD_MS;
+        if building != 0 && !stale_build && (usable || !idle) {
+            return;
+        }
+        if building != 0 && building != index + 1 {
+            crate::debug!(
+                "UDP lock: the view of another address or namespace, unfinished, is dropped for this one's"
+            );
         }
         // A new build of this entry: the bitmap readers do not use, cleared.
         let next = 1 - v.current.load(Acquire) as usize;
@@ -238,6 +258,7 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u
         BUILD_START_MS.store(now_ms, Release);
         BUILD_GENERATION.store(v.generation.load(Acquire), Release);
     }
+    BUILD_TOUCH_MS.store(now_ms, Release);
     let next = 1 - v.current.load(Acquire) as usize;
     // SAFETY: no arguments.
     let uid = unsafe { libc::geteuid() };

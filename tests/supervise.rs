@@ -416,11 +416,12 @@ fn supervisor_killed_while_threads_call_leaves_no_thread_waiting() {
     // supervised, sh included): the test's pid namespace may not be the one /proc shows.
     let out = build_dir().join("churn-run");
     let o = scenario(&format!(
-        "for d in 0.3 0.6 0.9 1.1 1.3 1.5; do\n\
+        "S=${{CONNECTX_TEST_TIME_SCALE:-1}}\n\
+         for d in 0.3 0.6 0.9 1.1 1.3 1.5; do\n\
            rm -f {out}.pid; : >{out}\n\
            $CX run --supervise -- sh -c 'echo $$ >{out}.pid; exec {bin} 300 5000 8' >{out} 2>&1 &\n\
            P=$!; sleep $d; kill -9 $P; C=$(cat {out}.pid 2>/dev/null)\n\
-           i=0; while ! grep -q ok= {out} && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
+           i=0; while ! grep -q ok= {out} && [ $i -lt $((200 * S)) ]; do sleep 0.05; i=$((i+1)); done\n\
            if grep -q ok= {out}; then echo \"ended delay=$d $(tr '\\n' ' ' <{out})\"\n\
            else echo \"waiting delay=$d pid=$C\"; [ -n \"$C\" ] && kill -9 $C; fi\n\
            wait $P 2>/dev/null\n\
@@ -543,8 +544,8 @@ fn supervised_program_shows_in_status_and_stats() {
 #[test]
 fn status_counts_supervised_udp_flows_as_shareable() {
     let o = scenario(&format!(
-        "$CX run -- $GO -proto udp -mode noladdr -dst {DSTS} -count 30 -hold 3 >/dev/null &\n\
-         i=0; while [ $(ss -Hun state established | wc -l) -lt 30 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n\
+        "$CX run -- $GO -proto udp -mode noladdr -dst {DSTS} -count 30 -hold $((3 * ${{CONNECTX_TEST_TIME_SCALE:-1}})) >/dev/null &\n\
+         i=0; while [ $(ss -Hun state established | wc -l) -lt 30 ] && [ $i -lt $((100 * ${{CONNECTX_TEST_TIME_SCALE:-1}})) ]; do sleep 0.05; i=$((i+1)); done\n\
          echo \"held $(ss -Hun state established | wc -l)\"\n\
          echo \"headroom $($CX status --dst 127.0.0.5:7 2>&1 | grep -A3 '^UDP source' | grep 'any other destination' | tr -s ' ')\"\n\
          tag client $CX run --no-supervise -- $CX _client --proto udp --mode plain --dst 127.0.0.5:7 --count 20 --keep-going\n\

@@ -38,6 +38,10 @@ use crate::sys::{self, errno};
 use libc::{c_int, sockaddr, socklen_t};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
+/// How long a connect may read the dump for a first view of its key before it answers EAGAIN
+/// (module doc of consent.rs; 50 ms reads about 100,000 sockets here).
+const FIRST_VIEW_NS: u64 = 50_000_000;
+
 /// Lost races before giving up with EAGAIN.
 const MAX_LOST: u32 = 32;
 /// Passes: over the range (again without hints, if any was used), then over the ports that
@@ -150,7 +154,14 @@ pub unsafe fn search(
     // What the view's build may add to this connect: a third of what the kernel's own EAGAIN
     // took (the rest of the lock and the cold caches after it fit in the other two thirds).
     let budget = (exhausted::kernel_cost_ns(fd, r) / 3).clamp(100_000, 5_000_000);
-    let view = consent::view(fd, netns, &bind_at, budget);
+    let mut view = consent::view(fd, netns, &bind_at, budget);
+    if view.is_none_or(|v| v.partial && !consent::any_allowed(v, range, nsp)) {
+        // No view of this key was ever completed in this process, and what was read so far
+        // allows no port: an EAGAIN now would be a guess (a false EAGAIN where ports may be
+        // shared). Read on, once, up to FIRST_VIEW_NS: only a process's first lock connects on
+        // a key pay it (later ones use the last complete view while the next is read).
+        view = consent::view(fd, netns, &bind_at, FIRST_VIEW_NS);
+    }
     let Some(view) = view.filter(|v| consent::any_allowed(*v, range, nsp)) else {
         if view.is_some_and(|v| !v.partial) {
             crate::debug!("connect(fd {fd}): UDP lock: no port of the range may be shared");

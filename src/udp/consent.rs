@@ -323,19 +323,7 @@ pub fn allows(h: Handle, port: u16) -> Option<bool> {
 /// here lately), nothing is asked: a reconnect while ports are free pays for no dump.
 pub fn known_to_consent(fd: c_int, r: &Sock, local: &SockAddr) -> bool {
     let netns = r.netns.load(Acquire);
-    let at = if r.any(crate::state::V6) {
-        SockAddr::V6 {
-            ip: [0; 16],
-            port: 0,
-            flowinfo: 0,
-            scope: 0,
-        }
-    } else {
-        SockAddr::V4 {
-            ip: [0; 4],
-            port: 0,
-        }
-    };
+    let at = super::flow::wildcard(r);
     let key = at.to_words();
     if netns == 0
         || !VIEWS

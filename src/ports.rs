@@ -9,7 +9,10 @@
 //! read of the two /proc files per second and namespace. /proc/sys/net shows the namespace of the
 //! reading thread, so a copy is made only when the thread is in the socket's namespace (checked
 //! with a throwaway socket, at each read); a socket of another namespace without a copy gets
-//! None (the kernel's own answer stands). Static atomics: no allocation, no lock on the hook path.
+//! None (the kernel's own answer stands). One thread reads a namespace's first copy while the
+//! others wait for it (a program whose threads all need the lock at once, on a slow machine,
+//! once got the kernel's EAGAIN instead: issue 17). Static atomics: no allocation, no lock on
+//! the hook path.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
@@ -22,6 +25,9 @@ struct Copy {
     range: AtomicU32, // lo | hi << 16; 0 = never read
     read_at: AtomicU64,
     refreshing: AtomicBool,
+    /// When the entry was last given to a namespace or began a read again (ms): a read older
+    /// than `WAIT_MS` was left unfinished.
+    claimed_at: AtomicU64,
     reserved: [AtomicU64; 1024],
 }
 
@@ -31,13 +37,21 @@ static COPIES: [Copy; ENTRIES] = [const {
         range: AtomicU32::new(0),
         read_at: AtomicU64::new(0),
         refreshing: AtomicBool::new(false),
+        claimed_at: AtomicU64::new(0),
         reserved: [const { AtomicU64::new(0) }; 1024],
     }
 }; ENTRIES];
 
-/// A namespace's ports, as one call sees them.
+/// A namespace's ports, as one call sees them: the range as it was read, and the copy's
+/// reserved ports (an entry given to another namespace meanwhile, when more than `ENTRIES` are
+/// in use at once, is read as "none reserved": the kernel's autobind, which the UDP lock uses,
+/// honours them all the same).
 #[derive(Clone, Copy)]
-pub struct NsPorts(&'static Copy);
+pub struct NsPorts {
+    copy: &'static Copy,
+    netns: u64,
+    range: (u16, u16),
+}
 
 /// Parses "lo\thi\n".
 pub fn parse_range(s: &[u8]) -> Option<(u16, u16)> {
@@ -95,12 +109,16 @@ fn thread_netns() -> u64 {
     ns
 }
 
-/// Reads the thread's namespace files into `c`, if the thread is in namespace `netns`.
+/// Reads the thread's namespace files into `c`, if the thread is in namespace `netns`. The
+/// reserved ports are written word by word, never cleared first: a reader of the copy meanwhile
+/// sees the old list or the new one for each word, never an empty one.
 fn refresh(c: &Copy, netns: u64) -> bool {
     let _keep = crate::sys::KeepErrno::new();
     if netns != 0 && thread_netns() != netns {
         return false;
     }
+    #[cfg(test)]
+    std::thread::sleep(tests::READ_DELAY);
     let mut buf = [0u8; 64];
     let Some(range) = read_proc(b"/proc/sys/net/ipv4/ip_local_port_range\0", &mut buf)
         .and_then(|n| parse_range(&buf[..n]))
@@ -109,18 +127,40 @@ fn refresh(c: &Copy, netns: u64) -> bool {
     };
     let mut rbuf = [0u8; 4096];
     let n = read_proc(b"/proc/sys/net/ipv4/ip_local_reserved_ports\0", &mut rbuf).unwrap_or(0);
-    for w in &c.reserved {
-        w.store(0, Relaxed);
-    }
-    parse_reserved(&rbuf[..n], |lo, hi| {
-        for p in lo..=hi {
-            c.reserved[p as usize / 64].fetch_or(1 << (p % 64), Relaxed);
-        }
-    });
+    store_reserved(c, &rbuf[..n]);
     c.range
         .store(range.0 as u32 | (range.1 as u32) << 16, Release);
     c.read_at.store(crate::sys::now_ms(), Release);
     true
+}
+
+/// Writes the list of reserved ports (the /proc format) into `c`. The kernel prints it in
+/// ascending order: each word is complete when the list moves past it (out of order, a word
+/// already written only gains bits).
+fn store_reserved(c: &Copy, list: &[u8]) {
+    let mut word = 0usize;
+    let mut bits = 0u64;
+    parse_reserved(list, |lo, hi| {
+        for p in lo..=hi {
+            let w = p as usize / 64;
+            if w > word {
+                c.reserved[word].store(bits, Relaxed);
+                for skipped in &c.reserved[word + 1..w] {
+                    skipped.store(0, Relaxed);
+                }
+                (word, bits) = (w, 0);
+            }
+            if w < word {
+                c.reserved[w].fetch_or(1 << (p % 64), Relaxed);
+            } else {
+                bits |= 1 << (p % 64);
+            }
+        }
+    });
+    c.reserved[word].store(bits, Relaxed);
+    for rest in &c.reserved[word + 1..] {
+        rest.store(0, Relaxed);
+    }
 }
 
 /// The ports of the network namespace of socket `fd`, read again when older than a second.
@@ -129,58 +169,106 @@ pub fn of_socket(fd: libc::c_int) -> Option<NsPorts> {
     in_namespace(crate::udp::exhausted::netns_cookie(fd))
 }
 
+/// How long a call waits for another thread's first read of a namespace's copy (a few system
+/// calls; far longer only on a machine so busy that the reader does not run), and after which
+/// a read or a claim left unfinished (a thread gone) is taken over.
+const WAIT_MS: u64 = 2000;
+
+/// Entries are given to namespaces one at a time (0: free; else when it was taken, in ms + 1).
+static CLAIMING: AtomicU64 = AtomicU64::new(0);
+
 /// As `of_socket`, for the namespace whose SO_NETNS_COOKIE is `netns`.
+///
+/// One thread reads a namespace's copy; the others wait for it rather than answer "no copy":
+/// many threads whose first connects all need the lock at once (a program starting on a full
+/// range) must not get the kernel's EAGAIN because their reader had not run yet.
 pub fn in_namespace(netns: u64) -> Option<NsPorts> {
-    let now = crate::sys::now_ms();
-    let found = COPIES
-        .iter()
-        .find(|c| c.netns.load(Acquire) == netns && c.range.load(Acquire) != 0);
-    if let Some(c) = found {
-        if now.saturating_sub(c.read_at.load(Acquire)) > REFRESH_MS
-            && !c.refreshing.swap(true, Acquire)
-        {
-            refresh(c, netns);
-            c.refreshing.store(false, Release);
-        }
-        return Some(NsPorts(c));
-    }
-    // A namespace without a copy: the oldest entry not being read takes it (read here rather
-    // than wait for a thread that is reading one, which may not run for a long while on a busy
-    // machine; two threads may then each make a copy of one namespace, which is harmless).
-    for _ in 0..64 {
-        let c = COPIES
-            .iter()
-            .filter(|c| !c.refreshing.load(Acquire))
-            .min_by_key(|c| c.read_at.load(Acquire));
-        if let Some(c) = c
-            && !c.refreshing.swap(true, Acquire)
-        {
-            c.range.store(0, Release);
-            c.netns.store(netns, Release);
-            let ok = refresh(c, netns);
-            c.refreshing.store(false, Release);
-            return ok.then_some(NsPorts(c));
-        }
+    let start = crate::sys::now_ms();
+    loop {
+        let now = crate::sys::now_ms();
         if let Some(c) = COPIES
             .iter()
             .find(|c| c.netns.load(Acquire) == netns && c.range.load(Acquire) != 0)
         {
-            return Some(NsPorts(c));
+            if now.saturating_sub(c.read_at.load(Acquire)) > REFRESH_MS
+                && !c.refreshing.swap(true, Acquire)
+            {
+                // Stamped as a claim: another namespace's claim must not take it meanwhile.
+                c.claimed_at.store(now, Release);
+                refresh(c, netns);
+                c.refreshing.store(false, Release);
+            }
+            return NsPorts::of(c, netns);
+        }
+        let being_read = COPIES.iter().any(|c| {
+            c.netns.load(Acquire) == netns
+                && c.refreshing.load(Acquire)
+                && now.saturating_sub(c.claimed_at.load(Acquire)) <= WAIT_MS
+        });
+        if !being_read && let Some(c) = claim(netns, now) {
+            let ok = refresh(c, netns);
+            c.refreshing.store(false, Release);
+            return if ok { NsPorts::of(c, netns) } else { None };
+        }
+        if now.saturating_sub(start) > WAIT_MS {
+            return None;
         }
         // SAFETY: no arguments.
         unsafe { libc::sched_yield() };
     }
-    None
+}
+
+/// Gives an entry to namespace `netns` to read: the oldest one nobody is reading, unless
+/// another thread took one for `netns` meanwhile. The caller reads it, then clears
+/// `refreshing`.
+fn claim(netns: u64, now: u64) -> Option<&'static Copy> {
+    let held = CLAIMING.load(Acquire);
+    let stale = held != 0 && now.saturating_sub(held - 1) > WAIT_MS;
+    if (held != 0 && !stale)
+        || CLAIMING
+            .compare_exchange(held, now + 1, Acquire, Relaxed)
+            .is_err()
+    {
+        return None;
+    }
+    let unfinished = |c: &Copy| now.saturating_sub(c.claimed_at.load(Acquire)) > WAIT_MS;
+    let reading = |c: &Copy| c.refreshing.load(Acquire) && !unfinished(c);
+    let taken = COPIES
+        .iter()
+        .any(|c| c.netns.load(Acquire) == netns && (c.range.load(Acquire) != 0 || reading(c)));
+    let c = COPIES
+        .iter()
+        .filter(|c| !reading(c))
+        .min_by_key(|c| c.read_at.load(Acquire))
+        .filter(|_| !taken);
+    if let Some(c) = c {
+        c.claimed_at.store(now, Release);
+        c.refreshing.store(true, Release);
+        c.range.store(0, Release);
+        c.netns.store(netns, Release);
+    }
+    CLAIMING.store(0, Release);
+    c
 }
 
 impl NsPorts {
+    /// None: the copy was given to another namespace this moment (nothing read yet).
+    fn of(copy: &'static Copy, netns: u64) -> Option<NsPorts> {
+        let r = copy.range.load(Acquire);
+        (r != 0).then_some(NsPorts {
+            copy,
+            netns,
+            range: (r as u16, (r >> 16) as u16),
+        })
+    }
+
     pub fn range(&self) -> (u16, u16) {
-        let r = self.0.range.load(Acquire);
-        (r as u16, (r >> 16) as u16)
+        self.range
     }
 
     pub fn is_reserved(&self, port: u16) -> bool {
-        self.0.reserved[port as usize / 64].load(Relaxed) & (1 << (port % 64)) != 0
+        self.copy.netns.load(Acquire) == self.netns
+            && self.copy.reserved[port as usize / 64].load(Relaxed) & (1 << (port % 64)) != 0
     }
 }
 
@@ -190,6 +278,7 @@ pub fn after_fork_in_child() {
     for c in &COPIES {
         c.refreshing.store(false, Release);
     }
+    CLAIMING.store(0, Release);
 }
 
 /// The kernel's rule for IP_LOCAL_PORT_RANGE: it narrows the namespace range; an empty
@@ -263,6 +352,10 @@ pub fn random() -> u64 {
 mod tests {
     use super::*;
 
+    /// Each read of the /proc files takes this long here: a reader that other threads must wait
+    /// for, as on a busy or emulated machine (the kernel lane on 6.1 met it).
+    pub const READ_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
     #[test]
     fn parses_the_proc_formats() {
         assert_eq!(parse_range(b"32768\t60999\n"), Some((32768, 60999)));
@@ -274,6 +367,77 @@ mod tests {
         got.clear();
         parse_reserved(b"\n", |a, b| got.push((a, b)));
         assert!(got.is_empty());
+    }
+
+    #[test]
+    fn reserved_ports_are_replaced_word_by_word() {
+        let c: &'static Copy = Box::leak(Box::new(Copy {
+            netns: AtomicU64::new(7),
+            range: AtomicU32::new(0),
+            read_at: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            claimed_at: AtomicU64::new(0),
+            reserved: [const { AtomicU64::new(0) }; 1024],
+        }));
+        c.range.store(1, Relaxed);
+        let p = NsPorts::of(c, 7).unwrap();
+        store_reserved(c, b"11,14-18,200-300,65535\n");
+        let got: Vec<u16> = (0..=65535).filter(|&q| p.is_reserved(q)).collect();
+        let want: Vec<u16> = [11, 14, 15, 16, 17, 18]
+            .into_iter()
+            .chain(200..=300)
+            .chain([65535])
+            .collect();
+        assert_eq!(got, want);
+        store_reserved(c, b"300,12,40000\n");
+        let got: Vec<u16> = (0..=65535).filter(|&q| p.is_reserved(q)).collect();
+        assert_eq!(
+            got,
+            vec![12, 300, 40000],
+            "the old list is gone, out of order kept"
+        );
+        store_reserved(c, b"\n");
+        assert!((0..=65535).all(|q| !p.is_reserved(q)));
+        c.netns.store(8, Relaxed);
+        store_reserved(c, b"5");
+        assert!(!p.is_reserved(5), "an entry given to another namespace");
+    }
+
+    /// Threads that all need the namespace's first copy at once: every one gets it, and the
+    /// namespace's real range (none answered "cannot read", none a copy zeroed by another's
+    /// claim).
+    #[test]
+    fn threads_asking_at_once_all_get_the_range() {
+        let mut buf = [0u8; 64];
+        let n = read_proc(b"/proc/sys/net/ipv4/ip_local_port_range\0", &mut buf).unwrap();
+        let want = parse_range(&buf[..n]).unwrap();
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+        let netns = crate::udp::exhausted::netns_cookie(fd);
+        unsafe { libc::close(fd) };
+        for round in 0..20u64 {
+            // No copy yet, each round.
+            for c in &COPIES {
+                c.range.store(0, Release);
+                c.netns.store(0, Release);
+            }
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+            let got: Vec<_> = (0..32)
+                .map(|_| {
+                    let b = barrier.clone();
+                    std::thread::spawn(move || {
+                        b.wait();
+                        in_namespace(netns).map(|p| p.range())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert!(
+                got.iter().all(|g| *g == Some(want)),
+                "round {round}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -48,6 +48,8 @@ struct View {
     addr: [AtomicU64; 4],
     /// When the current bitmap was built (0: none yet).
     built_ms: AtomicU64,
+    /// When the entry was given to its key.
+    claimed_ms: AtomicU64,
     /// Which of `bits` readers use; the other is the one being built.
     current: AtomicU32,
     /// One bit per port: some socket on it does not consent.
@@ -62,6 +64,7 @@ static VIEWS: [View; ENTRIES] = [const {
         netns: AtomicU64::new(0),
         addr: [const { AtomicU64::new(0) }; 4],
         built_ms: AtomicU64::new(0),
+        claimed_ms: AtomicU64::new(0),
         current: AtomicU32::new(0),
         bits: [const { [const { AtomicU64::new(0) }; WORDS] }; 2],
         seen: [const { AtomicU64::new(0) }; WORDS],
@@ -136,24 +139,70 @@ fn key_matches(v: &View, netns: u64, at: &[u64; 4]) -> bool {
 pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Handle> {
     let key = at.with_port(0).to_words();
     let now = sys::now_ms();
-    // Another thread claiming an entry this moment: look again (bounded).
-    let mut found = None;
-    for _ in 0..64 {
-        found = VIEWS
+    let deadline = sys::now_ns().saturating_add(budget_ns);
+    // The entry can change under this call: a build finishing (a new generation), or, with more
+    // than ENTRIES keys in use at once, the entry given to another key. Looked at again then
+    // (a few times, or within the budget), never answered "no view" for it.
+    for tries in 0.. {
+        let out_of_time = tries >= 4 && sys::now_ns() >= deadline;
+        let Some(index) = entry_for(netns, &key, now, deadline) else {
+            crate::debug!("UDP lock: no entry for the view of {at} (others being claimed)");
+            return None;
+        };
+        match look(sock, netns, at, &key, index, deadline, now) {
+            Look::Found(h) => return h,
+            Look::Changed if !out_of_time => {}
+            Look::Changed => {
+                crate::debug!("UDP lock: the view of {at} kept changing while it was looked at");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// The entry of (`netns`, `key`), claimed for it if it has none. Another thread claiming one
+/// this moment: looked at again (64 times, or until `deadline`: a claimer that does not run for
+/// a while, on a busy machine, is waited for).
+fn entry_for(netns: u64, key: &[u64; 4], now: u64, deadline: u64) -> Option<usize> {
+    for tries in 0.. {
+        let found = VIEWS
             .iter()
-            .position(|v| key_matches(v, netns, &key))
-            .or_else(|| claim(netns, &key));
-        if found.is_some() {
-            break;
+            .position(|v| key_matches(v, netns, key))
+            .or_else(|| claim(netns, key, now));
+        if found.is_some() || tries >= 64 && sys::now_ns() >= deadline {
+            return found;
         }
         // SAFETY: no arguments.
         unsafe { libc::sched_yield() };
     }
-    let index = found?;
+    None
+}
+
+enum Look {
+    /// The answer: a complete view, what a build read so far, or None (no view yet).
+    Found(Option<Handle>),
+    /// The entry changed while it was looked at: look again.
+    Changed,
+}
+
+/// Entry `index` for `key`: waits (within `deadline`) for a first build under way, reading
+/// slices of it when the dump is free.
+fn look(
+    sock: c_int,
+    netns: u64,
+    at: &SockAddr,
+    key: &[u64; 4],
+    index: usize,
+    deadline: u64,
+    now: u64,
+) -> Look {
     let v = &VIEWS[index];
-    let deadline = sys::now_ns().saturating_add(budget_ns);
     let mut first = true;
     loop {
+        if !key_matches(v, netns, key) {
+            return Look::Changed;
+        }
         let built = v.built_ms.load(Acquire);
         if built != 0 && (now.saturating_sub(built) <= TTL_MS || !first) {
             break; // fresh, or an older one to use while the next is built
@@ -170,38 +219,51 @@ pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Ha
     }
     let generation = v.generation.load(Acquire);
     let built = v.built_ms.load(Acquire);
-    if !key_matches(v, netns, &key) || v.generation.load(Acquire) != generation {
-        return None;
+    let building = BUILD_ENTRY.load(Acquire) as usize;
+    if !key_matches(v, netns, key) || v.generation.load(Acquire) != generation {
+        return Look::Changed;
     }
     if built != 0 && now.saturating_sub(built) <= MAX_AGE_MS {
-        return Some(Handle {
+        return Look::Found(Some(Handle {
             index,
             generation,
             partial: false,
-        });
+        }));
     }
     // None complete yet (the first build of this key, larger than one slice): what was read so
     // far, so that a connect that can share is not refused for want of the rest (the lock looks
     // at a port alone before it binds it).
-    (BUILD_ENTRY.load(Acquire) as usize == index + 1).then_some(Handle {
+    Look::Found((building == index + 1).then_some(Handle {
         index,
         generation,
         partial: true,
-    })
+    }))
 }
 
-/// Gives an entry to a new key: the oldest one not being built.
-fn claim(netns: u64, key: &[u64; 4]) -> Option<usize> {
+/// Gives an entry to a new key: the one used longest ago (built, or claimed and waiting for its
+/// first build) that is not being built. A key claimed a moment ago keeps its entry while its
+/// first build waits for the dump (two keys at once used to take each other's entry, each
+/// left without a view: issue 17, the kernel lane on 6.1).
+fn claim(netns: u64, key: &[u64; 4], now: u64) -> Option<usize> {
     if CLAIMING.swap(true, Acquire) {
         return None;
+    }
+    // Another thread may have claimed one for this key since this one looked.
+    if let Some(i) = VIEWS.iter().position(|v| key_matches(v, netns, key)) {
+        CLAIMING.store(false, Release);
+        return Some(i);
     }
     let building = BUILD_ENTRY.load(Acquire) as usize;
     let index = (0..ENTRIES)
         .filter(|&i| i + 1 != building)
-        .min_by_key(|&i| VIEWS[i].built_ms.load(Relaxed));
+        .min_by_key(|&i| {
+            let v = &VIEWS[i];
+            v.built_ms.load(Relaxed).max(v.claimed_ms.load(Relaxed))
+        });
     if let Some(i) = index {
         let v = &VIEWS[i];
         v.built_ms.store(0, Release);
+        v.claimed_ms.store(now.max(1), Release);
         v.generation.fetch_add(1, AcqRel);
         v.netns.store(netns, Release);
         for (w, k) in v.addr.iter().zip(key) {
@@ -246,10 +308,8 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u
         for w in v.bits[next].iter().chain(&v.seen) {
             w.store(0, Relaxed);
         }
-        if lease
-            .start(Ns::of_known(sock, netns), libc::AF_INET)
-            .is_err()
-        {
+        if let Err(e) = lease.start(Ns::of_known(sock, netns), libc::AF_INET) {
+            crate::debug!("UDP lock: the dump for the view could not start (errno {e})");
             BUILD_ENTRY.store(0, Release);
             return;
         }
@@ -276,10 +336,10 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u
             Ok(false) => return,
             Ok(true) if BUILD_STAGE.load(Acquire) == 0 => {
                 // IPv6 holders too: a dual-stack socket on the port conflicts with the lock's.
-                if lease
-                    .start(Ns::of_known(sock, netns), libc::AF_INET6)
-                    .is_err()
-                {
+                if let Err(e) = lease.start(Ns::of_known(sock, netns), libc::AF_INET6) {
+                    crate::debug!(
+                        "UDP lock: the IPv6 dump for the view could not start (errno {e})"
+                    );
                     BUILD_ENTRY.store(0, Release);
                     return;
                 }
@@ -295,7 +355,8 @@ fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u
                 BUILD_ENTRY.store(0, Release);
                 return;
             }
-            Err(_) => {
+            Err(e) => {
+                crate::debug!("UDP lock: the dump for the view was lost (errno {e})");
                 BUILD_ENTRY.store(0, Release);
                 return;
             }
@@ -399,6 +460,21 @@ mod tests {
             !consents(&dumped(TCP_ESTABLISHED, 5, None), 5),
             "no SOCKOPT: unknown"
         );
+    }
+
+    /// Two keys whose first lock connects come at once (a program's bound and unbound sockets):
+    /// each keeps its entry while its first build waits for the dump.
+    #[test]
+    fn two_keys_claimed_at_once_keep_their_entries() {
+        let (a, b, ns) = ([1, 0, 0, 0], [2, 0, 0, 0], 0x5eed);
+        let i = claim(ns, &a, 1000).unwrap();
+        let j = claim(ns, &b, 1000).unwrap();
+        assert_ne!(
+            i, j,
+            "the second key took the first one's entry before its first build"
+        );
+        assert!(key_matches(&VIEWS[i], ns, &a) && key_matches(&VIEWS[j], ns, &b));
+        assert_eq!(claim(ns, &a, 1001), Some(i), "a key with an entry keeps it");
     }
 
     #[test]

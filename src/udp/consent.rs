@@ -207,7 +207,7 @@ fn look(
         if built != 0 && (now.saturating_sub(built) <= TTL_MS || !first) {
             break; // fresh, or an older one to use while the next is built
         }
-        build_slice(sock, netns, index, at, deadline, now);
+        build_slice(sock, netns, index, at, deadline);
         first = false;
         // No view yet and another thread of this process is reading the dump: wait for its
         // slice (within this connect's budget) rather than refuse for want of a view.
@@ -276,10 +276,16 @@ fn claim(netns: u64, key: &[u64; 4], now: u64) -> Option<usize> {
 
 /// Reads the dump for entry `index` until `deadline` (ns, `sys::now_ns`; at least one part);
 /// flips the view when it is done.
-fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u64, now_ms: u64) {
+fn build_slice(sock: c_int, netns: u64, index: usize, at: &SockAddr, deadline: u64) {
     let Some(lease) = DumpLease::take() else {
         return; // another thread of this process is reading a dump: it carries the build on
     };
+    // The time now, not when the caller's view began: a connect that waits for a first view
+    // (up to a second) must see another key's build go idle meanwhile. With the caller's start
+    // time it never did, and two keys' first connects could wait each other out into a false
+    // EAGAIN (the kernel lane on 6.12: the threads of one key waiting on a build the other key's
+    // threads had left).
+    let now_ms = sys::now_ms();
     let v = &VIEWS[index];
     let building = BUILD_ENTRY.load(Acquire) as usize;
     let stale_build = now_ms.saturating_sub(BUILD_START_MS.load(Acquire)) > MAX_AGE_MS;

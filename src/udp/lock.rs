@@ -88,6 +88,69 @@ pub fn after_fork_in_child() {
 
 static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
 
+/// A locker's turn on one port: an abstract UNIX socket named after the namespace and the port,
+/// bound for as long as the lock holds the port (abstract names are per network namespace and
+/// go with the socket, however the process ends; a fork child closes its copy,
+/// `ownfd::scratch_socket`). Lockers of other users wait their turn too (a retry, no more: they
+/// could not share the port anyway); a name another program squats only keeps the lock off
+/// that port, which is the kernel's answer.
+///
+/// Why: two lockers can both bind a port in the moment before each clears SO_REUSEPORT. The
+/// check then names one of them to both, unless one is connecting that moment: the kernel's
+/// UDP connect moves the socket between its address hash chains (0.0.0.0:P to SRC:P) and a
+/// lookup in between does not see it, so the other locker's check found the 4-tuple free and
+/// both connected it (the kernel lane on 6.12: 4 runs in 10 of 60 rounds of 16 lockers held a
+/// duplicate 4-tuple). With one turn per port, a locker checks only once the other's connect
+/// is over. Three system calls per port tried. Where AF_UNIX sockets cannot be made (a
+/// sandbox), the lock goes on without turns, as before.
+struct PortTurn(c_int);
+
+impl PortTurn {
+    /// None: another locker holds the port's turn now. Some(None): no turns here (no AF_UNIX).
+    fn take(netns: u64, port: u16) -> Option<Option<PortTurn>> {
+        let Ok(fd) = crate::ownfd::scratch_socket(libc::AF_UNIX, libc::SOCK_DGRAM) else {
+            return Some(None);
+        };
+        // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+        let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let mut name = [0u8; 64];
+        let mut w = &mut name[1..]; // sun_path[0] = 0: the abstract namespace
+        let _ =
+            std::io::Write::write_fmt(&mut w, format_args!("connectx-udp-turn/{netns:x}/{port}"));
+        let len = 64 - w.len();
+        for (d, c) in a.sun_path.iter_mut().zip(&name[..len]) {
+            *d = *c as libc::c_char;
+        }
+        let alen = std::mem::size_of::<libc::sa_family_t>() + len;
+        // SAFETY: a is a sockaddr_un of at least alen bytes.
+        let r = unsafe {
+            real::bind(
+                fd,
+                (&a as *const libc::sockaddr_un).cast(),
+                alen as socklen_t,
+            )
+        };
+        if r == 0 {
+            return Some(Some(PortTurn(fd)));
+        }
+        let e = errno();
+        crate::ownfd::close_scratch(fd);
+        if e == libc::EADDRINUSE {
+            None
+        } else {
+            Some(None)
+        }
+    }
+}
+
+impl Drop for PortTurn {
+    fn drop(&mut self) {
+        let _keep = sys::KeepErrno::new();
+        crate::ownfd::close_scratch(self.0);
+    }
+}
+
 /// Where one connect's search stands.
 struct Search {
     flow: Flow,
@@ -214,6 +277,7 @@ pub unsafe fn search(
     };
     let mut full = true;
     let mut pass = 0;
+    let mut quiet = false;
     loop {
         let retry = std::mem::take(&mut s.busy);
         let ports = ports::shuffled(range)
@@ -234,10 +298,17 @@ pub unsafe fn search(
         }
         pass += 1;
         let now = sys::now_ms();
-        let waiting = someone_opening(now) && now.saturating_sub(s.now) < OPENING_WAIT_MS;
-        if s.skipped == 0 && s.busy.n == 0 || pass >= MAX_PASSES && !waiting {
+        let timed_out = now.saturating_sub(s.now) >= OPENING_WAIT_MS;
+        let waiting = someone_opening(now) && !timed_out;
+        // The last pass must have begun with nobody of this process opening: a connect that
+        // held a port busy and finished just before this check has given it back, and the port
+        // is looked at once more rather than counted as taken (a false EAGAIN, 3 runs in 33 of
+        // the fill race once ports had turns).
+        if s.skipped == 0 && s.busy.n == 0 || pass >= MAX_PASSES && !waiting && (quiet || timed_out)
+        {
             break;
         }
+        quiet = !someone_opening(sys::now_ms());
         // Ports this process holds to the destination (a mark may be stale: everything again,
         // without marks), or ports that were busy a moment ago (another connect's lock, a
         // kernel connect about to open its port): look again before saying EAGAIN.
@@ -307,6 +378,13 @@ unsafe fn try_port(
     }
     let app_range = r.port_range.load(Acquire);
     let _opening = Opening::new();
+    // One locker at a time on a port of this namespace, from its bind to its unlock
+    // (`PortTurn`); a port another locker holds this moment is looked at again later (counted
+    // as opening first: this process's other searches wait for it).
+    let Some(_turn) = PortTurn::take(s.netns, port) else {
+        s.busy.push(port);
+        return Step::Next;
+    };
     if let Err(e) = set_port_range(fd, port as u32 | (port as u32) << 16) {
         // Linux before 6.3 (and Debian's 6.1 before 6.1.33): no IP_LOCAL_PORT_RANGE.
         restore_app_reuse(fd, r);
@@ -434,6 +512,10 @@ fn locked(
     drain(fd);
     r.enter(Phase::Ours);
     connected(fd, r, &now, dst);
+    // Once more, last: a datagram the kernel looked up before the connect (the socket was
+    // unconnected then, so from anyone) can be queued only after the first drain, when its
+    // delivery ran on another CPU meanwhile. The unlock's calls give it time to land.
+    drain(fd);
     stats::count(Event::UdpLockConnect);
     crate::debug!(
         "connect(fd {fd}): UDP lock: {now} -> {dst} after {} lost races",

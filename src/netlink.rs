@@ -453,6 +453,46 @@ pub struct Found {
     pub state: u8,
     pub local_port: u16,
     pub cookie: u64,
+    pub family: u8,
+    pub remote_port: u16,
+    /// The 16 address bytes of inet_diag_sockid's dst (IPv4 in the first 4).
+    pub remote_ip: [u8; 16],
+}
+
+impl Found {
+    /// Connected to `peer`: its address, and its port or port 0 (a sentinel, which the kernel's
+    /// lookup matches for any port of the peer). A lookup can also name a connected socket of
+    /// another peer: the member a reuseport group picked for a lookup whose best match was an
+    /// unconnected group member (another connect's lock between its bind and its lock). That
+    /// socket says nothing about this 4-tuple.
+    pub fn connected_to(&self, peer: &SockAddr) -> bool {
+        if self.state != TCP_ESTABLISHED || self.remote_port != 0 && self.remote_port != peer.port()
+        {
+            return false;
+        }
+        let found_v4 = if self.family == libc::AF_INET as u8 {
+            Some([
+                self.remote_ip[0],
+                self.remote_ip[1],
+                self.remote_ip[2],
+                self.remote_ip[3],
+            ])
+        } else if self.remote_ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
+            Some([
+                self.remote_ip[12],
+                self.remote_ip[13],
+                self.remote_ip[14],
+                self.remote_ip[15],
+            ])
+        } else {
+            None
+        };
+        match (found_v4, peer.as_v4(), peer) {
+            (Some(f), Some(p), _) => f == p,
+            (None, None, SockAddr::V6 { ip, .. }) => self.remote_ip == *ip,
+            _ => false,
+        }
+    }
 }
 
 /// Parses an inet_diag_msg at `at` (just after the nlmsghdr).
@@ -464,10 +504,15 @@ pub fn parse_diag_msg(b: &[u8], at: usize) -> Option<Found> {
     let local_port = u16::from_be_bytes([b[at + 4], b[at + 5]]);
     // The cookie comes as two 32-bit halves, low half first.
     let cookie = get_u32(b, at + 44) as u64 | (get_u32(b, at + 48) as u64) << 32;
+    let mut remote_ip = [0u8; 16];
+    remote_ip.copy_from_slice(&b[at + 24..at + 40]);
     Some(Found {
         state,
         local_port,
         cookie,
+        family: b[at],
+        remote_port: u16::from_be_bytes([b[at + 6], b[at + 7]]),
+        remote_ip,
     })
 }
 
@@ -1030,9 +1075,39 @@ mod tests {
             Some(Found {
                 state: TCP_ESTABLISHED,
                 local_port: 40001,
-                cookie: 0x1_0000_0002
+                cookie: 0x1_0000_0002,
+                family: 0,
+                remote_port: 0,
+                remote_ip: [0; 16],
             })
         );
+    }
+
+    #[test]
+    fn a_socket_of_another_peer_is_not_the_4_tuples_owner() {
+        let mut msg = [0u8; 16 + 72];
+        msg[16] = libc::AF_INET as u8;
+        msg[16 + 1] = TCP_ESTABLISHED;
+        msg[16 + 6..16 + 8].copy_from_slice(&53u16.to_be_bytes());
+        msg[16 + 24..16 + 28].copy_from_slice(&[127, 0, 0, 2]);
+        let f = parse_diag_msg(&msg, 16).unwrap();
+        let peer = |ip, port| SockAddr::V4 { ip, port };
+        assert!(f.connected_to(&peer([127, 0, 0, 2], 53)));
+        assert!(
+            !f.connected_to(&peer([127, 0, 0, 3], 53)),
+            "another address"
+        );
+        assert!(!f.connected_to(&peer([127, 0, 0, 2], 54)), "another port");
+        assert!(f.connected_to(&SockAddr::mapped([127, 0, 0, 2], 53)));
+        let mut sentinel = f;
+        sentinel.remote_port = 0;
+        assert!(
+            sentinel.connected_to(&peer([127, 0, 0, 2], 9)),
+            "a sentinel: any port"
+        );
+        let mut unconnected = f;
+        unconnected.state = 7;
+        assert!(!unconnected.connected_to(&peer([127, 0, 0, 2], 53)));
     }
 
     #[test]

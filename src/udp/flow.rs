@@ -167,7 +167,9 @@ pub fn check(flow: &Flow, local: &SockAddr, mine: &[u64]) -> Check {
     ) {
         Ok(None) => Check::Free,
         Ok(Some(f)) if mine.contains(&f.cookie) => Check::Free,
-        Ok(Some(f)) if f.state == netlink::TCP_ESTABLISHED => Check::Taken,
+        Ok(Some(f)) if f.connected_to(&flow.peer) => Check::Taken,
+        // Unconnected (another connect's lock at work), or a socket of another peer that a
+        // reuseport group picked for the lookup (`Found::connected_to`): look again later.
         Ok(Some(_)) => Check::Busy,
         Err(e) => Check::Failed(e),
     }

@@ -28,7 +28,7 @@ use super::flow::{
 };
 use super::{Pass, Verdict, consent, exhausted, hints, lock_unavailable};
 use crate::addr::SockAddr;
-use crate::netlink::{self, Ns, TCP_ESTABLISHED};
+use crate::netlink::{self, Ns};
 use crate::ports;
 use crate::real;
 use crate::sockopt::{restore_app_reuse, set_noport, set_port_range, set_reuseaddr, set_reuseport};
@@ -50,7 +50,7 @@ const MAX_LOST: u32 = 32;
 /// were busy a moment ago; more of them, for up to OPENING_WAIT_MS, while a connect of this
 /// process is between taking a port and opening it.
 const MAX_PASSES: u32 = 16;
-const OPENING_WAIT_MS: u64 = 200;
+const OPENING_WAIT_MS: u64 = 1000;
 
 /// Connects of this process that hold a port exclusively for a moment (the kernel's connect
 /// before its unlock, the lock between its bind and its unlock or give-back). A search that met
@@ -368,7 +368,7 @@ unsafe fn try_port(
             &s.flow.peer,
             s.flow.ifindex,
         ) {
-            Ok(Some(f)) if f.state == TCP_ESTABLISHED => return Step::Next,
+            Ok(Some(f)) if f.connected_to(&s.flow.peer) => return Step::Next,
             Ok(_) => {}
             Err(e) => {
                 restore_app_reuse(fd, r);

@@ -151,7 +151,10 @@ pub fn view(sock: c_int, netns: u64, at: &SockAddr, budget_ns: u64) -> Option<Ha
         };
         match look(sock, netns, at, &key, index, deadline, now) {
             Look::Found(h) => return h,
-            Look::Changed if !out_of_time => {}
+            // SAFETY: no arguments.
+            Look::Changed if !out_of_time => unsafe {
+                libc::sched_yield();
+            },
             Look::Changed => {
                 crate::debug!("UDP lock: the view of {at} kept changing while it was looked at");
                 return None;

@@ -2,6 +2,9 @@
 //! facts it rests on are pinned in tests/udp_kernel_first.rs, tests/udp.rs and KERNEL.md.
 //!
 //! For each candidate port P (random start and stride over the range, `ports::shuffled`):
+//! 0. take P's turn (`PortTurn`, an abstract UNIX socket per namespace and port): one locker at
+//!    a time on P, so that no check runs while another locker's connect is moving its socket
+//!    between the kernel's hash chains (where a lookup misses it);
 //! 1. bind port 0 on the program's address (or the wildcard) with SO_REUSEPORT and the
 //!    socket's IP_LOCAL_PORT_RANGE set to [P, P]: the kernel takes P if every holder shares
 //!    (same uid, SO_REUSEPORT) and honours its reserved ports; the port is not "user-locked",
@@ -15,7 +18,8 @@
 //! 4. connect with our copy of the program's arguments, and check that the kernel took the
 //!    source the check was about (getsockname; a rule the route query could not see is caught
 //!    here: undone, and checked again with the kernel's source);
-//! 5. set SO_REUSEPORT again: the unlock, P is open to other flows of the same user.
+//! 5. set SO_REUSEPORT again: the unlock, P is open to other flows of the same user; drop what
+//!    reached the socket meanwhile once more, and give the turn back.
 //!
 //! A lost check gives the port back (connect AF_UNSPEC) and goes on with the next port: no
 //! fresh socket is ever swapped in. Every port taken, or 32 lost races: EAGAIN.
@@ -50,6 +54,8 @@ const MAX_LOST: u32 = 32;
 /// were busy a moment ago; more of them, for up to OPENING_WAIT_MS, while a connect of this
 /// process is between taking a port and opening it.
 const MAX_PASSES: u32 = 16;
+/// A bound for a machine that does not run the openers (it was 200 ms; under emulation a search
+/// can take that long by itself): natively an opener holds a port for microseconds.
 const OPENING_WAIT_MS: u64 = 1000;
 
 /// Connects of this process that hold a port exclusively for a moment (the kernel's connect
@@ -103,11 +109,11 @@ static WARNED_RANGE: AtomicBool = AtomicBool::new(false);
 /// duplicate 4-tuple). With one turn per port, a locker checks only once the other's connect
 /// is over. Three system calls per port tried. Where AF_UNIX sockets cannot be made (a
 /// sandbox), the lock goes on without turns, as before.
-struct PortTurn(c_int);
+pub(super) struct PortTurn(c_int);
 
 impl PortTurn {
     /// None: another locker holds the port's turn now. Some(None): no turns here (no AF_UNIX).
-    fn take(netns: u64, port: u16) -> Option<Option<PortTurn>> {
+    pub(super) fn take(netns: u64, port: u16) -> Option<Option<PortTurn>> {
         let Ok(fd) = crate::ownfd::scratch_socket(libc::AF_UNIX, libc::SOCK_DGRAM) else {
             return Some(None);
         };

@@ -19,14 +19,31 @@ use std::sync::atomic::Ordering::*;
 /// Holds a shared port's lock for a socket that already has the port: a socket of ours bound to
 /// the same address and port (which succeeds only while no one holds the lock), its
 /// SO_REUSEPORT then cleared, connected to the peer's port 0 (`connect_dummy`). Closed on drop.
+///
+/// It first takes the port's turn (`lock::PortTurn`), as the lock does: a lock's socket that
+/// is connecting this moment is missing from the kernel's lookup, and the sentinel's check must
+/// not run then (the kernel lane: two sockets on one 4-tuple when 16 threads reconnected to one
+/// destination while some of them went through the lock).
 struct Sentinel {
     fd: c_int,
     cookie: u64,
+    _turn: Option<lock::PortTurn>,
 }
 
 impl Sentinel {
-    fn lock(r: &Sock, at: &SockAddr, peer: &SockAddr) -> Result<Sentinel, c_int> {
+    fn lock(r: &Sock, at: &SockAddr, peer: &SockAddr, netns: u64) -> Result<Sentinel, c_int> {
         let _keep = KeepErrno::new();
+        // Another lock or sentinel on the port holds its turn for a moment: wait (bounded).
+        let mut turn = None;
+        for _ in 0..64 {
+            turn = lock::PortTurn::take(netns, at.port());
+            if turn.is_some() {
+                break;
+            }
+            // SAFETY: no arguments.
+            unsafe { libc::sched_yield() };
+        }
+        let turn = turn.ok_or(libc::EADDRINUSE)?;
         let domain = if r.any(V6) {
             libc::AF_INET6
         } else {
@@ -34,8 +51,17 @@ impl Sentinel {
         };
         // Recorded while it lives: a fork child closes its copy (issue 16).
         let fd = crate::ownfd::scratch_socket(domain, libc::SOCK_DGRAM)?;
-        let mut s = Sentinel { fd, cookie: 0 };
+        let mut s = Sentinel {
+            fd,
+            cookie: 0,
+            _turn: turn,
+        };
         set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        // connectx's mark before the bind (a bind to a given port takes it all the same): a
+        // consent view dumped before the sentinel is connected sees a connectx socket, not an
+        // unconnected one that refuses the port for a second (`consent`; the kernel lane: a
+        // round's first connects refused as "nothing shareable").
+        let _ = set_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1);
         let mut tries = 0;
         loop {
             match sys::bind(fd, at) {
@@ -131,7 +157,7 @@ unsafe fn connect_on_own_port(
         // port since: the sentinel would join its group. The port goes back; the search runs.
         return None;
     }
-    let sentinel = Sentinel::lock(r, local, &flow.peer).ok()?;
+    let sentinel = Sentinel::lock(r, local, &flow.peer, flow.netns).ok()?;
     match check(&flow, local, &[me, sentinel.cookie]) {
         Check::Free => {}
         Check::Taken | Check::Busy => return None,
@@ -179,7 +205,7 @@ pub unsafe fn connect_fixed(
     // Open (connected before), a sentinel takes the port's lock; locked (since its bind or its
     // disconnect), the socket holds it itself.
     let (sentinel, local) = if r.any(K_REUSEPORT) {
-        match Sentinel::lock(r, &bound, &flow.peer) {
+        match Sentinel::lock(r, &bound, &flow.peer, flow.netns) {
             Ok(s) => (Some(s), bound),
             Err(_) => return Verdict::fail(libc::EAGAIN),
         }
